@@ -1,0 +1,126 @@
+"""The set of live runs: owns the nursery their supervisors run in."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+import trio
+
+from .errors import NotFound, SessionBusy, Unavailable
+from .models import ChatRequest
+from .proctree import become_subreaper
+from .runner import Run
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Registry:
+    """Starts, finds, cancels and drains runs; one per app."""
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+        self._settings = settings
+        self._environ = dict(environ)
+        self._runs: dict[str, Run] = {}
+        self._sessions: dict[str, str] = {}  # session id -> process id of the live run using it
+        self._nursery: trio.Nursery | None = None
+        self._closing = False
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the runs' nursery until cancelled.
+
+        Cancellation: cancelling this task cancels every run; each tears its
+        process tree down (shielded, bounded) before this returns.
+        """
+        become_subreaper()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._closing = True
+                self._nursery = None
+
+    def start(self, request: ChatRequest, claude: Path) -> Run:
+        """Register a run and start its supervisor; the run's stream is ``run.events``.
+
+        Raises:
+            Unavailable: the gateway is shutting down.
+            SessionBusy: a live run is using ``request.session_id``.
+        """
+        if self._closing or self._nursery is None:
+            raise Unavailable("the server is shutting down", code="shutting_down")
+        if request.session_id is not None and request.session_id in self._sessions:
+            raise SessionBusy(
+                f"session {request.session_id} is in use by run "
+                f"{self._sessions[request.session_id]}; wait for it to end or cancel it"
+            )
+        run = Run(
+            process_id=str(uuid.uuid4()),
+            request=request,
+            claude=claude,
+            environ=self._environ,
+            kill_grace=self._settings.kill_grace_seconds,
+            max_line_bytes=self._settings.max_line_bytes,
+            on_session=self._claim_session,
+            on_finish=self._forget,
+        )
+        self._runs[run.process_id] = run
+        if run.session_id is not None:
+            self._sessions[run.session_id] = run.process_id
+        self._nursery.start_soon(run.supervise, name=f"run {run.process_id}")
+        return run
+
+    def get(self, process_id: str) -> Run:
+        """Return the live run with this id.
+
+        Raises:
+            NotFound: no live run has it.
+        """
+        run = self._runs.get(process_id)
+        if run is None:
+            raise NotFound(f"no active process {process_id}", code="process_not_found")
+        return run
+
+    def runs(self) -> list[Run]:
+        """Return the live runs, oldest first."""
+        return list(self._runs.values())
+
+    async def cancel(self, process_id: str) -> Run:
+        """Cancel a run and return once its processes are gone and it is deregistered.
+
+        Raises:
+            NotFound: no live run has this id.
+
+        Cancellation: cancelling the caller stops the wait, not the teardown.
+        """
+        run = self.get(process_id)
+        run.cancel()
+        await run.finished.wait()
+        return run
+
+    async def drain(self) -> None:
+        """Refuse new runs, cancel every live one, and wait until all have finished.
+
+        Cancellation: the wait stops; the runs still end in their own tasks.
+        """
+        self._closing = True
+        runs = self.runs()
+        for run in runs:
+            run.cancel()
+        for run in runs:
+            await run.finished.wait()
+
+    def _claim_session(self, run: Run, session_id: str) -> None:
+        self._sessions.setdefault(session_id, run.process_id)
+
+    def _forget(self, run: Run) -> None:
+        self._runs.pop(run.process_id, None)
+        for session, owner in list(self._sessions.items()):
+            if owner == run.process_id:
+                del self._sessions[session]
+        log.info("run %s ended: %s", run.process_id, run.status)

@@ -1,0 +1,81 @@
+"""Serve an app with Hypercorn's trio worker, and shut down gracefully on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+from quart_trio import QuartTrio
+
+from .app import gateway_of
+from .runner import FINAL_EVENTS_SECONDS
+
+log = logging.getLogger(__name__)
+
+
+def hypercorn_config(app: QuartTrio) -> Config:
+    """Return the Hypercorn configuration for an app's settings."""
+    settings = gateway_of(app).settings
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    # Runs are already torn down when Hypercorn starts its own shutdown; this is
+    # only for the streams to send their last events.
+    config.graceful_timeout = FINAL_EVENTS_SECONDS
+    config.keep_alive_timeout = 75
+    return config
+
+
+async def serve(
+    app: QuartTrio,
+    stop: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` until ``stop`` is set, then drain every run and shut down.
+
+    Draining refuses new runs, cancels the live ones and waits for their process
+    trees to be gone, so each open stream ends with ``done`` (``cancelled``)
+    before Hypercorn closes connections. ``task_status`` receives the bound URLs.
+
+    Cancellation: cancelling this task stops serving at once; runs are still torn
+    down (shielded) by the registry before it returns.
+    """
+    registry = gateway_of(app).registry
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        log.info("shutting down: draining %d run(s)", len(registry.runs()))
+        await registry.drain()
+
+    await hypercorn_serve(
+        app,
+        hypercorn_config(app),
+        shutdown_trigger=shutdown_trigger,
+        task_status=task_status,
+    )
+
+
+async def serve_until_signalled(app: QuartTrio) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT arrives, then shut down gracefully."""
+    stop = trio.Event()
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def wait_for_signal() -> None:
+                async for signum in signals:
+                    log.info("received %s", signal.Signals(signum).name)
+                    stop.set()
+                    return
+
+            async def run_server(*, task_status: trio.TaskStatus[list[str]]) -> None:
+                await serve(app, stop, task_status=task_status)
+                nursery.cancel_scope.cancel()  # also ends wait_for_signal if serving failed
+
+            nursery.start_soon(wait_for_signal)
+            urls = await nursery.start(run_server)
+            log.info("listening on %s", ", ".join(urls))

@@ -1,0 +1,71 @@
+"""Operator settings, read once at startup from the environment and ``.env``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PLACEHOLDER_PASSWORD = "change-me"  # noqa: S105 (the value .env.example ships with)
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set; names are the environment variables in upper case."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9876, ge=0, le=65535)
+    auth_user: str = Field(default="admin", min_length=1)
+    auth_password: SecretStr
+    claude_path: Path | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
+    kill_grace_seconds: float = Field(default=5.0, ge=0)
+    max_line_bytes: int = Field(default=32 * MiB, ge=1024)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("auth_password")
+    @classmethod
+    def _real_password(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if not secret.strip():
+            raise ValueError("AUTH_PASSWORD is empty")
+        if secret == PLACEHOLDER_PASSWORD:
+            raise ValueError("AUTH_PASSWORD is still the placeholder from .env.example")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, value: list[str]) -> list[str]:
+        if "*" in value:
+            raise ValueError("CORS_ORIGINS must list origins; '*' is not allowed")
+        return value
+
+
+def explain(error: ValidationError) -> str:
+    """Return one line per problem, each naming the environment variable to set."""
+    lines = []
+    for problem in error.errors():
+        name = "_".join(str(part) for part in problem["loc"]).upper() or "settings"
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "missing":
+            message = "is not set"
+        lines.append(f"{name}: {message} (set it in the environment or in .env)")
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""A stand-in for the Claude Code CLI, for faults the real one cannot be made to show.
+
+It speaks just enough of ``-p --input-format stream-json --output-format
+stream-json``: it reads the first user message from stdin and acts on the
+prompt's first word. Tests point ``CLAUDE_PATH`` at this file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+SESSION = str(uuid.uuid4())
+
+
+def out(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def init() -> None:
+    out({"type": "system", "subtype": "init", "session_id": SESSION, "cwd": os.getcwd()})
+
+
+def result(text: str = "ok") -> None:
+    out(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": False,
+            "result": text,
+            "session_id": SESSION,
+        }
+    )
+
+
+def wait_for_stdin_close() -> None:
+    # Like the real CLI in stream-json mode: exit only once input has ended.
+    while sys.stdin.buffer.read(65536):
+        pass
+
+
+def spawn_escaper(ignore_term: bool) -> int:
+    """Start `sleep 600` in a session of its own, as the real Bash tool does."""
+    code = "import signal,time\n"
+    if ignore_term:
+        code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    code += "time.sleep(600)\n"
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return child.pid
+
+
+def main() -> int:  # noqa: PLR0912
+    if "--version" in sys.argv:
+        print("9.9.9 (Fake Claude Code)")
+        return 0
+    line = sys.stdin.readline()
+    prompt = json.loads(line)["message"]["content"] if line else ""
+    word, _, arg = prompt.partition(" ")
+    init()
+    if word == "echo":
+        out({"type": "assistant", "text": prompt})
+        result(prompt)
+    elif word == "argv":
+        out(
+            {
+                "type": "assistant",
+                "argv": sys.argv[1:],
+                "prompt": prompt,
+                "marker": os.environ.get("CC2API_RUN_ID"),
+                "claudecode": os.environ.get("CLAUDECODE"),
+            }
+        )
+        result()
+    elif word == "crash":
+        sys.stderr.write("fatal: something broke\n")
+        sys.stderr.flush()
+        return 3
+    elif word == "stderr-flood":
+        block = b"e" * 65536
+        for _ in range(int(arg or 160)):
+            sys.stderr.buffer.write(block)
+        sys.stderr.flush()
+        result("survived")
+    elif word == "long-line":
+        sys.stdout.write('{"type":"assistant","pad":"' + "x" * int(arg) + '"}\n')
+        sys.stdout.flush()
+        result()
+    elif word == "non-json":
+        sys.stdout.write("this is not JSON\n")
+        sys.stdout.flush()
+        result()
+    elif word == "lines":
+        for i in range(int(arg)):
+            out({"type": "assistant", "n": i})
+        result()
+    elif word in ("hang", "ignore-sigterm"):
+        if word == "ignore-sigterm":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        out({"type": "assistant", "pid": os.getpid()})
+        while True:
+            time.sleep(1)
+    elif word in ("escape", "escape-stubborn", "escape-and-exit"):
+        pid = spawn_escaper(ignore_term=word == "escape-stubborn")
+        out({"type": "assistant", "child_pid": pid})
+        if word == "escape-and-exit":
+            result()
+        else:
+            while True:
+                time.sleep(1)
+    else:
+        result(prompt)
+    wait_for_stdin_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Shared test machinery: a real gateway on 127.0.0.1 port 0, an SSE reader, process checks."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import psutil
+import trio
+
+from cc2api.app import create_app
+from cc2api.server import serve
+from cc2api.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+FAKE_CLAUDE = REPO / "tests" / "fake_claude.py"
+REAL_CLAUDE = REPO / ".cli" / "node_modules" / ".bin" / "claude"
+PINNED_CLI_VERSION = "2.1.197"
+USER = "admin"
+PASSWORD = "test-password-not-secret"
+AUTH = (USER, PASSWORD)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Return settings for a test gateway on a free port, ignoring any .env."""
+    values: dict[str, Any] = {
+        "auth_user": USER,
+        "auth_password": PASSWORD,
+        "port": 0,
+        "claude_path": FAKE_CLAUDE,
+        "kill_grace_seconds": 2.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@dataclass
+class Served:
+    """A gateway served by a real Hypercorn, and a client for it."""
+
+    url: str
+    client: httpx.AsyncClient
+
+
+@asynccontextmanager
+async def served(settings: Settings, environ: Mapping[str, str]) -> AsyncIterator[Served]:
+    """Serve a fresh app for the duration of the block, then shut it down gracefully."""
+    app = create_app(settings, environ=environ)
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        urls: list[str] = await nursery.start(serve, app, stop)
+        url = urls[0]
+        async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
+            try:
+                yield Served(url, client)
+            finally:
+                stop.set()
+
+
+@dataclass
+class Event:
+    """One SSE event as a client sees it; comments have ``event == ":"``."""
+
+    event: str
+    data: str
+    id: int | None
+
+    def json(self) -> Any:
+        """Return the data parsed as JSON."""
+        return json.loads(self.data)
+
+
+def parse_block(block: str) -> Event:
+    """Parse one SSE event block (the text between blank lines)."""
+    event, data, event_id = "message", [], None
+    for line in block.split("\n"):
+        if line.startswith(":"):
+            return Event(":", line[1:].strip(), None)
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            event_id = int(value)
+    return Event(event, "\n".join(data), event_id)
+
+
+async def sse_events(response: httpx.Response) -> AsyncGenerator[Event, None]:
+    """Yield events from a streaming response, whatever the network chunking."""
+    buffer = ""
+    texts = response.aiter_text()
+    async with aclosing(cast(AsyncGenerator[str, None], texts)):
+        async for text in texts:
+            buffer += text
+            while "\n\n" in buffer:
+                block, buffer = buffer.split("\n\n", 1)
+                if block:
+                    yield parse_block(block)
+
+
+async def collect(response: httpx.Response) -> list[Event]:
+    """Return every event of a stream, comments left out."""
+    async with aclosing(sse_events(response)) as events:
+        return [event async for event in events if event.event != ":"]
+
+
+def chat_body(prompt: str, cwd: Path | str, **fields: Any) -> dict[str, Any]:
+    """Return a POST /chat body."""
+    return {"prompt": prompt, "cwd": str(cwd), **fields}
+
+
+def alive(pid: int) -> bool:
+    """Return whether a process exists and is not a zombie."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def exists(pid: int) -> bool:
+    """Return whether a pid is present at all, zombies included."""
+    return psutil.pid_exists(pid)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float, poll: float = 0.02) -> float:
+    """Wait until ``predicate()`` holds and return how long it took; fail after ``timeout``."""
+    start = trio.current_time()
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(poll)
+    return trio.current_time() - start
+
+
+def processes_with_marker(process_id: str) -> list[int]:
+    """Return live pids whose environment carries the run's marker."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("CC2API_RUN_ID") == process_id:
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def is_root() -> bool:
+    """Return whether the tests run as root (the CLI then refuses full access)."""
+    return os.geteuid() == 0

@@ -1,0 +1,310 @@
+"""A scripted stand-in for the Anthropic Messages API, served on 127.0.0.1.
+
+The real Claude Code CLI talks to it through ``ANTHROPIC_BASE_URL``. What it
+answers depends on the caller's latest prompt (the user text that is not a
+``<system-reminder>``):
+
+* ``RUN_BASH: <command>``: a Bash ``tool_use`` for ``<command>``; once the
+  tool result comes back, a text answer quoting it.
+* ``SLOW``: a text answer streamed one word every 0.2 s for about a minute, so
+  tests can cancel mid-answer.
+* anything else: the text ``echo: <prompt>``.
+
+Every request body is kept in ``requests`` so tests can check what the model
+was sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+SLOW_WORDS = 300
+SLOW_DELAY = 0.2
+
+
+def _text_of(content: Any) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    texts: list[str] = []
+    for block in content or []:
+        if isinstance(block, dict) and block.get("type") == "text":
+            texts.append(str(block.get("text", "")))
+    return texts
+
+
+def latest_prompt(body: dict[str, Any]) -> str:
+    """Return the caller's text in the last user message, without reminders."""
+    for message in reversed(body.get("messages", [])):
+        if message.get("role") != "user":
+            continue
+        texts = [
+            t
+            for t in _text_of(message.get("content"))
+            if not t.lstrip().startswith("<system-reminder>")
+        ]
+        if texts:
+            return texts[-1]
+    return ""
+
+
+def tool_result(body: dict[str, Any]) -> dict[str, Any] | None:
+    """Return the tool_result block of the last message, if it carries one."""
+    messages = body.get("messages", [])
+    if not messages:
+        return None
+    content = messages[-1].get("content")
+    if isinstance(content, list):
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                return block
+    return None
+
+
+def all_user_text(body: dict[str, Any]) -> str:
+    """Return every user text block of a request joined, for assertions."""
+    parts: list[str] = []
+    for message in body.get("messages", []):
+        if message.get("role") == "user":
+            parts.extend(_text_of(message.get("content")))
+    return "\n".join(parts)
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+class _Reply:
+    """One scripted model answer: text pieces or a single tool call."""
+
+    def __init__(
+        self,
+        texts: list[str] | None = None,
+        tool: tuple[str, dict[str, Any]] | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        self.texts = texts or []
+        self.tool = tool
+        self.delay = delay
+
+    def events(self, model: str) -> Iterator[tuple[bytes, float]]:
+        msg_id = f"msg_{uuid.uuid4().hex[:24]}"
+        usage = {"input_tokens": 10, "output_tokens": 1}
+        yield (
+            _sse(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": msg_id,
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model,
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": usage,
+                    },
+                },
+            ),
+            0.0,
+        )
+        index = 0
+        if self.texts:
+            yield (
+                _sse(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                ),
+                0.0,
+            )
+            for piece in self.texts:
+                yield (
+                    _sse(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": 0,
+                            "delta": {"type": "text_delta", "text": piece},
+                        },
+                    ),
+                    self.delay,
+                )
+            yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0}), 0.0
+            index = 1
+        if self.tool is not None:
+            name, tool_input = self.tool
+            yield (
+                _sse(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {
+                            "type": "tool_use",
+                            "id": f"toolu_{uuid.uuid4().hex[:24]}",
+                            "name": name,
+                            "input": {},
+                        },
+                    },
+                ),
+                0.0,
+            )
+            yield (
+                _sse(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {
+                            "type": "input_json_delta",
+                            "partial_json": json.dumps(tool_input),
+                        },
+                    },
+                ),
+                0.0,
+            )
+            yield _sse("content_block_stop", {"type": "content_block_stop", "index": index}), 0.0
+        stop_reason = "tool_use" if self.tool is not None else "end_turn"
+        yield (
+            _sse(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": 5},
+                },
+            ),
+            0.0,
+        )
+        yield _sse("message_stop", {"type": "message_stop"}), 0.0
+
+    def message(self, model: str) -> dict[str, Any]:
+        content: list[dict[str, Any]] = [{"type": "text", "text": "".join(self.texts)}]
+        return {
+            "id": f"msg_{uuid.uuid4().hex[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": content,
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 10, "output_tokens": 5},
+        }
+
+
+def script(body: dict[str, Any]) -> _Reply:
+    """Choose the scripted answer for one request."""
+    result = tool_result(body)
+    if result is not None:
+        content = result.get("content")
+        text = content if isinstance(content, str) else " ".join(_text_of(content))
+        return _Reply(texts=[f"tool said: {text}"])
+    prompt = latest_prompt(body)
+    if prompt.startswith("RUN_BASH: "):
+        command = prompt.removeprefix("RUN_BASH: ").strip()
+        return _Reply(tool=("Bash", {"command": command, "description": "scripted"}))
+    if "SLOW" in prompt:
+        return _Reply(texts=[f"word{i} " for i in range(SLOW_WORDS)], delay=SLOW_DELAY)
+    return _Reply(texts=["echo: ", prompt])
+
+
+class ScriptedAPI:
+    """A threaded HTTP server playing the Messages API; use as a context manager."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+            def do_HEAD(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                self._json(200, {})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:
+                    self._json(400, {"type": "error", "error": {"type": "invalid_request_error"}})
+                    return
+                if "count_tokens" in self.path:
+                    self._json(200, {"input_tokens": 10})
+                    return
+                with api._lock:
+                    api.requests.append(body)
+                reply = script(body)
+                model = str(body.get("model", "claude-test"))
+                if not body.get("stream"):
+                    self._json(200, reply.message(model))
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                try:
+                    for chunk, delay in reply.events(model):
+                        if delay:
+                            time.sleep(delay)
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def _json(self, status: int, data: dict[str, Any]) -> None:
+                payload = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}"
+
+    def prompts(self) -> list[str]:
+        """Return the latest prompt of every request received so far."""
+        with self._lock:
+            return [latest_prompt(body) for body in self.requests]
+
+    def __enter__(self) -> ScriptedAPI:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+if __name__ == "__main__":
+    with ScriptedAPI() as api:
+        print(api.url, flush=True)
+        threading.Event().wait()

@@ -1,0 +1,298 @@
+"""The HTTP contract, served by a real Hypercorn, with the fake CLI behind it."""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from .helpers import (
+    AUTH,
+    FAKE_CLAUDE,
+    chat_body,
+    collect,
+    make_settings,
+    served,
+    sse_events,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def post_chat(client: httpx.AsyncClient, body: Any) -> tuple[httpx.Response, list[Any]]:
+    async with client.stream("POST", "/chat", json=body) as response:
+        if response.status_code != 200:
+            await response.aread()
+            return response, []
+        events = await collect(response)
+    return response, events
+
+
+class TestHealth:
+    async def test_reports_cli_version_without_auth(self, fake_environ: dict[str, str]) -> None:
+        """GET /health needs no credentials and reports the CLI's version."""
+        async with served(make_settings(), fake_environ) as gw:
+            async with httpx.AsyncClient(base_url=gw.url) as anonymous:
+                response = await anonymous.get("/health")
+        assert response.status_code == 200
+        assert response.json() == {
+            "status": "ok",
+            "claude_version": "9.9.9",
+            "active_processes": 0,
+            "version": response.json()["version"],
+        }
+
+    async def test_degraded_when_cli_missing(
+        self, fake_environ: dict[str, str], tmp_path: Path
+    ) -> None:
+        """A missing CLI makes /health degraded with a reason, and /chat answers 503."""
+        settings = make_settings(claude_path=tmp_path / "nope")
+        async with served(settings, fake_environ) as gw:
+            health = (await gw.client.get("/health")).json()
+            chat = await gw.client.post("/chat", json=chat_body("echo", tmp_path))
+        assert health["status"] == "degraded"
+        assert "not an executable file" in health["reason"]
+        assert health["claude_version"] is None
+        assert chat.status_code == 503
+        assert chat.json()["code"] == "cli_unavailable"
+
+    async def test_reveals_no_secrets(self, fake_environ: dict[str, str]) -> None:
+        """The health answer holds neither the password nor the user."""
+        async with served(make_settings(), fake_environ) as gw:
+            text = (await gw.client.get("/health")).text
+        assert AUTH[1] not in text
+
+
+class TestChatStream:
+    async def test_events_in_order(self, fake_environ: dict[str, str], workdir: Path) -> None:
+        """A run streams process, one message per CLI line, then done; ids count up from 1."""
+        async with served(make_settings(), fake_environ) as gw:
+            response, events = await post_chat(gw.client, chat_body("echo hi", workdir))
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        names = [e.event for e in events]
+        assert names == ["process", "message", "message", "message", "done"]
+        assert [e.id for e in events] == [1, 2, 3, 4, 5]
+        process_id = response.headers["x-process-id"]
+        assert events[0].json() == {"process_id": process_id}
+        assert events[1].json()["type"] == "system"
+        assert events[3].json()["type"] == "result"
+        done = events[-1].json()
+        assert done["process_id"] == process_id
+        assert done["status"] == "completed"
+        assert done["exit_code"] == 0
+        assert done["session_id"] == events[1].json()["session_id"]
+        assert isinstance(done["duration_ms"], int)
+
+    async def test_lines_pass_through_byte_for_byte(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Each message event's data is the CLI's stdout line, unmodified."""
+        async with served(make_settings(), fake_environ) as gw:
+            _, events = await post_chat(gw.client, chat_body("echo ünïcode", workdir))
+        assert events[2].data == '{"type":"assistant","text":"echo ünïcode"}'
+
+    async def test_argv_environment_and_prompt(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """The CLI gets print-mode stream-json flags, the prompt on stdin, no CLAUDECODE."""
+        environ = {**fake_environ, "CLAUDECODE": "1"}
+        async with served(make_settings(), environ) as gw:
+            response, events = await post_chat(gw.client, chat_body("argv -h", workdir))
+        seen = events[2].json()
+        assert seen["prompt"] == "argv -h"
+        assert "argv -h" not in seen["argv"]
+        assert seen["argv"][:4] == [
+            "-p",
+            "--output-format=stream-json",
+            "--input-format=stream-json",
+            "--verbose",
+        ]
+        assert seen["claudecode"] is None
+        assert seen["marker"] == response.headers["x-process-id"]
+
+    async def test_one_mebibyte_prompt(self, fake_environ: dict[str, str], workdir: Path) -> None:
+        """A 1 MiB prompt reaches the CLI whole (argv would cap it at 128 KiB)."""
+        prompt = "echo " + "x" * (1024 * 1024)
+        async with served(make_settings(), fake_environ) as gw:
+            _, events = await post_chat(gw.client, chat_body(prompt, workdir))
+        assert events[-2].json()["result"] == prompt
+        assert events[-1].json()["status"] == "completed"
+
+    async def test_heartbeat_while_quiet(self, fake_environ: dict[str, str], workdir: Path) -> None:
+        """A quiet run gets ': ping' comments every HEARTBEAT_SECONDS."""
+        async with served(make_settings(heartbeat_seconds=0.2), fake_environ) as gw:
+            async with gw.client.stream("POST", "/chat", json=chat_body("hang", workdir)) as r:
+                pings = 0
+                async with aclosing(sse_events(r)) as events:
+                    async for event in events:
+                        if event.event == ":":
+                            assert event.data == "ping"
+                            pings += 1
+                            if pings == 3:
+                                break
+
+    async def test_stream_outlives_quart_response_timeout(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """The stream is not cut by Quart's RESPONSE_TIMEOUT (60 s by default)."""
+        settings = make_settings(heartbeat_seconds=0.5)
+        async with served(settings, fake_environ) as gw:
+            # The fixture app uses the real config; shrink Quart's timeout to prove it is unused.
+            async with gw.client.stream("POST", "/chat", json=chat_body("hang", workdir)) as r:
+                start = trio.current_time()
+                async with aclosing(sse_events(r)) as events:
+                    async for _ in events:
+                        if trio.current_time() - start > 2.5:
+                            break
+                assert trio.current_time() - start > 2.5
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        ("body", "status", "code", "names"),
+        [
+            ({"cwd": "/tmp"}, 422, "validation_error", "prompt"),
+            ({"prompt": "hi"}, 422, "validation_error", "cwd"),
+            ({"prompt": "", "cwd": "/tmp"}, 422, "validation_error", "prompt"),
+            ({"prompt": 5, "cwd": "/tmp"}, 422, "validation_error", "prompt"),
+            (
+                {"prompt": "hi", "cwd": "/tmp", "allowedTools": ["Read"]},
+                422,
+                "validation_error",
+                "allowedTools: unknown field",
+            ),
+            (
+                {"prompt": "hi", "cwd": "/tmp", "session_id": "abc"},
+                422,
+                "validation_error",
+                "session_id",
+            ),
+            ({"prompt": "hi", "cwd": "/tmp", "tools": "Bash"}, 422, "validation_error", "tools"),
+            ({"prompt": "hi", "cwd": "/tmp", "model": "--help"}, 422, "validation_error", "model"),
+            ({"prompt": "a\u0000b", "cwd": "/tmp"}, 422, "validation_error", "prompt"),
+            ({"prompt": "hi", "cwd": "relative/dir"}, 400, "invalid_cwd", "absolute"),
+            ({"prompt": "hi", "cwd": "/no/such/dir"}, 400, "invalid_cwd", "existing"),
+            ([1, 2], 400, "invalid_json", "object"),
+        ],
+    )
+    async def test_bad_bodies(
+        self, fake_environ: dict[str, str], body: Any, status: int, code: str, names: str
+    ) -> None:
+        """Each bad body gets its 4xx JSON {detail, code}, and the detail names the problem."""
+        async with served(make_settings(), fake_environ) as gw:
+            response = await gw.client.post("/chat", json=body)
+            health = await gw.client.get("/health")
+        assert response.status_code == status
+        assert response.json()["code"] == code
+        assert names in response.json()["detail"]
+        assert set(response.json()) == {"detail", "code"}
+        assert health.json()["status"] == "ok"
+
+    async def test_malformed_json(self, fake_environ: dict[str, str]) -> None:
+        """A body that is not JSON gets 400 invalid_json."""
+        async with served(make_settings(), fake_environ) as gw:
+            response = await gw.client.post("/chat", content=b"{not json")
+        assert response.status_code == 400
+        assert response.json()["code"] == "invalid_json"
+
+    async def test_body_over_limit(self, fake_environ: dict[str, str], workdir: Path) -> None:
+        """A body over 10 MiB gets 413 JSON."""
+        body = chat_body("x" * (11 * 1024 * 1024), workdir)
+        async with served(make_settings(), fake_environ) as gw:
+            response = await gw.client.post("/chat", json=body)
+        assert response.status_code == 413
+        assert response.json()["code"] == "request_entity_too_large"
+
+    async def test_unknown_route_and_method(self, fake_environ: dict[str, str]) -> None:
+        """Unknown paths get 404 JSON and wrong methods 405 JSON."""
+        async with served(make_settings(), fake_environ) as gw:
+            missing = await gw.client.get("/nope")
+            wrong = await gw.client.put("/chat")
+        assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
+        assert (wrong.status_code, wrong.json()["code"]) == (405, "method_not_allowed")
+
+
+class TestAuth:
+    @pytest.mark.parametrize("path", ["/processes", "/chat", f"/chat/{uuid.uuid4()}"])
+    async def test_everything_but_health_needs_credentials(
+        self, fake_environ: dict[str, str], path: str
+    ) -> None:
+        """Without credentials every endpoint but /health answers 401 JSON with the realm."""
+        async with served(make_settings(), fake_environ) as gw:
+            method = {"/processes": "GET", "/chat": "POST"}.get(path, "DELETE")
+            async with httpx.AsyncClient(base_url=gw.url) as anonymous:
+                response = await anonymous.request(method, path)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == 'Basic realm="cc2api"'
+        assert response.json()["code"] == "unauthorized"
+
+    async def test_wrong_password(self, fake_environ: dict[str, str]) -> None:
+        """A wrong password gets 401."""
+        async with served(make_settings(), fake_environ) as gw:
+            async with httpx.AsyncClient(base_url=gw.url, auth=("admin", "wrong")) as client:
+                response = await client.get("/processes")
+        assert response.status_code == 401
+
+
+class TestCors:
+    async def test_no_cors_headers_by_default(self, fake_environ: dict[str, str]) -> None:
+        """With CORS_ORIGINS unset no Access-Control header is ever sent."""
+        async with served(make_settings(), fake_environ) as gw:
+            response = await gw.client.get("/processes", headers={"Origin": "https://evil.example"})
+        assert not any(h.lower().startswith("access-control") for h in response.headers)
+
+    async def test_listed_origin_only(self, fake_environ: dict[str, str]) -> None:
+        """A listed origin is echoed back; any other gets nothing."""
+        settings = make_settings(cors_origins=["https://app.example"])
+        async with served(settings, fake_environ) as gw:
+            good = await gw.client.get("/processes", headers={"Origin": "https://app.example"})
+            bad = await gw.client.get("/processes", headers={"Origin": "https://evil.example"})
+        assert good.headers["access-control-allow-origin"] == "https://app.example"
+        assert "access-control-allow-origin" not in bad.headers
+
+
+class TestProcesses:
+    async def test_lists_live_runs(self, fake_environ: dict[str, str], workdir: Path) -> None:
+        """GET /processes lists a live run with its pid, cwd, model, session and start time."""
+        async with served(make_settings(), fake_environ) as gw:
+            body = chat_body("hang", workdir, model="sonnet")
+            async with gw.client.stream("POST", "/chat", json=body) as response:
+                async with aclosing(sse_events(response)) as events:
+                    async for event in events:
+                        if event.event == "message" and event.json()["type"] == "assistant":
+                            break
+                listing = (await gw.client.get("/processes")).json()
+                health = (await gw.client.get("/health")).json()
+            assert listing["count"] == 1
+            (run,) = listing["processes"]
+            assert run["process_id"] == response.headers["x-process-id"]
+            assert run["cwd"] == str(workdir)
+            assert run["model"] == "sonnet"
+            assert run["status"] == "running"
+            assert isinstance(run["pid"], int)
+            assert run["started_at"].endswith("Z")
+            assert health["active_processes"] == 1
+            with trio.fail_after(10):
+                while (await gw.client.get("/processes")).json()["count"]:
+                    await trio.sleep(0.05)
+
+    async def test_delete_unknown_is_404(self, fake_environ: dict[str, str]) -> None:
+        """DELETE of an unknown or non-UUID id is 404 JSON."""
+        async with served(make_settings(), fake_environ) as gw:
+            unknown = await gw.client.delete(f"/chat/{uuid.uuid4()}")
+            garbage = await gw.client.delete("/chat/not-a-uuid")
+        assert (unknown.status_code, unknown.json()["code"]) == (404, "process_not_found")
+        assert (garbage.status_code, garbage.json()["code"]) == (404, "process_not_found")
+
+
+def test_fake_cli_is_executable() -> None:
+    """The fake CLI the tests rely on is executable (a broken checkout would hide faults)."""
+    assert FAKE_CLAUDE.stat().st_mode & 0o111

@@ -1,0 +1,94 @@
+"""The documents tell the truth: README examples run, .env.example lists every setting."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from cc2api.envfile import init_env
+from cc2api.settings import Settings
+
+from .helpers import PASSWORD, REPO, USER, make_settings, served
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def readme_block(language: str) -> str:
+    """Return the first fenced code block of ``language`` in the README."""
+    text = (REPO / "README.md").read_text()
+    found = re.search(rf"```{language}\n(.*?)```", text, re.DOTALL)
+    assert found, f"no {language} example in README.md"
+    return found.group(1)
+
+
+async def run_example(argv: list[str], url: str, cwd: Path) -> str:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CC2API_URL": url,
+        "CC2API_USER": USER,
+        "CC2API_PASSWORD": PASSWORD,
+    }
+    done = await trio.run_process(argv, env=env, cwd=cwd, capture_stdout=True, check=True)
+    return done.stdout.decode()
+
+
+class TestReadmeExamples:
+    async def test_python_example(self, fake_environ: dict[str, str], workdir: Path) -> None:
+        """The README's Python example streams a run to its done event."""
+        script = workdir / "example.py"
+        script.write_text(readme_block("python"))
+        async with served(make_settings(), fake_environ) as gw:
+            out = await run_example([sys.executable, str(script)], gw.url, workdir)
+        assert out.splitlines() == [
+            "process None",
+            "message system",
+            "message result",
+            "done completed",
+        ]
+
+    async def test_javascript_example(self, fake_environ: dict[str, str], workdir: Path) -> None:
+        """The README's JavaScript example streams a run to its done event under Node.js."""
+        node = shutil.which("node")
+        assert node, "Node.js is needed for this test (and for the Claude Code CLI)"
+        script = workdir / "example.mjs"
+        script.write_text(readme_block("javascript"))
+        async with served(make_settings(heartbeat_seconds=0.05), fake_environ) as gw:
+            out = await run_example([node, str(script)], gw.url, workdir)
+        assert out.splitlines() == [
+            "process undefined",
+            "message system",
+            "message result",
+            "done completed",
+        ]
+
+
+class TestEnvFiles:
+    def test_env_example_lists_every_setting(self) -> None:
+        """Every setting appears in .env.example, so operators can find it."""
+        text = (REPO / ".env.example").read_text()
+        for name in Settings.model_fields:
+            assert re.search(rf"^#? ?{name.upper()}=", text, re.MULTILINE), name
+
+    def test_env_example_placeholder_is_refused(self) -> None:
+        """The password .env.example ships with is the one the server refuses."""
+        text = (REPO / ".env.example").read_text()
+        assert "AUTH_PASSWORD=change-me\n" in text
+
+    def test_init_env_writes_private_file_once(self, tmp_path: Path) -> None:
+        """init-env writes a mode-600 .env with a strong password, and never overwrites it."""
+        path = tmp_path / ".env"
+        password = init_env(path, claude_path=Path("/opt/claude"))
+        assert password is not None
+        assert len(password) >= 32
+        assert path.stat().st_mode & 0o777 == 0o600
+        settings = Settings(_env_file=path)  # type: ignore[call-arg]
+        assert settings.auth_password.get_secret_value() == password
+        assert settings.claude_path == Path("/opt/claude")
+        assert init_env(path) is None
+        assert password in path.read_text()

@@ -1,0 +1,127 @@
+"""The server process: refuses bad settings, and shuts down gracefully on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from contextlib import aclosing
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from .helpers import AUTH, FAKE_CLAUDE, PASSWORD, USER, chat_body, exists, sse_events
+
+pytestmark = pytest.mark.timeout(90)
+
+CONSOLE_SCRIPT = Path(sys.executable).parent / "cc2api"
+
+
+def server_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "AUTH_USER": USER,
+        "AUTH_PASSWORD": PASSWORD,
+        "CLAUDE_PATH": str(FAKE_CLAUDE),
+        "PORT": "0",
+        "KILL_GRACE_SECONDS": "1.5",
+    }
+    env.update(extra)
+    return env
+
+
+class TestStartup:
+    @pytest.mark.parametrize("password", ["", "change-me"])
+    def test_refuses_to_start_without_real_password(self, tmp_path: Path, password: str) -> None:
+        """With AUTH_PASSWORD empty or the placeholder the server exits 2, saying so."""
+        env = server_env(tmp_path, AUTH_PASSWORD=password)
+        done = subprocess.run(
+            [str(CONSOLE_SCRIPT), "serve"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2
+        assert "AUTH_PASSWORD" in done.stderr
+        assert "Traceback" not in done.stderr
+
+    def test_console_script_version(self) -> None:
+        """The cc2api console script is installed and answers --version."""
+        done = subprocess.run(
+            [str(CONSOLE_SCRIPT), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0
+        assert done.stdout.startswith("cc2api ")
+
+
+async def start_server(tmp_path: Path) -> tuple[trio.Process, str]:
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "cc2api", "serve"],
+        env=server_env(tmp_path),
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    log = b""
+    with trio.fail_after(30):
+        while not (found := re.search(rb"listening on (http://[\d.:]+)", log)):
+            chunk = await proc.stderr.receive_some()
+            assert chunk, log.decode()
+            log += chunk
+    return proc, found.group(1).decode()
+
+
+class TestShutdown:
+    @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+    async def test_signal_ends_every_stream_and_process(
+        self, tmp_path: Path, workdir: Path, signum: signal.Signals
+    ) -> None:
+        """On SIGTERM or SIGINT each open stream gets done 'cancelled', every tree dies, exit 0."""
+        proc, url = await start_server(tmp_path)
+        finals: dict[str, dict[str, object]] = {}
+        children: list[int] = []
+        ready = trio.Event()
+
+        async def watch(prompt: str, client: httpx.AsyncClient) -> None:
+            async with client.stream("POST", "/chat", json=chat_body(prompt, workdir)) as r:
+                async with aclosing(sse_events(r)) as events:
+                    async for event in events:
+                        if event.event == "message" and "child_pid" in event.json():
+                            children.append(event.json()["child_pid"])
+                            if len(children) == 2:
+                                ready.set()
+                        if event.event == "done":
+                            finals[prompt] = event.json()
+
+        try:
+            async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
+                with trio.fail_after(30):
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(watch, "escape", client)
+                        nursery.start_soon(watch, "escape-stubborn", client)
+                        await ready.wait()
+                        proc.send_signal(signum)
+                    assert await proc.wait() == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            if proc.stderr is not None:
+                await proc.stderr.aclose()
+        assert {prompt: final["status"] for prompt, final in finals.items()} == {
+            "escape": "cancelled",
+            "escape-stubborn": "cancelled",
+        }
+        assert not any(exists(child) for child in children)
