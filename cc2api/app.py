@@ -192,7 +192,7 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
             raise Unavailable(f"cannot start runs: {claude.problem}", code="cli_unavailable")
         run = registry.start(chat_request, claude.path)
         response = Response(
-            stream(run.events, settings.heartbeat_seconds, run.cancel),
+            stream(run.attach_reader, settings.heartbeat_seconds, run.cancel),
             mimetype="text/event-stream",
             headers={
                 "X-Process-ID": run.process_id,

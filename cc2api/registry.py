@@ -17,17 +17,28 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+# How long a new run waits for its HTTP response to start reading it before it is
+# cancelled as abandoned; Quart starts the body as soon as the handler returns.
+READER_TIMEOUT_SECONDS = 10.0
+
 
 class Registry:
     """Starts, finds, cancels and drains runs; one per app."""
 
-    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        environ: Mapping[str, str],
+        *,
+        reader_timeout: float = READER_TIMEOUT_SECONDS,
+    ) -> None:
         self._settings = settings
         self._environ = dict(environ)
         self._runs: dict[str, Run] = {}
         self._sessions: dict[str, str] = {}  # session id -> process id of the live run using it
         self._nursery: trio.Nursery | None = None
         self._closing = False
+        self._reader_timeout = reader_timeout
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the runs' nursery until cancelled.
@@ -73,6 +84,7 @@ class Registry:
         if run.session_id is not None:
             self._sessions[run.session_id] = run.process_id
         self._nursery.start_soon(run.supervise, name=f"run {run.process_id}")
+        self._nursery.start_soon(run.cancel_unless_read, self._reader_timeout)
         return run
 
     def get(self, process_id: str) -> Run:

@@ -94,6 +94,7 @@ class Run:
         self._error: dict[str, Any] | None = None
         self._stderr_tail = bytearray()
         self._input_done = trio.Event()
+        self._reader_attached = trio.Event()
         self._stdout_eof = trio.Event()
         self._seq = 0
         self._out, self.events = trio.open_memory_channel[bytes](STREAM_BUFFER)
@@ -103,9 +104,28 @@ class Run:
 
     def cancel(self) -> None:
         """Ask the run to stop; synchronous and idempotent. ``finished`` tells when it has."""
-        if not self.finished.is_set():
+        if self.status is Status.RUNNING:  # a settled run keeps its final status
             self.status = Status.CANCELLING
             self.cancel_scope.cancel()
+
+    def attach_reader(self) -> trio.MemoryReceiveChannel[bytes]:
+        """Return the event stream, marking that a reader took it."""
+        self._reader_attached.set()
+        return self.events
+
+    async def cancel_unless_read(self, patience: float) -> None:
+        """Cancel the run if no reader takes its stream within ``patience`` seconds.
+
+        A client can hang up after the handler returned but before the response body
+        is iterated; the stream generator then never runs, so nothing else would end
+        the run. Cancellation: cancelled, it simply stops watching.
+        """
+        with trio.move_on_after(patience):
+            await self._reader_attached.wait()
+            return
+        if not self._reader_attached.is_set():
+            log.warning("run %s: nobody read its stream; cancelling", self.process_id)
+            self.cancel()
 
     def describe(self) -> dict[str, Any]:
         """Return the run as ``GET /processes`` lists it."""

@@ -39,15 +39,17 @@ def frame_messages(first_seq: int, lines: Iterable[bytes]) -> bytes:
 
 
 async def stream(
-    events: trio.MemoryReceiveChannel[bytes],
+    attach: Callable[[], trio.MemoryReceiveChannel[bytes]],
     heartbeat: float,
     on_close: Callable[[], None],
 ) -> AsyncIterator[bytes]:
-    """Yield the run's framed events, and ``: ping`` after every quiet ``heartbeat``.
+    """Yield a run's framed events, and ``: ping`` after every quiet ``heartbeat``.
 
+    ``attach`` is called on the first iteration and returns the run's channel.
     Holds no nursery or cancel scope across a ``yield``. Cancellation or an early
     close (the client hung up) runs ``on_close``, which must be synchronous.
     """
+    events = attach()
     try:
         while True:
             chunk = None

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import trio
 
 from cc2api.envfile import init_env
 from cc2api.settings import Settings
+from cc2api.sse import frame, frame_json
 
 from .helpers import PASSWORD, REPO, USER, make_settings, served
 
@@ -66,6 +68,57 @@ class TestReadmeExamples:
             "message result",
             "done completed",
         ]
+
+
+DRIBBLED = b"".join(
+    [
+        frame_json(1, "process", {"process_id": "p"}),
+        b": ping\n\n",
+        frame(2, "message", '{"type":"assistant","text":"ünïcödé ✓"}'.encode()),
+        frame_json(3, "done", {"process_id": "p", "status": "completed"}),
+    ]
+)
+
+
+async def dribbling_server(*, task_status: trio.TaskStatus[str]) -> None:
+    """Serve one SSE answer three bytes at a time, splitting events and characters."""
+
+    async def answer(stream: trio.SocketStream) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += await stream.receive_some(65536)
+        head, _, body = request.partition(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        while length and len(body) < int(length.group(1)):
+            body += await stream.receive_some(65536)
+        await stream.send_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+        )
+        for start in range(0, len(DRIBBLED), 3):
+            await stream.send_all(DRIBBLED[start : start + 3])
+            await trio.sleep(0.002)
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, answer, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        task_status.started(f"http://127.0.0.1:{port}")
+
+
+class TestReadmeExamplesOnSplitFrames:
+    @pytest.mark.parametrize("language", ["python", "javascript"])
+    async def test_events_split_across_chunks(self, workdir: Path, language: str) -> None:
+        """Each README example reads events whose bytes arrive in 3-byte network chunks."""
+        suffix, runner = {"python": (".py", sys.executable), "javascript": (".mjs", "node")}[
+            language
+        ]
+        script = workdir / f"example{suffix}"
+        script.write_text(readme_block(language))
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(dribbling_server)
+            out = await run_example([runner, str(script)], url, workdir)
+            nursery.cancel_scope.cancel()
+        assert out.splitlines()[1:] == ["message assistant", "done completed"]
 
 
 class TestEnvFiles:

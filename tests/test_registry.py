@@ -1,0 +1,71 @@
+"""The registry without HTTP: runs nobody reads are not left running."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from cc2api.models import ChatRequest
+from cc2api.registry import Registry
+from cc2api.runner import Status
+
+from .helpers import FAKE_CLAUDE, exists, make_settings, wait_until
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def test_run_nobody_reads_is_cancelled(fake_environ: dict[str, str], workdir: Path) -> None:
+    """A run whose stream no reader takes (the client left early) is cancelled after a while."""
+    registry = Registry(make_settings(kill_grace_seconds=1.0), fake_environ, reader_timeout=0.5)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(registry.serve)
+        request = ChatRequest.model_validate({"prompt": "hang", "cwd": str(workdir)})
+        run = registry.start(request, FAKE_CLAUDE)
+        await wait_until(lambda: run.pid is not None, timeout=5)
+        pid = run.pid
+        assert pid is not None
+        with trio.fail_after(10):
+            await run.finished.wait()
+        assert run.status is Status.CANCELLED
+        assert not exists(pid)
+        assert registry.runs() == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_run_with_a_reader_is_not_cancelled(
+    fake_environ: dict[str, str], workdir: Path
+) -> None:
+    """A run whose stream is being read is left alone past the reader timeout."""
+    registry = Registry(make_settings(), fake_environ, reader_timeout=0.2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(registry.serve)
+        request = ChatRequest.model_validate({"prompt": "hang", "cwd": str(workdir)})
+        run = registry.start(request, FAKE_CLAUDE)
+        events = run.attach_reader()
+        await events.receive()  # the process event
+        await trio.sleep(0.6)
+        assert run.status is Status.RUNNING
+        run.cancel()
+        async for _ in events:
+            pass
+        assert run.describe()["status"] == "cancelled"
+        nursery.cancel_scope.cancel()
+
+
+async def test_cancel_after_the_end_keeps_the_final_status(
+    fake_environ: dict[str, str], workdir: Path
+) -> None:
+    """Cancelling a run that has already completed does not change its status."""
+    registry = Registry(make_settings(), fake_environ)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(registry.serve)
+        request = ChatRequest.model_validate({"prompt": "echo", "cwd": str(workdir)})
+        run = registry.start(request, FAKE_CLAUDE)
+        async for _ in run.attach_reader():
+            pass
+        await run.finished.wait()
+        run.cancel()
+        assert run.status is Status.COMPLETED
+        nursery.cancel_scope.cancel()
