@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()  # type: ignore[call-arg]  # read from the environment
     except ValidationError as error:
-        print(f"cc2api: cannot start:\n{explain(error)}", file=sys.stderr)
+        print(f"cc2api: cannot start: {explain(error)}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import uuid
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +22,7 @@ from .discovery import ClaudeInfo, probe
 from .errors import ApiError, InvalidCwd, InvalidJSON, NotFound, Unavailable, ValidationFailed
 from .models import ChatRequest
 from .registry import Registry
+from .runner import Run
 from .settings import Settings
 from .sse import stream
 
@@ -137,13 +140,14 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
     @app.after_request
     async def _cors(response: Response) -> Response:
         origin = request.headers.get("Origin")
+        if origins:
+            response.vary.add("Origin")
         if origin is not None and origin in origins:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Credentials"] = "true"
             response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
             response.headers["Access-Control-Expose-Headers"] = "X-Process-ID"
-            response.vary.add("Origin")
         return response
 
     @app.errorhandler(ApiError)
@@ -173,14 +177,17 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
     @app.get("/health")
     async def health() -> Response:
         claude = gateway.claude
+        problem = claude.problem if not claude.usable else None
+        if problem is None and not registry.serving:
+            problem = "the server is not accepting runs (starting or shutting down)"
         body: dict[str, Any] = {
-            "status": "ok" if claude.usable else "degraded",
+            "status": "ok" if problem is None else "degraded",
             "claude_version": claude.version,
             "active_processes": len(registry.runs()),
             "version": __version__,
         }
-        if not claude.usable:
-            body["reason"] = claude.problem
+        if problem is not None:
+            body["reason"] = problem
         return _json(body)
 
     @app.post("/chat")
@@ -191,8 +198,12 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
         if not claude.usable or claude.path is None:
             raise Unavailable(f"cannot start runs: {claude.problem}", code="cli_unavailable")
         run = registry.start(chat_request, claude.path)
+        body = stream(run, settings.heartbeat_seconds)
+        # A client that hangs up before Quart starts the body drops it unstarted,
+        # and its cleanup never runs: cancel the run the moment it is dropped.
+        weakref.finalize(body, _cancel_abandoned, run).atexit = False
         response = Response(
-            stream(run.attach_reader, settings.heartbeat_seconds, run.cancel),
+            body,
             mimetype="text/event-stream",
             headers={
                 "X-Process-ID": run.process_id,
@@ -214,6 +225,14 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
         return _json({"processes": runs, "count": len(runs)})
 
     return app
+
+
+def _cancel_abandoned(run: Run) -> None:
+    # Called by the garbage collector, possibly after the serving trio run is over
+    # (when it had already ended the run); then there is nothing left to cancel.
+    if not run.finished.is_set():
+        with contextlib.suppress(RuntimeError):
+            run.cancel()
 
 
 def _process_id(value: str) -> str:

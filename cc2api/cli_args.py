@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,16 @@ def build_argv(claude: Path, request: ChatRequest, files: PromptFiles) -> list[s
     argv.extend(f"--disallowedTools={tool}" for tool in request.disallowed_tools or ())
     argv.extend(f"--mcp-config={config}" for config in request.mcp_config or ())
     return argv
+
+
+# Never handed to the CLI: CLAUDECODE makes it think it runs inside Claude Code, and
+# the gateway's own credentials must not be readable by the model's tools.
+WITHHELD_ENV = frozenset({"CLAUDECODE", "AUTH_USER", "AUTH_PASSWORD"})
+
+
+def cli_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """Return the environment every run's CLI inherits: the server's, less ``WITHHELD_ENV``."""
+    return {name: value for name, value in environ.items() if name not in WITHHELD_ENV}
 
 
 def user_message(prompt: str) -> bytes:

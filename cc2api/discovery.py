@@ -11,6 +11,8 @@ from pathlib import Path
 
 import trio
 
+from .cli_args import cli_environment
+
 VERSION_TIMEOUT_SECONDS = 30.0
 
 
@@ -48,14 +50,18 @@ def candidates(environ: Mapping[str, str]) -> list[Path]:
 
 
 def find_claude(configured: Path | None, environ: Mapping[str, str]) -> tuple[Path | None, str]:
-    """Return the CLI's path (``CLAUDE_PATH``, else PATH, else the usual places) or why not."""
+    """Return the CLI's path (``CLAUDE_PATH``, else PATH, else the usual places) or why not.
+
+    The path is absolute: runs start in other folders, where a relative one would
+    name another file or none.
+    """
     if configured is not None:
         if _executable(configured):
-            return configured, ""
+            return Path(os.path.abspath(configured)), ""
         return None, f"CLAUDE_PATH={configured} is not an executable file"
     found = shutil.which("claude", path=environ.get("PATH"))
     if found:
-        return Path(found), ""
+        return Path(os.path.abspath(found)), ""
     for place in candidates(environ):
         if _executable(place):
             return place, ""
@@ -70,8 +76,7 @@ async def probe(configured: Path | None, environ: Mapping[str, str]) -> ClaudeIn
     path, problem = find_claude(configured, environ)
     if path is None:
         return ClaudeInfo(None, None, problem)
-    env = dict(environ)
-    env.pop("CLAUDECODE", None)
+    env = cli_environment(environ)
     try:
         with trio.fail_after(VERSION_TIMEOUT_SECONDS):
             done = await trio.run_process(

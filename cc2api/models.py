@@ -11,6 +11,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL bytes")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
     return value
 
 
@@ -35,8 +39,18 @@ def _uuid(value: str) -> str:
         raise ValueError("must be a UUID") from None
 
 
+# One argv string may not exceed 128 KiB; a flag value is kept well below that.
+MAX_WORD_CHARS = 16 * 1024
+MAX_LIST_ITEMS = 256
+
 Text = Annotated[str, AfterValidator(_no_nul)]
-Word = Annotated[str, Field(min_length=1), AfterValidator(_no_nul), AfterValidator(_not_flag)]
+Word = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_WORD_CHARS),
+    AfterValidator(_no_nul),
+    AfterValidator(_not_flag),
+]
+Words = Annotated[list[Word], Field(max_length=MAX_LIST_ITEMS)]
 
 
 class ChatRequest(BaseModel):
@@ -58,14 +72,14 @@ class ChatRequest(BaseModel):
     append_system_prompt: Text | None = Field(
         default=None, description="Append to the default system prompt."
     )
-    tools: list[Word] | None = Field(
+    tools: Words | None = Field(
         default=None, description="Built-in tools the model can see; [] hides them all."
     )
-    allowed_tools: list[Word] | None = Field(
+    allowed_tools: Words | None = Field(
         default=None, description="Tool patterns that run without asking, e.g. Bash(git:*)."
     )
-    disallowed_tools: list[Word] | None = Field(default=None, description="Tool patterns refused.")
-    mcp_config: list[Word] | None = Field(
+    disallowed_tools: Words | None = Field(default=None, description="Tool patterns refused.")
+    mcp_config: Words | None = Field(
         default=None, description="MCP server configs: file paths or JSON strings."
     )
 

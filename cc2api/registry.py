@@ -9,9 +9,10 @@ from pathlib import Path
 
 import trio
 
+from .cli_args import cli_environment
 from .errors import NotFound, SessionBusy, Unavailable
 from .models import ChatRequest
-from .proctree import become_subreaper
+from .proctree import become_subreaper, reap_zombie_children
 from .runner import Run
 from .settings import Settings
 
@@ -20,6 +21,9 @@ log = logging.getLogger(__name__)
 # How long a new run waits for its HTTP response to start reading it before it is
 # cancelled as abandoned; Quart starts the body as soon as the handler returns.
 READER_TIMEOUT_SECONDS = 10.0
+# Orphans reparented to us (we are their subreaper) are reaped after every run and
+# at least this often, so none stays a zombie.
+REAP_INTERVAL_SECONDS = 5.0
 
 
 class Registry:
@@ -33,12 +37,13 @@ class Registry:
         reader_timeout: float = READER_TIMEOUT_SECONDS,
     ) -> None:
         self._settings = settings
-        self._environ = dict(environ)
+        self._environ = cli_environment(environ)
         self._runs: dict[str, Run] = {}
         self._sessions: dict[str, str] = {}  # session id -> process id of the live run using it
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self._reader_timeout = reader_timeout
+        self._reaping = False
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the runs' nursery until cancelled.
@@ -46,15 +51,33 @@ class Registry:
         Cancellation: cancelling this task cancels every run; each tears its
         process tree down (shielded, bounded) before this returns.
         """
-        become_subreaper()
+        self._reaping = become_subreaper()
+        if not self._reaping:
+            log.warning("could not become a child subreaper; orphans are left to init")
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
             try:
-                await trio.sleep_forever()
+                while True:
+                    await trio.sleep(REAP_INTERVAL_SECONDS)
+                    self.reap()
             finally:
                 self._closing = True
                 self._nursery = None
+
+    @property
+    def serving(self) -> bool:
+        """Return whether runs can be started (the nursery is open, not draining)."""
+        return self._nursery is not None and not self._closing
+
+    def reap(self) -> None:
+        """Reap zombie children that no live run's ``trio.Process`` will collect."""
+        if not self._reaping:
+            return
+        pids = [run.pid for run in self._runs.values()]
+        if None in pids:
+            return  # a CLI is being spawned and its pid is not known yet: next time
+        reap_zombie_children(keep={pid for pid in pids if pid is not None})
 
     def start(self, request: ChatRequest, claude: Path) -> Run:
         """Register a run and start its supervisor; the run's stream is ``run.events``.
@@ -63,7 +86,7 @@ class Registry:
             Unavailable: the gateway is shutting down.
             SessionBusy: a live run is using ``request.session_id``.
         """
-        if self._closing or self._nursery is None:
+        if not self.serving or self._nursery is None:
             raise Unavailable("the server is shutting down", code="shutting_down")
         if request.session_id is not None and request.session_id in self._sessions:
             raise SessionBusy(
@@ -79,6 +102,7 @@ class Registry:
             max_line_bytes=self._settings.max_line_bytes,
             on_session=self._claim_session,
             on_finish=self._forget,
+            reap=self.reap,
         )
         self._runs[run.process_id] = run
         if run.session_id is not None:

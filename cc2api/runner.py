@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
@@ -29,13 +28,16 @@ STDERR_TAIL_BYTES = 8 * 1024
 # One batch of framed events may wait in the channel while another is being sent:
 # a slow reader then blocks the CLI's stdout instead of growing our memory.
 STREAM_BUFFER = 1
-# After the CLI exits, a descendant that inherited its stdout could keep the pipe
-# open for ever; give what is already in the pipe this long to arrive.
+# Once the CLI has exited, what is left in its pipes arrives at once; a descendant
+# that inherited them could hold them open for ever, so a read that gets nothing
+# for this long counts as the end.
 DRAIN_AFTER_EXIT_SECONDS = 1.0
-FINAL_EVENTS_SECONDS = 5.0
+# After its input is closed the CLI should exit promptly; one that does not (a stuck
+# MCP server, say) is torn down after this long.
+EXIT_AFTER_INPUT_SECONDS = 30.0
 ROOT_REFUSAL = b"cannot be used with root/sudo privileges"
-_INIT_PREFIX = b'{"type":"system","subtype":"init"'
-_RESULT_PREFIX = b'{"type":"result"'
+# Only lines whose start names one of these are parsed; the rest pass untouched.
+_INSPECT_MARKERS = (b'"init"', b'"result"')
 
 
 class Status(StrEnum):
@@ -48,19 +50,24 @@ class Status(StrEnum):
     CANCELLED = "cancelled"
 
 
-def _session_of(line: bytes) -> str | None:
-    try:
-        value = json.loads(line).get("session_id")
-    except (ValueError, AttributeError):
+def _parse_head_line(line: bytes) -> dict[str, Any] | None:
+    """Return an init or result line as a dict; None for any other line."""
+    head = line[:64]
+    if not any(marker in head for marker in _INSPECT_MARKERS):
         return None
-    return value if isinstance(value, str) else None
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class Run:
     """One ``POST /chat``: the CLI process, its events and its teardown.
 
     The supervisor (:meth:`supervise`) runs in the registry's nursery inside
-    :attr:`cancel_scope`; the HTTP layer only reads :attr:`events`.
+    :attr:`cancel_scope`; the HTTP layer only reads the channel from
+    :meth:`attach_reader`, then :attr:`final_frames`.
     """
 
     def __init__(
@@ -74,6 +81,7 @@ class Run:
         max_line_bytes: int,
         on_session: Callable[[Run, str], None],
         on_finish: Callable[[Run], None],
+        reap: Callable[[], None],
     ) -> None:
         self.process_id = process_id
         self.request = request
@@ -82,6 +90,7 @@ class Run:
         self.pid: int | None = None
         self.status = Status.RUNNING
         self.exit_code: int | None = None
+        self.final_frames = b""  # error and done, set once the run has settled
         self.cancel_scope = trio.CancelScope()
         self.finished = trio.Event()
         self._claude = claude
@@ -90,14 +99,17 @@ class Run:
         self._max_line_bytes = max_line_bytes
         self._on_session = on_session
         self._on_finish = on_finish
+        self._reap = reap
         self._processes = RunProcesses(run_id=process_id)
         self._error: dict[str, Any] | None = None
         self._stderr_tail = bytearray()
         self._input_done = trio.Event()
+        self._stdin_closed = trio.Event()
+        self._cli_exited = trio.Event()
+        self._pending_reads: set[trio.CancelScope] = set()
         self._reader_attached = trio.Event()
-        self._stdout_eof = trio.Event()
         self._seq = 0
-        self._out, self.events = trio.open_memory_channel[bytes](STREAM_BUFFER)
+        self._out, self._events = trio.open_memory_channel[bytes](STREAM_BUFFER)
         self._out.send_nowait(self._frame("process", {"process_id": process_id}))
 
     # -- public -----------------------------------------------------------
@@ -109,23 +121,22 @@ class Run:
             self.cancel_scope.cancel()
 
     def attach_reader(self) -> trio.MemoryReceiveChannel[bytes]:
-        """Return the event stream, marking that a reader took it."""
+        """Return the event channel; once it ends, :attr:`final_frames` holds the rest."""
         self._reader_attached.set()
-        return self.events
+        return self._events
 
     async def cancel_unless_read(self, patience: float) -> None:
         """Cancel the run if no reader takes its stream within ``patience`` seconds.
 
-        A client can hang up after the handler returned but before the response body
-        is iterated; the stream generator then never runs, so nothing else would end
-        the run. Cancellation: cancelled, it simply stops watching.
+        A backstop for a client that hung up before Quart started the response
+        body (the app also cancels when the unstarted body is dropped).
+        Cancellation: cancelled, it simply stops watching.
         """
         with trio.move_on_after(patience):
             await self._reader_attached.wait()
             return
-        if not self._reader_attached.is_set():
-            log.warning("run %s: nobody read its stream; cancelling", self.process_id)
-            self.cancel()
+        log.warning("run %s: nobody read its stream; cancelling", self.process_id)
+        self.cancel()
 
     def describe(self) -> dict[str, Any]:
         """Return the run as ``GET /processes`` lists it."""
@@ -140,31 +151,41 @@ class Run:
         }
 
     async def supervise(self) -> None:
-        """Run the CLI to its end and always finish the stream with ``done``.
+        """Run the CLI to its end, tear everything down, and settle the run.
+
+        Whatever happens, the stream ends with ``done`` (in :attr:`final_frames`)
+        and the run is deregistered. An unexpected error ends this run as
+        ``failed`` and never reaches the registry.
 
         Cancellation: cancelling :attr:`cancel_scope` (or the registry's nursery)
-        ends the run; the process tree is then torn down in a shielded scope
-        bounded by the kill grace, the ``error``/``done`` events are sent (bounded
-        too), and the run is deregistered before this returns or re-raises.
+        ends the run as ``cancelled``; the process tree is torn down in a shielded
+        scope bounded by the kill grace before this returns or re-raises.
         """
         started = trio.current_time()
-        workdir = Path(tempfile.mkdtemp(prefix="cc2api-run-"))
-        outer_cancel = False
+        workdir: Path | None = None
         try:
             with self.cancel_scope:
-                await self._run_cli(workdir)
-        except trio.Cancelled:
-            outer_cancel = True
-            raise
+                try:
+                    workdir = Path(tempfile.mkdtemp(prefix="cc2api-run-"))
+                    await self._run_cli(workdir)
+                except* Exception:
+                    log.exception("run %s: internal error", self.process_id)
+                    self._error = {
+                        "code": "internal_error",
+                        "message": "the gateway failed while running the CLI; see its log",
+                    }
         finally:
-            with trio.CancelScope(shield=True):
+            # Cancelled from outside (the registry's nursery) as well as by cancel().
+            cancelled = self.cancel_scope.cancelled_caught or (
+                trio.current_effective_deadline() == float("-inf")
+            )
+            # No awaits from here on: nothing can be interrupted.
+            if workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
-                cancelled = outer_cancel or self.cancel_scope.cancelled_caught
-                self._settle(cancelled)
-                self._on_finish(self)
-                duration_ms = round((trio.current_time() - started) * 1000)
-                await self._final_events(duration_ms)
-                self.finished.set()
+            self._settle(cancelled)
+            self._on_finish(self)
+            self._finish_stream(round((trio.current_time() - started) * 1000))
+            self.finished.set()
 
     # -- the CLI process --------------------------------------------------
 
@@ -178,7 +199,6 @@ class Run:
             )
         argv = build_argv(self._claude, self.request, files)
         env = dict(self._environ)
-        env.pop("CLAUDECODE", None)  # set inside Claude Code; the CLI would think it is nested
         key, value = self._processes.env_entry
         env[key] = value
         try:
@@ -194,8 +214,8 @@ class Run:
         except OSError as error:
             self._error = {
                 "code": "spawn_failed",
-                "message": f"could not start the Claude Code CLI ({self._claude}): "
-                f"{error.strerror or error}",
+                "message": f"could not start the Claude Code CLI ({self._claude}) "
+                f"in {self.request.cwd}: {error.strerror or error}",
             }
             return
         self.pid = self._processes.root_pid = proc.pid
@@ -211,52 +231,81 @@ class Run:
                 nursery.start_soon(self._watch_exit, proc, nursery.cancel_scope)
         finally:
             with trio.CancelScope(shield=True):
-                left = await self._processes.terminate(self._kill_grace)
-                if left:
-                    log.error("run %s: could not end pids %s", self.process_id, sorted(left))
+                if proc.returncode is not None:
+                    self._processes.root_pid = None  # reaped: its pid may already be another's
+                await self._processes.terminate(self._kill_grace)
                 with trio.move_on_after(self._kill_grace + 1):
                     await proc.wait()
                 self.exit_code = proc.returncode
+                self._reap()
                 for stream in (proc.stdin, proc.stdout, proc.stderr):
                     if stream is not None:
                         await stream.aclose()
 
     async def _watch_exit(self, proc: trio.Process, scope: trio.CancelScope) -> None:
-        await proc.wait()
+        async with trio.open_nursery() as nursery:
+
+            async def hung_after_input() -> None:
+                await self._stdin_closed.wait()
+                await trio.sleep(EXIT_AFTER_INPUT_SECONDS)
+                self._error = {
+                    "code": "cli_did_not_exit",
+                    "message": f"the Claude Code CLI did not exit within "
+                    f"{EXIT_AFTER_INPUT_SECONDS:g} s of its input ending",
+                }
+                scope.cancel()
+
+            nursery.start_soon(hung_after_input)
+            await proc.wait()
+            nursery.cancel_scope.cancel()
+        self._cli_exited.set()
+        for read in list(self._pending_reads):
+            read.cancel()  # switch the readers to draining with a deadline
+
+    async def _receive(self, stream: trio.abc.ReceiveStream) -> bytes:
+        """Return the next chunk, or b"" at the end (EOF, or nothing after the CLI exited)."""
+        while not self._cli_exited.is_set():
+            with trio.CancelScope() as read:
+                self._pending_reads.add(read)
+                try:
+                    return bytes(await stream.receive_some(READ_CHUNK))
+                finally:
+                    self._pending_reads.discard(read)
         with trio.move_on_after(DRAIN_AFTER_EXIT_SECONDS):
-            await self._stdout_eof.wait()
-        # Stderr may still be held open by a descendant; what arrived is enough.
-        scope.cancel()
+            return bytes(await stream.receive_some(READ_CHUNK))
+        return b""
 
     async def _pump_stdout(self, stdout: trio.abc.ReceiveStream, scope: trio.CancelScope) -> None:
         framer = LineFramer(self._max_line_bytes)
         try:
-            while chunk := await stdout.receive_some(READ_CHUNK):
+            while chunk := await self._receive(stdout):
                 try:
-                    lines = framer.feed(bytes(chunk))
+                    lines = framer.feed(chunk)
                 except LineTooLong as error:
                     await self._emit_lines(error.before)
                     self._error = {"code": "line_too_long", "message": str(error)}
                     scope.cancel()
                     return
-                if lines:
-                    await self._emit_lines(lines)
+                await self._emit_lines(lines)
             await self._emit_lines(framer.finish())
         finally:
-            self._stdout_eof.set()
             self._input_done.set()
 
     async def _emit_lines(self, lines: list[bytes]) -> None:
         if not lines:
             return
         for line in lines:
-            if line.startswith((_INIT_PREFIX, _RESULT_PREFIX)):
-                session = _session_of(line)
-                if session and session != self.session_id:
+            head = _parse_head_line(line)
+            if head is None:
+                continue
+            kind = head.get("type")
+            if kind == "result" or (kind == "system" and head.get("subtype") == "init"):
+                session = head.get("session_id")
+                if isinstance(session, str) and session != self.session_id:
                     self.session_id = session
                     self._on_session(self, session)
-                if line.startswith(_RESULT_PREFIX):
-                    self._input_done.set()
+            if kind == "result":
+                self._input_done.set()
         first = self._seq + 1
         self._seq += len(lines)
         await self._send(frame_messages(first, lines))
@@ -264,7 +313,7 @@ class Run:
     async def _drain_stderr(self, stderr: trio.abc.ReceiveStream) -> None:
         # Read all the time: a CLI blocked on a full stderr pipe would stall the run.
         tail = self._stderr_tail
-        while chunk := await stderr.receive_some(READ_CHUNK):
+        while chunk := await self._receive(stderr):
             tail += chunk
             if len(tail) > 2 * STDERR_TAIL_BYTES:
                 del tail[:-STDERR_TAIL_BYTES]
@@ -280,6 +329,7 @@ class Run:
         finally:
             with trio.CancelScope(shield=True):
                 await stdin.aclose()
+            self._stdin_closed.set()
 
     # -- events -----------------------------------------------------------
 
@@ -315,14 +365,16 @@ class Run:
                     "code": "cli_failed",
                     "message": f"the Claude Code CLI exited with status {self.exit_code}",
                 }
-        if self._error is not None:
-            self.status = Status.FAILED
-            self._error["exit_code"] = self.exit_code
-            self._error["stderr_tail"] = tail.decode("utf-8", "replace")
-        else:
+        if self._error is None:
             self.status = Status.COMPLETED
+            return
+        self.status = Status.FAILED
+        self._error["exit_code"] = self.exit_code
+        self._error["stderr_tail"] = tail.decode("utf-8", "replace")
 
-    async def _final_events(self, duration_ms: int) -> None:
+    def _finish_stream(self, duration_ms: int) -> None:
+        # The last frames wait on the run rather than in the bounded channel, so a
+        # reader that stalls can neither lose them nor hold up the teardown.
         frames = b""
         if self._error is not None:
             frames += self._frame("error", self._error)
@@ -336,9 +388,7 @@ class Run:
                 "duration_ms": duration_ms,
             },
         )
-        with trio.move_on_after(FINAL_EVENTS_SECONDS):
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await self._out.send(frames)
+        self.final_frames = frames
         self._out.close()
 
 

@@ -11,21 +11,23 @@ from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
 from .app import gateway_of
-from .runner import FINAL_EVENTS_SECONDS
 
 log = logging.getLogger(__name__)
+
+# Runs are already torn down when Hypercorn starts its own shutdown; this is only for
+# the streams to send their last events.
+STREAM_FLUSH_SECONDS = 5.0
 
 
 def hypercorn_config(app: QuartTrio) -> Config:
     """Return the Hypercorn configuration for an app's settings."""
     settings = gateway_of(app).settings
     config = Config()
-    config.bind = [f"{settings.host}:{settings.port}"]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host  # IPv6
+    config.bind = [f"{host}:{settings.port}"]
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    # Runs are already torn down when Hypercorn starts its own shutdown; this is
-    # only for the streams to send their last events.
-    config.graceful_timeout = FINAL_EVENTS_SECONDS
+    config.graceful_timeout = STREAM_FLUSH_SECONDS
     config.keep_alive_timeout = 75
     return config
 
@@ -68,9 +70,15 @@ async def serve_until_signalled(app: QuartTrio) -> None:
 
             async def wait_for_signal() -> None:
                 async for signum in signals:
-                    log.info("received %s", signal.Signals(signum).name)
+                    name = signal.Signals(signum).name
+                    if stop.is_set():
+                        # Impatient operator: stop serving now. Runs are still torn
+                        # down, shielded, as the registry's nursery is cancelled.
+                        log.warning("received %s again: stopping without draining", name)
+                        nursery.cancel_scope.cancel()
+                        return
+                    log.info("received %s: draining", name)
                     stop.set()
-                    return
 
             async def run_server(*, task_status: trio.TaskStatus[list[str]]) -> None:
                 await serve(app, stop, task_status=task_status)

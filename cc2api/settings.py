@@ -60,7 +60,7 @@ class Settings(BaseSettings):
 
 
 def explain(error: ValidationError) -> str:
-    """Return one line per problem, each naming the environment variable to set."""
+    """Return one line naming each environment variable to set and why."""
     lines = []
     for problem in error.errors():
         name = "_".join(str(part) for part in problem["loc"]).upper() or "settings"
@@ -68,4 +68,4 @@ def explain(error: ValidationError) -> str:
         if problem["type"] == "missing":
             message = "is not set"
         lines.append(f"{name}: {message} (set it in the environment or in .env)")
-    return "\n".join(lines)
+    return "; ".join(lines)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, Protocol
 
 import trio
 
@@ -38,18 +38,24 @@ def frame_messages(first_seq: int, lines: Iterable[bytes]) -> bytes:
     )
 
 
-async def stream(
-    attach: Callable[[], trio.MemoryReceiveChannel[bytes]],
-    heartbeat: float,
-    on_close: Callable[[], None],
-) -> AsyncIterator[bytes]:
+class Streamable(Protocol):
+    """What :func:`stream` needs of a run."""
+
+    final_frames: bytes
+
+    def attach_reader(self) -> trio.MemoryReceiveChannel[bytes]: ...
+
+    def cancel(self) -> None: ...
+
+
+async def stream(run: Streamable, heartbeat: float) -> AsyncIterator[bytes]:
     """Yield a run's framed events, and ``: ping`` after every quiet ``heartbeat``.
 
-    ``attach`` is called on the first iteration and returns the run's channel.
-    Holds no nursery or cancel scope across a ``yield``. Cancellation or an early
-    close (the client hung up) runs ``on_close``, which must be synchronous.
+    Holds no nursery or cancel scope across a ``yield``. When the channel ends, the
+    run's final frames (``error``, ``done``) follow. Cancellation or an early close
+    (the client hung up) cancels the run.
     """
-    events = attach()
+    events = run.attach_reader()
     try:
         while True:
             chunk = None
@@ -57,8 +63,9 @@ async def stream(
                 try:
                     chunk = await events.receive()
                 except trio.EndOfChannel:
-                    return
+                    break
             yield PING if chunk is None else chunk
+        yield run.final_frames
     finally:
         events.close()
-        on_close()
+        run.cancel()

@@ -46,19 +46,27 @@ def wait_for_stdin_close() -> None:
         pass
 
 
-def spawn_escaper(ignore_term: bool) -> int:
-    """Start `sleep 600` in a session of its own, as the real Bash tool does."""
-    code = "import signal,time\n"
+def spawn_escaper(ignore_term: bool, seconds: float = 600) -> int:
+    """Start a sleeper in a session of its own, as the real Bash tool does.
+
+    Returns once the child is ready (its SIGTERM handling in place), so a test
+    that signals it right away tests what it means to.
+    """
+    code = "import signal, sys, time\n"
     if ignore_term:
         code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-    code += "time.sleep(600)\n"
+    code += "sys.stdout.write('ready\\n')\nsys.stdout.flush()\n"
+    code += f"time.sleep({seconds})\n"
     child = subprocess.Popen(
         [sys.executable, "-c", code],
         start_new_session=True,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
+    assert child.stdout is not None
+    child.stdout.readline()
+    child.stdout.close()
     return child.pid
 
 
@@ -74,13 +82,14 @@ def main() -> int:  # noqa: PLR0912
         out({"type": "assistant", "text": prompt})
         result(prompt)
     elif word == "argv":
+        withheld = ("CLAUDECODE", "AUTH_USER", "AUTH_PASSWORD")
         out(
             {
                 "type": "assistant",
                 "argv": sys.argv[1:],
                 "prompt": prompt,
                 "marker": os.environ.get("CC2API_RUN_ID"),
-                "claudecode": os.environ.get("CLAUDECODE"),
+                "leaked": [name for name in withheld if name in os.environ],
             }
         )
         result()
@@ -103,9 +112,11 @@ def main() -> int:  # noqa: PLR0912
         sys.stdout.flush()
         result()
     elif word == "lines":
-        for i in range(int(arg)):
-            out({"type": "assistant", "n": i})
+        count, _, size = arg.partition(" ")
+        for i in range(int(count)):
+            out({"type": "assistant", "n": i, "pad": "p" * int(size or 0)})
         result()
+        return 0  # exits without waiting: what it printed must still all arrive
     elif word in ("hang", "ignore-sigterm"):
         if word == "ignore-sigterm":
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -120,6 +131,16 @@ def main() -> int:  # noqa: PLR0912
         else:
             while True:
                 time.sleep(1)
+    elif word == "short-orphan":
+        # A tool's background job that ends on its own while the run goes on.
+        pid = spawn_escaper(ignore_term=False, seconds=0.2)
+        out({"type": "assistant", "child_pid": pid})
+        time.sleep(1)
+        result()
+    elif word == "no-exit":
+        result()
+        while True:  # ignores the end of its input, as a CLI stuck on exit would
+            time.sleep(1)
     else:
         result(prompt)
     wait_for_stdin_close()

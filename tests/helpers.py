@@ -49,9 +49,12 @@ class Served:
 
 
 @asynccontextmanager
-async def served(settings: Settings, environ: Mapping[str, str]) -> AsyncIterator[Served]:
-    """Serve a fresh app for the duration of the block, then shut it down gracefully."""
+async def served(
+    settings: Settings, environ: Mapping[str, str], **config: Any
+) -> AsyncIterator[Served]:
+    """Serve a fresh app (Quart ``config`` overrides applied) for the block, then stop it."""
     app = create_app(settings, environ=environ)
+    app.config.update(config)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         urls: list[str] = await nursery.start(serve, app, stop)

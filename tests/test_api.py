@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from contextlib import aclosing
 from pathlib import Path
@@ -102,8 +104,8 @@ class TestChatStream:
     async def test_argv_environment_and_prompt(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
-        """The CLI gets print-mode stream-json flags, the prompt on stdin, no CLAUDECODE."""
-        environ = {**fake_environ, "CLAUDECODE": "1"}
+        """The CLI gets stream-json flags and the prompt on stdin, never CLAUDECODE or AUTH_*."""
+        environ = {**fake_environ, "CLAUDECODE": "1", "AUTH_USER": "u", "AUTH_PASSWORD": "p"}
         async with served(make_settings(), environ) as gw:
             response, events = await post_chat(gw.client, chat_body("argv -h", workdir))
         seen = events[2].json()
@@ -115,7 +117,7 @@ class TestChatStream:
             "--input-format=stream-json",
             "--verbose",
         ]
-        assert seen["claudecode"] is None
+        assert seen["leaked"] == []
         assert seen["marker"] == response.headers["x-process-id"]
 
     async def test_one_mebibyte_prompt(self, fake_environ: dict[str, str], workdir: Path) -> None:
@@ -144,8 +146,7 @@ class TestChatStream:
     ) -> None:
         """The stream is not cut by Quart's RESPONSE_TIMEOUT (60 s by default)."""
         settings = make_settings(heartbeat_seconds=0.5)
-        async with served(settings, fake_environ) as gw:
-            # The fixture app uses the real config; shrink Quart's timeout to prove it is unused.
+        async with served(settings, fake_environ, RESPONSE_TIMEOUT=1) as gw:
             async with gw.client.stream("POST", "/chat", json=chat_body("hang", workdir)) as r:
                 start = trio.current_time()
                 async with aclosing(sse_events(r)) as events:
@@ -178,6 +179,19 @@ class TestValidation:
             ({"prompt": "hi", "cwd": "/tmp", "tools": "Bash"}, 422, "validation_error", "tools"),
             ({"prompt": "hi", "cwd": "/tmp", "model": "--help"}, 422, "validation_error", "model"),
             ({"prompt": "a\u0000b", "cwd": "/tmp"}, 422, "validation_error", "prompt"),
+            ({"prompt": "a\ud800b", "cwd": "/tmp"}, 422, "validation_error", "prompt"),
+            (
+                {"prompt": "hi", "cwd": "/tmp", "system_prompt": "\udfff"},
+                422,
+                "validation_error",
+                "system_prompt",
+            ),
+            (
+                {"prompt": "hi", "cwd": "/tmp", "allowed_tools": ["x" * 20000]},
+                422,
+                "validation_error",
+                "allowed_tools.0",
+            ),
             ({"prompt": "hi", "cwd": "relative/dir"}, 400, "invalid_cwd", "absolute"),
             ({"prompt": "hi", "cwd": "/no/such/dir"}, 400, "invalid_cwd", "existing"),
             ([1, 2], 400, "invalid_json", "object"),
@@ -188,7 +202,8 @@ class TestValidation:
     ) -> None:
         """Each bad body gets its 4xx JSON {detail, code}, and the detail names the problem."""
         async with served(make_settings(), fake_environ) as gw:
-            response = await gw.client.post("/chat", json=body)
+            # Serialized here so that lone surrogates travel as JSON escapes.
+            response = await gw.client.post("/chat", content=json.dumps(body))
             health = await gw.client.get("/health")
         assert response.status_code == status
         assert response.json()["code"] == code
@@ -218,6 +233,30 @@ class TestValidation:
             wrong = await gw.client.put("/chat")
         assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
         assert (wrong.status_code, wrong.json()["code"]) == (405, "method_not_allowed")
+
+
+class TestHangUpEarly:
+    async def test_request_abandoned_at_once_leaves_no_run(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A client that sends POST /chat and hangs up at once leaves no run behind (2 s)."""
+        body = json.dumps(chat_body("hang", workdir)).encode()
+        token = base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode()).decode()
+        async with served(make_settings(kill_grace_seconds=1.0), fake_environ) as gw:
+            host, port = gw.url.removeprefix("http://").split(":")
+            for _ in range(5):
+                stream = await trio.open_tcp_stream(host, int(port))
+                await stream.send_all(
+                    b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    + f"Authorization: Basic {token}\r\n".encode()
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                await stream.aclose()
+            with trio.fail_after(2):
+                await trio.sleep(0.3)
+                while (await gw.client.get("/processes")).json()["count"]:
+                    await trio.sleep(0.05)
 
 
 class TestAuth:

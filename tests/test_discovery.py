@@ -27,6 +27,16 @@ class TestFindClaude:
         environ = {"PATH": str(tmp_path / "bin"), "HOME": str(tmp_path / "home")}
         assert find_claude(claude, environ) == (claude, "")
 
+    def test_relative_configured_path_made_absolute(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A relative CLAUDE_PATH is made absolute, since runs start in other folders."""
+        claude = install(tmp_path / "bin" / "claude")
+        monkeypatch.chdir(tmp_path)
+        path, _ = find_claude(Path("bin/claude"), {"PATH": "", "HOME": str(tmp_path)})
+        assert path == claude
+        assert path.is_absolute()
+
     def test_bad_configured_path_is_a_problem(self, tmp_path: Path) -> None:
         """A CLAUDE_PATH that is not executable is reported, not silently replaced."""
         path, problem = find_claude(tmp_path / "missing", {"PATH": "", "HOME": str(tmp_path)})

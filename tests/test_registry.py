@@ -69,3 +69,45 @@ async def test_cancel_after_the_end_keeps_the_final_status(
         run.cancel()
         assert run.status is Status.COMPLETED
         nursery.cancel_scope.cancel()
+
+
+async def test_registry_cancelled_ends_runs_as_cancelled(
+    fake_environ: dict[str, str], workdir: Path
+) -> None:
+    """Cancelling the registry's nursery (a hard shutdown) ends runs as cancelled, trees gone."""
+    registry = Registry(make_settings(kill_grace_seconds=1.0), fake_environ)
+    request = ChatRequest.model_validate({"prompt": "escape", "cwd": str(workdir)})
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(registry.serve)
+            run = registry.start(request, FAKE_CLAUDE)
+            events = run.attach_reader()
+            frames = b""
+            while b"child_pid" not in frames:
+                frames += await events.receive()
+            nursery.cancel_scope.cancel()
+    child = int(frames.split(b'"child_pid":')[1].split(b"}")[0])
+    assert run.status is Status.CANCELLED
+    assert b'"status":"cancelled"' in run.final_frames
+    assert b"event: error" not in run.final_frames
+    assert not exists(child)
+
+
+async def test_cancel_does_not_wait_for_a_stalled_reader(
+    fake_environ: dict[str, str], workdir: Path
+) -> None:
+    """Cancel returns as soon as the processes are gone even if the reader has stalled."""
+    registry = Registry(make_settings(kill_grace_seconds=1.0), fake_environ)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(registry.serve)
+        request = ChatRequest.model_validate({"prompt": "lines 50 1000", "cwd": str(workdir)})
+        run = registry.start(request, FAKE_CLAUDE)
+        events = run.attach_reader()  # taken, then never read: the CLI blocks on stdout
+        await wait_until(lambda: run.pid is not None, timeout=5)
+        await trio.sleep(0.5)
+        with trio.fail_after(1.0):
+            await registry.cancel(run.process_id)
+        received = [frame async for frame in events]
+        assert received[0].startswith(b"id: 1\nevent: process")
+        assert b'"status":"cancelled"' in run.final_frames
+        nursery.cancel_scope.cancel()

@@ -67,19 +67,19 @@ class TestStartup:
 
 
 async def start_server(tmp_path: Path) -> tuple[trio.Process, str]:
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "cc2api", "serve"],
-        env=server_env(tmp_path),
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stderr is not None
-    log = b""
+    """Start `python -m cc2api serve` on a free port; its log goes to a file, never blocking it."""
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log_file:
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "cc2api", "serve"],
+            env=server_env(tmp_path),
+            cwd=tmp_path,
+            stderr=log_file,
+        )
     with trio.fail_after(30):
-        while not (found := re.search(rb"listening on (http://[\d.:]+)", log)):
-            chunk = await proc.stderr.receive_some()
-            assert chunk, log.decode()
-            log += chunk
+        while not (found := re.search(rb"listening on (http://[\d.:]+)", log_path.read_bytes())):
+            assert proc.returncode is None, log_path.read_text()
+            await trio.sleep(0.05)
     return proc, found.group(1).decode()
 
 
@@ -118,10 +118,35 @@ class TestShutdown:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-            if proc.stderr is not None:
-                await proc.stderr.aclose()
         assert {prompt: final["status"] for prompt, final in finals.items()} == {
             "escape": "cancelled",
             "escape-stubborn": "cancelled",
         }
         assert not any(exists(child) for child in children)
+
+    async def test_second_signal_stops_without_waiting_for_the_grace(
+        self, tmp_path: Path, workdir: Path
+    ) -> None:
+        """A second SIGTERM during the drain ends the server; stubborn processes still die."""
+        proc, url = await start_server(tmp_path)
+        child = None
+        try:
+            async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
+                body = chat_body("escape-stubborn", workdir)
+                async with client.stream("POST", "/chat", json=body) as r:
+                    async with aclosing(sse_events(r)) as events:
+                        async for event in events:
+                            if event.event == "message" and "child_pid" in event.json():
+                                child = event.json()["child_pid"]
+                                break
+                        proc.send_signal(signal.SIGTERM)
+                        await trio.sleep(0.2)
+                        proc.send_signal(signal.SIGTERM)
+                        with trio.fail_after(10):
+                            await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert child is not None
+        assert not exists(child)
