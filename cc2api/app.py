@@ -21,6 +21,7 @@ from .auth import REALM_HEADER, BasicAuth
 from .discovery import ClaudeInfo, probe
 from .errors import ApiError, InvalidCwd, InvalidJSON, NotFound, Unavailable, ValidationFailed
 from .models import ChatRequest
+from .policy import Policy
 from .registry import Registry
 from .runner import Run
 from .settings import Settings
@@ -42,6 +43,7 @@ class Gateway:
         self.registry = Registry(settings, self.environ)
         self.claude = ClaudeInfo(None, None, "not checked yet")
         self.auth = BasicAuth(settings.auth_user, settings.auth_password.get_secret_value())
+        self.policy = Policy(settings, self.environ, euid=os.geteuid())
 
 
 def gateway_of(app: QuartTrio) -> Gateway:
@@ -197,7 +199,8 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
         claude = gateway.claude
         if not claude.usable or claude.path is None:
             raise Unavailable(f"cannot start runs: {claude.problem}", code="cli_unavailable")
-        run = registry.start(chat_request, claude.path)
+        plan = gateway.policy.plan(chat_request)
+        run = registry.start(chat_request, plan, claude.path)
         body = stream(run, settings.heartbeat_seconds)
         # A client that hangs up before Quart starts the body drops it unstarted,
         # and its cleanup never runs: cancel the run the moment it is dropped.

@@ -6,8 +6,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 from .models import ChatRequest
+from .policy import Plan
 
 BASE_FLAGS = (
     "-p",
@@ -25,31 +27,86 @@ class PromptFiles:
     append_system_prompt: Path
 
 
-def build_argv(claude: Path, request: ChatRequest, files: PromptFiles) -> list[str]:
+Style = Literal["value", "switch", "each", "json", "csv"]
+
+# Request field -> its flag and how it is written:
+#   value   --flag=<value> when set
+#   switch  --flag when true
+#   each    one --flag=<item> per list item (variadic options never swallow others)
+#   json    --flag=<compact JSON>
+#   csv     --flag=<items joined by commas>
+# Fields needing more thought (prompts, permissions, tools, debug) are in build_argv.
+OPTIONS: tuple[tuple[str, str, Style], ...] = (
+    ("model", "--model", "value"),
+    ("fallback_model", "--fallback-model", "value"),
+    ("session_id", "--resume", "value"),
+    ("continue_conversation", "--continue", "switch"),
+    ("fork_session", "--fork-session", "switch"),
+    ("new_session_id", "--session-id", "value"),
+    ("no_session_persistence", "--no-session-persistence", "switch"),
+    ("name", "--name", "value"),
+    ("allowed_tools", "--allowedTools", "each"),
+    ("mcp_config", "--mcp-config", "each"),
+    ("strict_mcp_config", "--strict-mcp-config", "switch"),
+    ("settings", "--settings", "value"),
+    ("setting_sources", "--setting-sources", "csv"),
+    ("add_dir", "--add-dir", "each"),
+    ("agents", "--agents", "json"),
+    ("agent", "--agent", "value"),
+    ("json_schema", "--json-schema", "json"),
+    ("max_budget_usd", "--max-budget-usd", "value"),
+    ("max_turns", "--max-turns", "value"),
+    ("effort", "--effort", "value"),
+    ("include_partial_messages", "--include-partial-messages", "switch"),
+    ("include_hook_events", "--include-hook-events", "switch"),
+    ("betas", "--betas", "each"),
+    ("plugin_dir", "--plugin-dir", "each"),
+)
+
+
+def _write(flag: str, style: Style, item: Any) -> list[str]:
+    if item is None or item is False:
+        return []
+    if style == "switch":
+        return [flag]
+    if style == "each":
+        return [f"{flag}={part}" for part in item]
+    if style == "json":
+        return [f"{flag}={_compact(item)}"]
+    if style == "csv":
+        return [f"{flag}={','.join(item)}"]
+    return [f"{flag}={item}"]
+
+
+def build_argv(claude: Path, request: ChatRequest, plan: Plan, files: PromptFiles) -> list[str]:
     """Return the full argv for one run.
 
-    Every value is attached to its flag with ``=``, and one flag is emitted per list
-    item, so no value can be read as an option or swallow the next argument. The
-    prompt itself goes to stdin.
+    Every value is attached to its flag with ``=``, and variadic options get one
+    flag per item, so no value can be read as an option or swallow the next
+    argument. The prompt goes to stdin; system prompts go through files.
     """
     argv = [str(claude), *BASE_FLAGS]
-    if request.model is not None:
-        argv.append(f"--model={request.model}")
-    if request.session_id is not None:
-        argv.append(f"--resume={request.session_id}")
+    for field, flag, style in OPTIONS:
+        argv += _write(flag, style, getattr(request, field))
     if request.system_prompt is not None:
         argv.append(f"--system-prompt-file={files.system_prompt}")
     if request.append_system_prompt is not None:
         argv.append(f"--append-system-prompt-file={files.append_system_prompt}")
-    if request.full_access:
+    if plan.full_access:
         argv.append("--dangerously-skip-permissions")
+    elif plan.permission_mode is not None:
+        argv.append(f"--permission-mode={plan.permission_mode}")
     if request.tools is not None:
         # An empty list hides every built-in tool: the CLI reads --tools= as "none".
-        argv.extend([f"--tools={tool}" for tool in request.tools] or ["--tools="])
-    argv.extend(f"--allowedTools={tool}" for tool in request.allowed_tools or ())
-    argv.extend(f"--disallowedTools={tool}" for tool in request.disallowed_tools or ())
-    argv.extend(f"--mcp-config={config}" for config in request.mcp_config or ())
+        argv += _write("--tools", "each", request.tools or [""])
+    argv += _write("--disallowedTools", "each", plan.disallowed_tools)
+    if request.debug is not False:
+        argv.append("--debug" if request.debug is True else f"--debug={request.debug}")
     return argv
+
+
+def _compact(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
 # Never handed to the CLI: CLAUDECODE makes it think it runs inside Claude Code, and

@@ -67,3 +67,10 @@ class Unavailable(ApiError):
 
     status = 503
     code = "unavailable"
+
+
+class Forbidden(ApiError):
+    """Raised when the operator's settings do not allow what a request asks for."""
+
+    status = 403
+    code = "forbidden"

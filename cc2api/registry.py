@@ -12,6 +12,7 @@ import trio
 from .cli_args import cli_environment
 from .errors import NotFound, SessionBusy, Unavailable
 from .models import ChatRequest
+from .policy import Plan
 from .proctree import become_subreaper, reap_zombie_children
 from .runner import Run
 from .settings import Settings
@@ -79,7 +80,7 @@ class Registry:
             return  # a CLI is being spawned and its pid is not known yet: next time
         reap_zombie_children(keep={pid for pid in pids if pid is not None})
 
-    def start(self, request: ChatRequest, claude: Path) -> Run:
+    def start(self, request: ChatRequest, plan: Plan, claude: Path) -> Run:
         """Register a run and start its supervisor; the run's stream is ``run.events``.
 
         Raises:
@@ -96,6 +97,7 @@ class Registry:
         run = Run(
             process_id=str(uuid.uuid4()),
             request=request,
+            plan=plan,
             claude=claude,
             environ=self._environ,
             kill_grace=self._settings.kill_grace_seconds,

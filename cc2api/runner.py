@@ -18,6 +18,7 @@ import trio
 from .cli_args import PromptFiles, build_argv, user_message
 from .framing import LineFramer, LineTooLong
 from .models import ChatRequest
+from .policy import Plan
 from .proctree import RunProcesses
 from .sse import frame_json, frame_messages
 
@@ -75,6 +76,7 @@ class Run:
         *,
         process_id: str,
         request: ChatRequest,
+        plan: Plan,
         claude: Path,
         environ: Mapping[str, str],
         kill_grace: float,
@@ -93,6 +95,7 @@ class Run:
         self.final_frames = b""  # error and done, set once the run has settled
         self.cancel_scope = trio.CancelScope()
         self.finished = trio.Event()
+        self._plan = plan
         self._claude = claude
         self._environ = environ
         self._kill_grace = kill_grace
@@ -197,8 +200,8 @@ class Run:
             files.append_system_prompt.write_text(
                 self.request.append_system_prompt, encoding="utf-8"
             )
-        argv = build_argv(self._claude, self.request, files)
-        env = dict(self._environ)
+        argv = build_argv(self._claude, self.request, self._plan, files)
+        env = {**self._environ, **self._plan.extra_env}
         key, value = self._processes.env_entry
         env[key] = value
         try:

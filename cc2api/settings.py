@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .models import PERMISSION_MODES, PermissionMode
+
 PLACEHOLDER_PASSWORD = "change-me"  # noqa: S105 (the value .env.example ships with)
 
 MiB = 1024 * 1024
@@ -28,6 +30,13 @@ class Settings(BaseSettings):
     kill_grace_seconds: float = Field(default=5.0, ge=0)
     max_line_bytes: int = Field(default=32 * MiB, ge=1024)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    force_restricted: bool = False
+    always_disallowed_tools: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_permission_modes: Annotated[list[PermissionMode], NoDecode] = Field(
+        default_factory=lambda: list(PERMISSION_MODES)
+    )
+    allowed_cwd_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    allow_root_full_access: bool = False
 
     @field_validator("auth_password")
     @classmethod
@@ -44,11 +53,39 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator(
+        "cors_origins",
+        "always_disallowed_tools",
+        "allowed_permission_modes",
+        "allowed_cwd_roots",
+        mode="before",
+    )
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("allowed_cwd_roots")
+    @classmethod
+    def _real_roots(cls, value: list[Path]) -> list[Path]:
+        roots = []
+        for root in value:
+            if not root.is_absolute() or not root.is_dir():
+                raise ValueError(f"{root} is not an absolute path of an existing directory")
+            roots.append(root.resolve())
+        return roots
+
+    @field_validator("allowed_permission_modes")
+    @classmethod
+    def _all_when_empty(cls, value: list[PermissionMode]) -> list[PermissionMode]:
+        return value or list(PERMISSION_MODES)
+
+    @field_validator("always_disallowed_tools")
+    @classmethod
+    def _no_flags(cls, value: list[str]) -> list[str]:
+        if any(tool.startswith("-") for tool in value):
+            raise ValueError("tool patterns must not start with '-'")
         return value
 
     @field_validator("cors_origins")

@@ -13,6 +13,7 @@ from typing import Any, cast
 import httpx
 import psutil
 import trio
+from quart_trio import QuartTrio
 
 from cc2api.app import create_app
 from cc2api.server import serve
@@ -35,6 +36,8 @@ def make_settings(**overrides: Any) -> Settings:
         "port": 0,
         "claude_path": FAKE_CLAUDE,
         "kill_grace_seconds": 2.0,
+        # The tests may run as root (CI does); they stand in for a sandbox.
+        "allow_root_full_access": True,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -46,6 +49,7 @@ class Served:
 
     url: str
     client: httpx.AsyncClient
+    app: QuartTrio
 
 
 @asynccontextmanager
@@ -61,7 +65,7 @@ async def served(
         url = urls[0]
         async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
             try:
-                yield Served(url, client)
+                yield Served(url, client, app)
             finally:
                 stop.set()
 
@@ -113,6 +117,17 @@ async def collect(response: httpx.Response) -> list[Event]:
     """Return every event of a stream, comments left out."""
     async with aclosing(sse_events(response)) as events:
         return [event async for event in events if event.event != ":"]
+
+
+async def post_chat(
+    client: httpx.AsyncClient, body: dict[str, Any]
+) -> tuple[httpx.Response, list[Event]]:
+    """POST /chat and read the whole stream; no events when the answer is not 200."""
+    async with client.stream("POST", "/chat", json=body) as response:
+        if response.status_code != 200:
+            await response.aread()
+            return response, []
+        return response, await collect(response)
 
 
 def chat_body(prompt: str, cwd: Path | str, **fields: Any) -> dict[str, Any]:

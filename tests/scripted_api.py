@@ -5,7 +5,10 @@ answers depends on the caller's latest prompt (the user text that is not a
 ``<system-reminder>``):
 
 * ``RUN_BASH: <command>``: a Bash ``tool_use`` for ``<command>``; once the
-  tool result comes back, a text answer quoting it.
+  tool result comes back, a text answer quoting it (``DENIED`` before a refusal).
+* ``CALL <tool> <json input>``: the same for any tool (MCP tools too).
+* ``SCRIPT: [[tool, input], ...]``: several tool calls, one after another.
+* ``STRUCTURED: <json>``: a call of the CLI's StructuredOutput tool (json_schema).
 * ``SLOW``: a text answer streamed one word every 0.2 s for about a minute, so
   tests can cancel mid-answer.
 * anything else: the text ``echo: <prompt>``.
@@ -202,17 +205,54 @@ class _Reply:
         }
 
 
-def script(body: dict[str, Any]) -> _Reply:
-    """Choose the scripted answer for one request."""
-    result = tool_result(body)
-    if result is not None:
-        content = result.get("content")
-        text = content if isinstance(content, str) else " ".join(_text_of(content))
-        return _Reply(texts=[f"tool said: {text}"])
-    prompt = latest_prompt(body)
+def tool_results_since_prompt(body: dict[str, Any]) -> list[str]:
+    """Return the texts of the tool results sent after the caller's latest prompt."""
+    results: list[str] = []
+    for message in reversed(body.get("messages", [])):
+        content = message.get("content")
+        if message.get("role") != "user" or not isinstance(content, list):
+            if message.get("role") == "user":
+                break  # a plain-text user message: the prompt itself
+            continue
+        blocks = [b for b in content if isinstance(b, dict)]
+        found = [b for b in blocks if b.get("type") == "tool_result"]
+        for block in reversed(found):
+            inner = block.get("content")
+            text = inner if isinstance(inner, str) else " ".join(_text_of(inner))
+            results.insert(0, ("DENIED " if block.get("is_error") else "") + text)
+        if any(
+            b.get("type") == "text"
+            and not str(b.get("text", "")).lstrip().startswith("<system-reminder>")
+            for b in blocks
+        ):
+            break
+    return results
+
+
+def steps_of(prompt: str) -> list[tuple[str, dict[str, Any]]]:
+    """Return the tool calls a prompt scripts, in order."""
     if prompt.startswith("RUN_BASH: "):
         command = prompt.removeprefix("RUN_BASH: ").strip()
-        return _Reply(tool=("Bash", {"command": command, "description": "scripted"}))
+        return [("Bash", {"command": command, "description": "scripted"})]
+    if prompt.startswith("CALL "):
+        name, _, raw = prompt.removeprefix("CALL ").partition(" ")
+        return [(name, json.loads(raw or "{}"))]
+    if prompt.startswith("SCRIPT: "):
+        return [(name, args) for name, args in json.loads(prompt.removeprefix("SCRIPT: "))]
+    if prompt.startswith("STRUCTURED: "):
+        return [("StructuredOutput", json.loads(prompt.removeprefix("STRUCTURED: ")))]
+    return []
+
+
+def script(body: dict[str, Any]) -> _Reply:
+    """Choose the scripted answer for one request."""
+    prompt = latest_prompt(body)
+    steps = steps_of(prompt)
+    results = tool_results_since_prompt(body)
+    if len(results) < len(steps):
+        return _Reply(tool=steps[len(results)])
+    if results:
+        return _Reply(texts=["tool said: " + " | ".join(results)])
     if "SLOW" in prompt:
         return _Reply(texts=[f"word{i} " for i in range(SLOW_WORDS)], delay=SLOW_DELAY)
     return _Reply(texts=["echo: ", prompt])

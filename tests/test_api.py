@@ -17,22 +17,13 @@ from .helpers import (
     AUTH,
     FAKE_CLAUDE,
     chat_body,
-    collect,
     make_settings,
+    post_chat,
     served,
     sse_events,
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def post_chat(client: httpx.AsyncClient, body: Any) -> tuple[httpx.Response, list[Any]]:
-    async with client.stream("POST", "/chat", json=body) as response:
-        if response.status_code != 200:
-            await response.aread()
-            return response, []
-        events = await collect(response)
-    return response, events
 
 
 class TestHealth:

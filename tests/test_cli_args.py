@@ -1,4 +1,4 @@
-"""Building argv: nothing a caller sends becomes a flag; the prompt stays out of argv."""
+"""Building argv: every option has its flag, nothing a caller sends becomes a flag."""
 
 from __future__ import annotations
 
@@ -9,81 +9,188 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from cc2api.cli_args import BASE_FLAGS, PromptFiles, build_argv, user_message
+from cc2api.cli_args import BASE_FLAGS, OPTIONS, PromptFiles, build_argv, user_message
 from cc2api.models import ChatRequest
+from cc2api.policy import Plan
 
 CLAUDE = Path("/opt/claude")
 FILES = PromptFiles(Path("/run/x/sp.txt"), Path("/run/x/asp.txt"))
+FULL = Plan(full_access=True, permission_mode=None, disallowed_tools=(), extra_env={})
+SID = "0b6f4c1e-3b9a-4f7e-8d2c-5a1e9f3c7b21"
 
 
-def argv(**fields: Any) -> list[str]:
-    request = ChatRequest.model_validate({"prompt": "hi", "cwd": "/tmp", **fields})
-    return build_argv(CLAUDE, request, FILES)
+def request(**fields: Any) -> ChatRequest:
+    return ChatRequest.model_validate({"prompt": "hi", "cwd": "/tmp", **fields})
+
+
+def argv(plan: Plan = FULL, **fields: Any) -> list[str]:
+    return build_argv(CLAUDE, request(**fields), plan, FILES)
+
+
+def restricted(mode: str | None = None, disallowed: tuple[str, ...] = ()) -> Plan:
+    return Plan(False, mode, disallowed, {})  # type: ignore[arg-type]
 
 
 class TestBuildArgv:
     def test_minimal_run_is_print_mode_stream_json_with_full_access(self) -> None:
-        """Without tools or allowed_tools a run gets claudecode2api's full access."""
+        """A plain request is print mode, stream-json both ways, verbose, full access."""
         assert argv() == [str(CLAUDE), *BASE_FLAGS, "--dangerously-skip-permissions"]
+        assert BASE_FLAGS == (
+            "-p",
+            "--output-format=stream-json",
+            "--input-format=stream-json",
+            "--verbose",
+        )
 
     def test_prompt_never_in_argv(self) -> None:
         """The prompt travels on stdin only, even when it looks like a flag."""
-        request = ChatRequest.model_validate({"prompt": "--version", "cwd": "/tmp"})
-        assert "--version" not in build_argv(CLAUDE, request, FILES)
+        assert "--version" not in build_argv(CLAUDE, request(prompt="--version"), FULL, FILES)
         assert json.loads(user_message("--version"))["message"]["content"] == "--version"
 
-    def test_session_id_becomes_resume_with_equals(self) -> None:
-        """session_id is passed as --resume=<uuid>, which no parser can misread."""
-        sid = "0b6f4c1e-3b9a-4f7e-8d2c-5a1e9f3c7b21"
-        assert f"--resume={sid}" in argv(session_id=sid)
+    @pytest.mark.parametrize(
+        ("fields", "expected"),
+        [
+            ({"model": "sonnet"}, ["--model=sonnet"]),
+            ({"fallback_model": "haiku,sonnet"}, ["--fallback-model=haiku,sonnet"]),
+            ({"session_id": SID}, [f"--resume={SID}"]),
+            ({"continue_conversation": True}, ["--continue"]),
+            ({"session_id": SID, "fork_session": True}, [f"--resume={SID}", "--fork-session"]),
+            ({"new_session_id": SID}, [f"--session-id={SID}"]),
+            ({"no_session_persistence": True}, ["--no-session-persistence"]),
+            ({"name": "nightly build"}, ["--name=nightly build"]),
+            (
+                {"allowed_tools": ["Read", "Bash(git:*)"]},
+                ["--allowedTools=Read", "--allowedTools=Bash(git:*)"],
+            ),
+            ({"mcp_config": ['{"mcpServers":{}}']}, ['--mcp-config={"mcpServers":{}}']),
+            ({"strict_mcp_config": True}, ["--strict-mcp-config"]),
+            ({"settings": '{"a": 1}'}, ['--settings={"a": 1}']),
+            ({"setting_sources": ["user", "project"]}, ["--setting-sources=user,project"]),
+            ({"setting_sources": []}, ["--setting-sources="]),
+            ({"add_dir": ["/tmp", "/usr"]}, ["--add-dir=/tmp", "--add-dir=/usr"]),
+            (
+                {"agents": {"r": {"description": "d", "prompt": "p"}}},
+                ['--agents={"r":{"description":"d","prompt":"p"}}'],
+            ),
+            ({"agent": "reviewer"}, ["--agent=reviewer"]),
+            ({"json_schema": {"type": "object"}}, ['--json-schema={"type":"object"}']),
+            ({"max_budget_usd": 0.5}, ["--max-budget-usd=0.5"]),
+            ({"max_turns": 3}, ["--max-turns=3"]),
+            ({"effort": "high"}, ["--effort=high"]),
+            ({"include_partial_messages": True}, ["--include-partial-messages"]),
+            ({"include_hook_events": True}, ["--include-hook-events"]),
+            ({"betas": ["b1", "b2"]}, ["--betas=b1", "--betas=b2"]),
+            ({"plugin_dir": ["/tmp", "/usr"]}, ["--plugin-dir=/tmp", "--plugin-dir=/usr"]),
+            ({"debug": True}, ["--debug"]),
+            ({"debug": "api,hooks"}, ["--debug=api,hooks"]),
+            ({"system_prompt": "S" * 200_000}, [f"--system-prompt-file={FILES.system_prompt}"]),
+            (
+                {"append_system_prompt": "A"},
+                [f"--append-system-prompt-file={FILES.append_system_prompt}"],
+            ),
+        ],
+    )
+    def test_each_field_has_its_flag(self, fields: dict[str, Any], expected: list[str]) -> None:
+        """Each field becomes its flag in --flag=value form, lists one flag per item."""
+        out = argv(**fields)
+        extra = out[len(BASE_FLAGS) + 1 :]
+        extra.remove("--dangerously-skip-permissions")
+        assert extra == expected
 
-    def test_tools_make_the_run_restricted(self) -> None:
-        """Giving tools drops full access and emits one --tools= per tool."""
-        out = argv(tools=["Bash", "Read"])
+    def test_unset_fields_add_nothing(self) -> None:
+        """False switches and missing values emit no flag at all."""
+        out = argv(strict_mcp_config=False, include_partial_messages=False, debug=False)
+        assert out == [str(CLAUDE), *BASE_FLAGS, "--dangerously-skip-permissions"]
+
+    def test_every_option_field_exists(self) -> None:
+        """Every field the option table names is a request field (no silent typo)."""
+        assert {field for field, _, _ in OPTIONS} <= set(ChatRequest.model_fields)
+
+    def test_restricted_plan_with_mode(self) -> None:
+        """A restricted plan drops full access and passes its permission mode."""
+        out = argv(restricted("acceptEdits"), tools=["Read"])
         assert "--dangerously-skip-permissions" not in out
-        assert out[-2:] == ["--tools=Bash", "--tools=Read"]
+        assert "--permission-mode=acceptEdits" in out
+        assert "--tools=Read" in out
 
     def test_empty_tools_hides_all(self) -> None:
         """tools: [] becomes --tools= (no built-in tools)."""
-        assert argv(tools=[])[-1] == "--tools="
+        assert "--tools=" in argv(restricted(), tools=[])
 
-    def test_allowed_tools_alone_restrict(self) -> None:
-        """allowed_tools without tools is restricted too."""
-        out = argv(allowed_tools=["Bash(git:*)"])
-        assert "--dangerously-skip-permissions" not in out
-        assert "--allowedTools=Bash(git:*)" in out
+    def test_disallowed_tools_come_from_the_plan(self) -> None:
+        """Disallowed tools are the plan's: the caller's plus the operator's."""
+        out = argv(restricted(disallowed=("Write", "WebFetch")), tools=["Read"])
+        assert out[-2:] == ["--disallowedTools=Write", "--disallowedTools=WebFetch"]
 
-    def test_lists_are_one_flag_per_item(self) -> None:
-        """Every list item gets its own flag, so none can swallow the next argument."""
-        out = argv(
-            allowed_tools=["Read"], disallowed_tools=["Write", "Edit"], mcp_config=['{"a":1}']
-        )
-        assert out[-4:] == [
-            "--allowedTools=Read",
-            "--disallowedTools=Write",
-            "--disallowedTools=Edit",
-            '--mcp-config={"a":1}',
-        ]
 
-    def test_system_prompts_go_through_files(self) -> None:
-        """System prompts are passed as files, never as argv text."""
-        out = argv(system_prompt="S" * 200_000, append_system_prompt="A")
-        assert f"--system-prompt-file={FILES.system_prompt}" in out
-        assert f"--append-system-prompt-file={FILES.append_system_prompt}" in out
-        assert all(len(arg) < 1000 for arg in out)
-
-    def test_model(self) -> None:
-        """model is attached with =."""
-        assert "--model=sonnet" in argv(model="sonnet")
+class TestValidation:
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [
+            ("model", "--help"),
+            ("fallback_model", "-x"),
+            ("agent", "--print"),
+            ("name", "-n"),
+            ("tools", ["--help"]),
+            ("allowed_tools", ["-p"]),
+            ("disallowed_tools", ["--version"]),
+            ("betas", ["--x"]),
+            ("debug", "--verbose"),
+        ],
+    )
+    def test_values_that_look_like_flags_are_refused(self, field: str, value: Any) -> None:
+        """A value starting with '-' is rejected, naming the field."""
+        with pytest.raises(ValidationError, match=field):
+            request(**{field: value})
 
     @pytest.mark.parametrize(
-        "field", ["model", "tools", "allowed_tools", "disallowed_tools", "mcp_config"]
+        ("field", "value"),
+        [
+            ("permission_mode", "yolo"),
+            ("effort", "extreme"),
+            ("setting_sources", ["everything"]),
+            ("session_id", "not-a-uuid"),
+            ("new_session_id", "1234"),
+            ("max_turns", 0),
+            ("max_turns", 1.5),
+            ("max_budget_usd", 0),
+            ("max_budget_usd", -1.0),
+            ("add_dir", ["relative/dir"]),
+            ("add_dir", ["/no/such/dir"]),
+            ("plugin_dir", ["/no/such/dir"]),
+            ("mcp_config", ["/no/such/file.json"]),
+            ("mcp_config", ["{not json"]),
+            ("mcp_config", ["relative.json"]),
+            ("settings", "[1, 2]"),
+            ("agents", "not an object"),
+            ("json_schema", ["list"]),
+            ("include_partial_messages", "yes"),
+            ("extra_env", {"A": "1"}),
+        ],
     )
-    def test_values_that_look_like_flags_are_refused(self, field: str) -> None:
-        """A value starting with '-' is rejected by validation, naming the field."""
-        value: Any = "--help" if field == "model" else ["--help"]
+    def test_values_checked_by_type_and_value(self, field: str, value: Any) -> None:
+        """Enums, UUIDs, folders, files, numbers and types are checked, naming the field."""
         with pytest.raises(ValidationError, match=field):
-            argv(**{field: value})
+            request(**{field: value})
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"fork_session": True},
+            {"session_id": SID, "continue_conversation": True},
+            {"session_id": SID, "new_session_id": SID},
+        ],
+    )
+    def test_inconsistent_session_fields(self, fields: dict[str, Any]) -> None:
+        """Session options that contradict each other are refused with a reason."""
+        with pytest.raises(ValidationError, match="session"):
+            request(**fields)
+
+    def test_mcp_config_accepts_files_and_objects(self, tmp_path: Path) -> None:
+        """mcp_config takes absolute paths of existing files and JSON objects."""
+        config = tmp_path / "mcp.json"
+        config.write_text("{}")
+        assert request(mcp_config=[str(config), '{"mcpServers": {}}']).mcp_config
 
 
 class TestUserMessage:

@@ -13,6 +13,8 @@ import psutil
 import pytest
 import trio
 
+from cc2api.policy import Plan
+
 from .helpers import (
     Event,
     Served,
@@ -21,6 +23,7 @@ from .helpers import (
     exists,
     is_root,
     make_settings,
+    post_chat,
     processes_with_marker,
     served,
     sse_events,
@@ -32,9 +35,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 async def chat(gw: Served, body: dict[str, Any]) -> list[Event]:
-    async with gw.client.stream("POST", "/chat", json=body) as response:
-        assert response.status_code == 200, await response.aread()
-        return await collect(response)
+    response, events = await post_chat(gw.client, body)
+    assert response.status_code == 200, response.text
+    return events
 
 
 def messages(events: list[Event]) -> list[dict[str, Any]]:
@@ -204,16 +207,47 @@ class TestCancel:
 
 
 @pytest.mark.skipif(not is_root(), reason="the CLI only refuses full access under root")
-async def test_root_full_access_is_a_clear_error(
-    real_claude: Path, real_environ: dict[str, str], workdir: Path
-) -> None:
-    """Under root without IS_SANDBOX=1, full access ends with a root_full_access error event."""
-    environ = {k: v for k, v in real_environ.items() if k != "IS_SANDBOX"}
-    async with served(make_settings(claude_path=real_claude), environ) as gw:
-        events = await chat(gw, chat_body("hello", workdir))
-    assert [e.event for e in events][-2:] == ["error", "done"]
-    error = events[-2].json()
-    assert error["code"] == "root_full_access"
-    assert "IS_SANDBOX=1" in error["message"]
-    assert "root" in error["stderr_tail"]
-    assert events[-1].json()["status"] == "failed"
+class TestRoot:
+    async def test_full_access_under_root_is_refused_up_front(
+        self, real_claude: Path, real_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Under root, a full-access request gets 403 root_full_access and nothing starts."""
+        environ = {k: v for k, v in real_environ.items() if k != "IS_SANDBOX"}
+        settings = make_settings(claude_path=real_claude, allow_root_full_access=False)
+        async with served(settings, environ) as gw:
+            response, _ = await post_chat(gw.client, chat_body("hello", workdir))
+            listing = (await gw.client.get("/processes")).json()
+        assert response.status_code == 403
+        assert response.json()["code"] == "root_full_access"
+        assert listing["count"] == 0
+
+    async def test_allow_root_full_access_makes_it_work(
+        self, real_claude: Path, real_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """With ALLOW_ROOT_FULL_ACCESS the real CLI runs with full access under root."""
+        environ = {k: v for k, v in real_environ.items() if k != "IS_SANDBOX"}
+        settings = make_settings(claude_path=real_claude, allow_root_full_access=True)
+        async with served(settings, environ) as gw:
+            events = await chat(gw, chat_body("RUN_BASH: echo hi > made.txt", workdir))
+        assert events[1].json()["permissionMode"] == "bypassPermissions"
+        assert events[-1].json()["status"] == "completed"
+        assert (workdir / "made.txt").read_text() == "hi\n"
+
+    async def test_refusal_by_the_cli_itself_is_a_clear_error(
+        self, real_claude: Path, real_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Should the CLI still refuse root (no IS_SANDBOX reached it), the run says so."""
+        environ = {k: v for k, v in real_environ.items() if k != "IS_SANDBOX"}
+        settings = make_settings(claude_path=real_claude)
+        async with served(settings, environ) as gw:
+            # Bypass the gateway's own check, as a misconfigured wrapper would.
+            gw_policy_plan = Plan(True, None, (), {})
+            app_state = gw.app.extensions["cc2api"]
+            app_state.policy.plan = lambda request: gw_policy_plan
+            events = await chat(gw, chat_body("hello", workdir))
+        assert [e.event for e in events][-2:] == ["error", "done"]
+        error = events[-2].json()
+        assert error["code"] == "root_full_access"
+        assert "IS_SANDBOX=1" in error["message"]
+        assert "root" in error["stderr_tail"]
+        assert events[-1].json()["status"] == "failed"

@@ -23,6 +23,7 @@ from .helpers import (
     collect,
     exists,
     make_settings,
+    post_chat,
     processes_with_marker,
     served,
     sse_events,
@@ -137,8 +138,7 @@ class TestFailures:
     ) -> None:
         """A CLI that exits non-zero yields an error event with its exit code and stderr tail."""
         async with served(make_settings(), fake_environ) as gw:
-            async with gw.client.stream("POST", "/chat", json=chat_body("crash", workdir)) as r:
-                events = await collect(r)
+            _r, events = await post_chat(gw.client, chat_body("crash", workdir))
         assert [e.event for e in events][-2:] == ["error", "done"]
         error = events[-2].json()
         assert error["code"] == "cli_failed"
@@ -154,8 +154,7 @@ class TestFailures:
         """A CLI writing 10 MiB to stderr still completes: stderr is drained all the time."""
         async with served(make_settings(), fake_environ) as gw:
             body = chat_body("stderr-flood 160", workdir)
-            async with gw.client.stream("POST", "/chat", json=body) as r:
-                events = await collect(r)
+            _r, events = await post_chat(gw.client, body)
         assert events[-2].json()["result"] == "survived"
         assert events[-1].json()["status"] == "completed"
 
@@ -165,8 +164,7 @@ class TestFailures:
         """A stdout line longer than MAX_LINE_BYTES ends the run with a line_too_long error."""
         async with served(make_settings(max_line_bytes=4096), fake_environ) as gw:
             body = chat_body("long-line 10000", workdir)
-            async with gw.client.stream("POST", "/chat", json=body) as r:
-                events = await collect(r)
+            _r, events = await post_chat(gw.client, body)
         assert [e.event for e in events] == ["process", "message", "error", "done"]
         assert events[2].json()["code"] == "line_too_long"
         assert "4096" in events[2].json()["message"]
@@ -178,8 +176,7 @@ class TestFailures:
         """A 3 MiB line under the limit arrives as one message event, intact."""
         async with served(make_settings(max_line_bytes=4 * 1024 * 1024), fake_environ) as gw:
             body = chat_body(f"long-line {3 * 1024 * 1024}", workdir)
-            async with gw.client.stream("POST", "/chat", json=body) as r:
-                events = await collect(r)
+            _r, events = await post_chat(gw.client, body)
         assert len(events[2].json()["pad"]) == 3 * 1024 * 1024
         assert events[-1].json()["status"] == "completed"
 
@@ -188,8 +185,7 @@ class TestFailures:
     ) -> None:
         """A stdout line that is not JSON is still streamed as a message, unmodified."""
         async with served(make_settings(), fake_environ) as gw:
-            async with gw.client.stream("POST", "/chat", json=chat_body("non-json", workdir)) as r:
-                events = await collect(r)
+            _r, events = await post_chat(gw.client, chat_body("non-json", workdir))
         assert events[2].data == "this is not JSON"
         assert events[-1].json()["status"] == "completed"
 
@@ -201,8 +197,7 @@ class TestFailures:
         shutil.copy(FAKE_CLAUDE, claude)
         async with served(make_settings(claude_path=claude), fake_environ) as gw:
             claude.unlink()
-            async with gw.client.stream("POST", "/chat", json=chat_body("echo", workdir)) as r:
-                events = await collect(r)
+            _r, events = await post_chat(gw.client, chat_body("echo", workdir))
         assert [e.event for e in events] == ["process", "error", "done"]
         assert events[1].json()["code"] == "spawn_failed"
         assert events[2].json()["status"] == "failed"
@@ -213,8 +208,7 @@ class TestFailures:
         """A background process a tool left behind does not outlive a completed run."""
         async with served(make_settings(), fake_environ) as gw:
             body = chat_body("escape-and-exit", workdir)
-            async with gw.client.stream("POST", "/chat", json=body) as r:
-                events = await collect(r)
+            _r, events = await post_chat(gw.client, body)
         child = events[2].json()["child_pid"]
         assert events[-1].json()["status"] == "completed"
         assert not exists(child)
@@ -242,8 +236,7 @@ class TestFailures:
         """A setsid job that exits by itself mid-run is reaped, not left a zombie."""
         async with served(make_settings(), fake_environ) as gw:
             body = chat_body("short-orphan", workdir)
-            async with gw.client.stream("POST", "/chat", json=body) as r:
-                events = await collect(r)
+            _r, events = await post_chat(gw.client, body)
         child = events[2].json()["child_pid"]
         assert events[-1].json()["status"] == "completed"
         assert not exists(child)
@@ -255,8 +248,7 @@ class TestFailures:
         """A CLI still running well after its input ended is torn down with an error."""
         monkeypatch.setattr(runner, "EXIT_AFTER_INPUT_SECONDS", 0.5)
         async with served(make_settings(kill_grace_seconds=GRACE), fake_environ) as gw:
-            async with gw.client.stream("POST", "/chat", json=chat_body("no-exit", workdir)) as r:
-                events = await collect(r)
+            r, events = await post_chat(gw.client, chat_body("no-exit", workdir))
         assert events[-3].json()["type"] == "result"
         assert events[-2].json()["code"] == "cli_did_not_exit"
         assert events[-1].json()["status"] == "failed"
@@ -306,8 +298,7 @@ class TestParallel:
 
             async def one(n: int) -> None:
                 body = chat_body(f"echo run-{n}", workdir)
-                async with gw.client.stream("POST", "/chat", json=body) as r:
-                    events = await collect(r)
+                _r, events = await post_chat(gw.client, body)
                 assert events[-2].json()["result"] == f"echo run-{n}"
                 results.append(events[-1].json()["status"])
 

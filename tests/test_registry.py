@@ -8,12 +8,15 @@ import pytest
 import trio
 
 from cc2api.models import ChatRequest
+from cc2api.policy import Plan
 from cc2api.registry import Registry
 from cc2api.runner import Status
 
 from .helpers import FAKE_CLAUDE, exists, make_settings, wait_until
 
 pytestmark = pytest.mark.timeout(30)
+
+FULL = Plan(full_access=True, permission_mode=None, disallowed_tools=(), extra_env={})
 
 
 async def test_run_nobody_reads_is_cancelled(fake_environ: dict[str, str], workdir: Path) -> None:
@@ -22,7 +25,7 @@ async def test_run_nobody_reads_is_cancelled(fake_environ: dict[str, str], workd
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.serve)
         request = ChatRequest.model_validate({"prompt": "hang", "cwd": str(workdir)})
-        run = registry.start(request, FAKE_CLAUDE)
+        run = registry.start(request, FULL, FAKE_CLAUDE)
         await wait_until(lambda: run.pid is not None, timeout=5)
         pid = run.pid
         assert pid is not None
@@ -42,7 +45,7 @@ async def test_run_with_a_reader_is_not_cancelled(
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.serve)
         request = ChatRequest.model_validate({"prompt": "hang", "cwd": str(workdir)})
-        run = registry.start(request, FAKE_CLAUDE)
+        run = registry.start(request, FULL, FAKE_CLAUDE)
         events = run.attach_reader()
         await events.receive()  # the process event
         await trio.sleep(0.6)
@@ -62,7 +65,7 @@ async def test_cancel_after_the_end_keeps_the_final_status(
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.serve)
         request = ChatRequest.model_validate({"prompt": "echo", "cwd": str(workdir)})
-        run = registry.start(request, FAKE_CLAUDE)
+        run = registry.start(request, FULL, FAKE_CLAUDE)
         async for _ in run.attach_reader():
             pass
         await run.finished.wait()
@@ -80,7 +83,7 @@ async def test_registry_cancelled_ends_runs_as_cancelled(
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             await nursery.start(registry.serve)
-            run = registry.start(request, FAKE_CLAUDE)
+            run = registry.start(request, FULL, FAKE_CLAUDE)
             events = run.attach_reader()
             frames = b""
             while b"child_pid" not in frames:
@@ -101,7 +104,7 @@ async def test_cancel_does_not_wait_for_a_stalled_reader(
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.serve)
         request = ChatRequest.model_validate({"prompt": "lines 50 1000", "cwd": str(workdir)})
-        run = registry.start(request, FAKE_CLAUDE)
+        run = registry.start(request, FULL, FAKE_CLAUDE)
         events = run.attach_reader()  # taken, then never read: the CLI blocks on stdout
         await wait_until(lambda: run.pid is not None, timeout=5)
         await trio.sleep(0.5)

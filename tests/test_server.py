@@ -30,6 +30,7 @@ def server_env(home: Path, **extra: str) -> dict[str, str]:
         "CLAUDE_PATH": str(FAKE_CLAUDE),
         "PORT": "0",
         "KILL_GRACE_SECONDS": "1.5",
+        "ALLOW_ROOT_FULL_ACCESS": "true",  # CI runs as root; the tests stand in for a sandbox
     }
     env.update(extra)
     return env
