@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
+import trio
 from pydantic import ValidationError
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -204,7 +205,8 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
         body = stream(run, settings.heartbeat_seconds)
         # A client that hangs up before Quart starts the body drops it unstarted,
         # and its cleanup never runs: cancel the run the moment it is dropped.
-        weakref.finalize(body, _cancel_abandoned, run).atexit = False
+        token = trio.lowlevel.current_trio_token()
+        weakref.finalize(body, _cancel_abandoned, token, run).atexit = False
         response = Response(
             body,
             mimetype="text/event-stream",
@@ -230,12 +232,12 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
     return app
 
 
-def _cancel_abandoned(run: Run) -> None:
-    # Called by the garbage collector, possibly after the serving trio run is over
-    # (when it had already ended the run); then there is nothing left to cancel.
-    if not run.finished.is_set():
-        with contextlib.suppress(RuntimeError):
-            run.cancel()
+def _cancel_abandoned(token: trio.lowlevel.TrioToken, run: Run) -> None:
+    # Called by the garbage collector, in whatever thread dropped the body, maybe
+    # after the trio run is over (which had ended the run already): hand the cancel
+    # to the run's own event loop.
+    with contextlib.suppress(trio.RunFinishedError):
+        token.run_sync_soon(run.cancel)
 
 
 def _process_id(value: str) -> str:

@@ -14,7 +14,8 @@ import ctypes
 import logging
 import os
 import signal
-from collections.abc import Collection
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,43 @@ _POLL_SECONDS = 0.02
 # A process stuck in uninterruptible sleep cannot die even from SIGKILL; stop
 # waiting for it this long after SIGKILL rather than hang the run forever.
 _AFTER_KILL_SECONDS = 3.0
+# Reading /proc/<pid>/environ can block on a process stuck in the kernel; a scan
+# taking longer than this is abandoned and retried.
+_SCAN_SECONDS = 2.0
+
+
+@dataclass
+class _Children:
+    """Our own children that others reap, and spawns under way.
+
+    Zombies and the subreaper role belong to the whole process, not to one app, so
+    this bookkeeping is process-wide: every registry in the process shares it.
+    """
+
+    keep: set[int] = field(default_factory=set)
+    spawning: int = 0
+
+
+_CHILDREN = _Children()
+
+
+@contextmanager
+def spawning() -> Iterator[set[int]]:
+    """Hold off reaping while a CLI is spawned; add its pid to the yielded set.
+
+    Until its pid is known, a CLI that died at once would look like an orphan.
+    """
+    _CHILDREN.spawning += 1
+    try:
+        yield _CHILDREN.keep
+    finally:
+        _CHILDREN.spawning -= 1
+
+
+def release(pid: int) -> None:
+    """Say that ``pid`` has been reaped by its owner, so it may be reused."""
+    _CHILDREN.keep.discard(pid)
+
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +121,29 @@ def _has_marker(pid: int, marker: bytes) -> bool:
     return environ.startswith(marker) or (b"\0" + marker) in environ
 
 
-def reap_zombie_children(keep: Collection[int]) -> int:
-    """Reap this process's zombie children, except ``keep``; return how many.
-
-    ``keep`` must hold every child whose exit status someone else will collect
-    (the CLIs, which their ``trio.Process`` reaps).
-    """
-    me = os.getpid()
+def _children_of(me: int) -> set[int]:
+    listings = list((_PROC / str(me) / "task").glob("*/children"))
+    if not listings:  # a kernel without CONFIG_PROC_CHILDREN: look at every process
+        return {info.pid for info in _snapshot().values() if info.ppid == me}
     children: set[int] = set()
-    for listing in (_PROC / str(me) / "task").glob("*/children"):
+    for listing in listings:
         with contextlib.suppress(OSError):
             children.update(int(pid) for pid in listing.read_text().split())
+    return children
+
+
+def reap_zombie_children() -> int:
+    """Reap this process's zombie children, except the CLIs; return how many.
+
+    Every child that is not a CLI (see :func:`spawning`) counts as an orphan we
+    adopted as subreaper: code sharing the process must not start children of its
+    own and wait for them.
+    """
+    if _CHILDREN.spawning:
+        return 0
+    me = os.getpid()
     reaped = 0
-    for pid in children.difference(keep):
+    for pid in _children_of(me) - _CHILDREN.keep:
         info = _read_stat(pid)
         if info is not None and info.zombie and info.ppid == me:
             with contextlib.suppress(ChildProcessError):
@@ -110,7 +158,15 @@ class RunProcesses:
 
     run_id: str
     root_pid: int | None = None  # set only while the CLI is unreaped, so its pid is its own
+    since: int = 0  # the CLI's start time: nothing older can be one of the run's processes
     _known: dict[int, int] = field(default_factory=dict)  # pid -> start time
+
+    def started(self, pid: int) -> None:
+        """Record the CLI's pid and start time, right after it is spawned."""
+        self.root_pid = pid
+        info = _read_stat(pid)
+        if info is not None:
+            self.since = info.start
 
     @property
     def env_entry(self) -> tuple[str, str]:
@@ -137,12 +193,20 @@ class RunProcesses:
             if known is not None and known.start == start:
                 members.add(pid)
         for info in procs.values():
-            if info.pid not in members and not info.zombie and _has_marker(info.pid, marker):
+            candidate = info.pid not in members and not info.zombie and info.start >= self.since
+            if candidate and _has_marker(info.pid, marker):
                 members.add(info.pid)
         members.discard(me)
         live = {pid for pid in members if not procs[pid].zombie}
         self._known.update((pid, procs[pid].start) for pid in live)
         return live
+
+    async def _scan_bounded(self) -> set[int] | None:
+        """Scan in a worker thread; None when the scan hung (it is then abandoned)."""
+        with trio.move_on_after(_SCAN_SECONDS):
+            return await trio.to_thread.run_sync(self.scan, abandon_on_cancel=True)
+        log.warning("run %s: a /proc scan hung; abandoned it", self.run_id)
+        return None
 
     async def terminate(self, grace: float) -> set[int]:
         """Send SIGTERM to every process of the run, SIGKILL what is left after ``grace``.
@@ -155,29 +219,38 @@ class RunProcesses:
         and may leave processes behind.
         """
         deadline = trio.current_time() + grace
+        give_up = deadline + _AFTER_KILL_SECONDS
         termed: set[int] = set()
+        live: set[int] = set()
         killed = False
-        while live := await trio.to_thread.run_sync(self.scan):
-            now = trio.current_time()
-            if now < deadline:
-                fresh = live - termed
-                _signal_all(fresh, signal.SIGTERM)
-                # A stopped process only acts on SIGTERM once it runs again.
-                _signal_all(fresh, signal.SIGCONT)
-                termed |= live
-            elif not killed or now < deadline + _AFTER_KILL_SECONDS:
-                if not killed:
-                    log.warning("run %s: %d process(es) ignored SIGTERM", self.run_id, len(live))
-                killed = True
-                _signal_all(live, signal.SIGKILL)
-            else:
-                log.error("run %s: pids %s survived SIGKILL", self.run_id, sorted(live))
-                return live
+        while trio.current_time() < give_up:
+            scanned = await self._scan_bounded()
+            if scanned is not None:
+                live = scanned
+                if not live:
+                    return set()
+                if trio.current_time() < deadline:
+                    fresh = live - termed
+                    _signal_all(fresh, signal.SIGTERM)
+                    # A stopped process only acts on SIGTERM once it runs again.
+                    _signal_all(fresh, signal.SIGCONT)
+                    termed |= live
+                else:
+                    if not killed:
+                        log.warning(
+                            "run %s: %d process(es) ignored SIGTERM", self.run_id, len(live)
+                        )
+                        killed = True
+                    _signal_all(live, signal.SIGKILL)
             await trio.sleep(_POLL_SECONDS)
-        return set()
+        log.error("run %s: pids %s survived SIGKILL", self.run_id, sorted(live))
+        return live
 
 
 def _signal_all(pids: set[int], sig: signal.Signals) -> None:
+    me = os.getpid()
     for pid in pids:
+        if pid <= 1 or pid == me:  # never a process group, init or ourselves
+            continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)

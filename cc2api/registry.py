@@ -72,13 +72,13 @@ class Registry:
         return self._nursery is not None and not self._closing
 
     def reap(self) -> None:
-        """Reap zombie children that no live run's ``trio.Process`` will collect."""
+        """Reap the orphans we adopted as subreaper; never raises."""
         if not self._reaping:
             return
-        pids = [run.pid for run in self._runs.values()]
-        if None in pids:
-            return  # a CLI is being spawned and its pid is not known yet: next time
-        reap_zombie_children(keep={pid for pid in pids if pid is not None})
+        try:
+            reap_zombie_children()
+        except Exception:
+            log.exception("reaping orphans failed")
 
     def start(self, request: ChatRequest, plan: Plan, claude: Path) -> Run:
         """Register a run and start its supervisor; the run's stream is ``run.events``.

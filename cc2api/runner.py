@@ -19,7 +19,7 @@ from .cli_args import PromptFiles, build_argv, user_message
 from .framing import LineFramer, LineTooLong
 from .models import ChatRequest
 from .policy import Plan
-from .proctree import RunProcesses
+from .proctree import RunProcesses, release, spawning
 from .sse import frame_json, frame_messages
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,8 @@ STDERR_TAIL_BYTES = 8 * 1024
 # a slow reader then blocks the CLI's stdout instead of growing our memory.
 STREAM_BUFFER = 1
 # Once the CLI has exited, what is left in its pipes arrives at once; a descendant
-# that inherited them could hold them open for ever, so a read that gets nothing
-# for this long counts as the end.
+# that inherited them could hold them open for ever, so waiting this long in all
+# counts as the end.
 DRAIN_AFTER_EXIT_SECONDS = 1.0
 # After its input is closed the CLI should exit promptly; one that does not (a stuck
 # MCP server, say) is torn down after this long.
@@ -110,6 +110,7 @@ class Run:
         self._stdin_closed = trio.Event()
         self._cli_exited = trio.Event()
         self._pending_reads: set[trio.CancelScope] = set()
+        self._drain_budget: dict[int, float] = {}  # id(stream) -> seconds left after exit
         self._reader_attached = trio.Event()
         self._seq = 0
         self._out, self._events = trio.open_memory_channel[bytes](STREAM_BUFFER)
@@ -120,8 +121,8 @@ class Run:
     def cancel(self) -> None:
         """Ask the run to stop; synchronous and idempotent. ``finished`` tells when it has."""
         if self.status is Status.RUNNING:  # a settled run keeps its final status
-            self.status = Status.CANCELLING
             self.cancel_scope.cancel()
+            self.status = Status.CANCELLING
 
     def attach_reader(self) -> trio.MemoryReceiveChannel[bytes]:
         """Return the event channel; once it ends, :attr:`final_frames` holds the rest."""
@@ -178,9 +179,12 @@ class Run:
                         "message": "the gateway failed while running the CLI; see its log",
                     }
         finally:
-            # Cancelled from outside (the registry's nursery) as well as by cancel().
-            cancelled = self.cancel_scope.cancelled_caught or (
-                trio.current_effective_deadline() == float("-inf")
+            # Cancelled by cancel() (even when it came during a natural teardown, too
+            # late to interrupt anything) or from outside (the registry's nursery).
+            cancelled = (
+                self.cancel_scope.cancelled_caught
+                or self.status is Status.CANCELLING
+                or trio.current_effective_deadline() == float("-inf")
             )
             # No awaits from here on: nothing can be interrupted.
             if workdir is not None:
@@ -205,15 +209,17 @@ class Run:
         key, value = self._processes.env_entry
         env[key] = value
         try:
-            proc = await trio.lowlevel.open_process(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=self.request.cwd,
-                env=env,
-                start_new_session=True,
-            )
+            with spawning() as cli_pids:
+                proc = await trio.lowlevel.open_process(
+                    argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=self.request.cwd,
+                    env=env,
+                    start_new_session=True,
+                )
+                cli_pids.add(proc.pid)
         except OSError as error:
             self._error = {
                 "code": "spawn_failed",
@@ -221,7 +227,8 @@ class Run:
                 f"in {self.request.cwd}: {error.strerror or error}",
             }
             return
-        self.pid = self._processes.root_pid = proc.pid
+        self.pid = proc.pid
+        self._processes.started(proc.pid)
         log.info("run %s started pid %d: %s", self.process_id, proc.pid, log_safe_argv(argv))
         try:
             async with trio.open_nursery() as nursery:
@@ -234,16 +241,28 @@ class Run:
                 nursery.start_soon(self._watch_exit, proc, nursery.cancel_scope)
         finally:
             with trio.CancelScope(shield=True):
-                if proc.returncode is not None:
-                    self._processes.root_pid = None  # reaped: its pid may already be another's
-                await self._processes.terminate(self._kill_grace)
+                await self._teardown(proc)
+
+    async def _teardown(self, proc: trio.Process) -> None:
+        # Each step runs whatever the one before did: a failure must not leave the
+        # CLI unreaped or its pipes open.
+        try:
+            if proc.returncode is not None:
+                self._processes.root_pid = None  # reaped: its pid may already be another's
+            await self._processes.terminate(self._kill_grace)
+        finally:
+            try:
                 with trio.move_on_after(self._kill_grace + 1):
                     await proc.wait()
                 self.exit_code = proc.returncode
-                self._reap()
-                for stream in (proc.stdin, proc.stdout, proc.stderr):
-                    if stream is not None:
-                        await stream.aclose()
+            finally:
+                release(proc.pid)
+                try:
+                    self._reap()
+                finally:
+                    for stream in (proc.stdin, proc.stdout, proc.stderr):
+                        if stream is not None:
+                            await stream.aclose()
 
     async def _watch_exit(self, proc: trio.Process, scope: trio.CancelScope) -> None:
         async with trio.open_nursery() as nursery:
@@ -264,9 +283,18 @@ class Run:
         self._cli_exited.set()
         for read in list(self._pending_reads):
             read.cancel()  # switch the readers to draining with a deadline
+        # What the CLI left running (a tool's background job, a stuck MCP server)
+        # goes now: it may hold the pipes open, and it is not to outlive the run.
+        self._processes.root_pid = None  # reaped by wait(): its pid may be another's
+        await self._processes.terminate(self._kill_grace)
 
     async def _receive(self, stream: trio.abc.ReceiveStream) -> bytes:
-        """Return the next chunk, or b"" at the end (EOF, or nothing after the CLI exited)."""
+        """Return the next chunk, or b"" at the end.
+
+        The end is EOF or, once the CLI has exited, DRAIN_AFTER_EXIT_SECONDS spent
+        waiting on this stream in all: data already in the pipe comes at once, and
+        time spent delivering it to a slow reader does not count.
+        """
         while not self._cli_exited.is_set():
             with trio.CancelScope() as read:
                 self._pending_reads.add(read)
@@ -274,9 +302,13 @@ class Run:
                     return bytes(await stream.receive_some(READ_CHUNK))
                 finally:
                     self._pending_reads.discard(read)
-        with trio.move_on_after(DRAIN_AFTER_EXIT_SECONDS):
-            return bytes(await stream.receive_some(READ_CHUNK))
-        return b""
+        budget = self._drain_budget.get(id(stream), DRAIN_AFTER_EXIT_SECONDS)
+        started = trio.current_time()
+        chunk = b""
+        with trio.move_on_after(budget):
+            chunk = bytes(await stream.receive_some(READ_CHUNK))
+        self._drain_budget[id(stream)] = budget - (trio.current_time() - started)
+        return chunk
 
     async def _pump_stdout(self, stdout: trio.abc.ReceiveStream, scope: trio.CancelScope) -> None:
         framer = LineFramer(self._max_line_bytes)

@@ -137,6 +137,17 @@ def main() -> int:  # noqa: PLR0912
         out({"type": "assistant", "child_pid": pid})
         time.sleep(1)
         result()
+    elif word == "chatty-leftover":
+        # A background job that inherited stdout and keeps writing after the CLI exits.
+        code = "import sys, time\nwhile True:\n    print('tick', flush=True)\n    time.sleep(0.3)\n"
+        child = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+        out({"type": "assistant", "child_pid": child.pid})
+        result()
+        return 0
+    elif word == "stubborn-leftover":
+        pid = spawn_escaper(ignore_term=True)
+        out({"type": "assistant", "child_pid": pid})
+        result()
     elif word == "no-exit":
         result()
         while True:  # ignores the end of its input, as a CLI stuck on exit would

@@ -242,6 +242,20 @@ class TestFailures:
         assert not exists(child)
         assert [p.pid for p in psutil.Process().children() if p.status() == "zombie"] == []
 
+    async def test_chatty_leftover_does_not_keep_the_run_alive(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A job that inherited stdout and keeps writing after the CLI exits ends with the run."""
+        async with served(make_settings(kill_grace_seconds=GRACE), fake_environ) as gw:
+            with trio.fail_after(10):
+                r, events = await post_chat(gw.client, chat_body("chatty-leftover", workdir))
+            listing = (await gw.client.get("/processes")).json()
+        child = events[2].json()["child_pid"]
+        assert events[-1].json()["status"] == "completed"
+        assert not exists(child)
+        assert listing["count"] == 0
+        assert processes_with_marker(r.headers["x-process-id"]) == []
+
     async def test_cli_that_does_not_exit_after_its_result(
         self, fake_environ: dict[str, str], workdir: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from cc2api.app import _cancel_abandoned
 from cc2api.models import ChatRequest
 from cc2api.policy import Plan
 from cc2api.registry import Registry
@@ -112,5 +113,45 @@ async def test_cancel_does_not_wait_for_a_stalled_reader(
             await registry.cancel(run.process_id)
         received = [frame async for frame in events]
         assert received[0].startswith(b"id: 1\nevent: process")
+        assert b'"status":"cancelled"' in run.final_frames
+        nursery.cancel_scope.cancel()
+
+
+async def test_cancel_from_another_thread_via_the_finalizer(
+    fake_environ: dict[str, str], workdir: Path
+) -> None:
+    """The dropped-body finalizer cancels the run even when a worker thread runs it."""
+    registry = Registry(make_settings(kill_grace_seconds=1.0), fake_environ)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(registry.serve)
+        request = ChatRequest.model_validate({"prompt": "hang", "cwd": str(workdir)})
+        run = registry.start(request, FULL, FAKE_CLAUDE)
+        run.attach_reader()
+        await wait_until(lambda: run.pid is not None, timeout=5)
+        token = trio.lowlevel.current_trio_token()
+        await trio.to_thread.run_sync(_cancel_abandoned, token, run)
+        with trio.fail_after(5):
+            await run.finished.wait()
+        assert run.status is Status.CANCELLED
+        nursery.cancel_scope.cancel()
+
+
+async def test_cancel_during_a_natural_teardown_says_cancelled(
+    fake_environ: dict[str, str], workdir: Path
+) -> None:
+    """A cancel that arrives while a finished CLI's leftovers are torn down reports cancelled."""
+    registry = Registry(make_settings(kill_grace_seconds=1.0), fake_environ)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(registry.serve)
+        request = ChatRequest.model_validate({"prompt": "stubborn-leftover", "cwd": str(workdir)})
+        run = registry.start(request, FULL, FAKE_CLAUDE)
+        events = run.attach_reader()
+        frames = b""
+        while b'"type":"result"' not in frames:
+            frames += await events.receive()
+        await trio.sleep(0.3)  # the CLI has exited; its stubborn leftover holds the teardown
+        with trio.fail_after(5):
+            cancelled = await registry.cancel(run.process_id)
+        assert cancelled.status is Status.CANCELLED
         assert b'"status":"cancelled"' in run.final_frames
         nursery.cancel_scope.cancel()
