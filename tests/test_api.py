@@ -226,6 +226,35 @@ class TestValidation:
         assert (wrong.status_code, wrong.json()["code"]) == (405, "method_not_allowed")
 
 
+class TestOperatorRules:
+    async def test_cwd_outside_roots_is_403(
+        self, fake_environ: dict[str, str], tmp_path: Path, workdir: Path
+    ) -> None:
+        """A cwd outside ALLOWED_CWD_ROOTS gets 403 JSON and starts nothing."""
+        (tmp_path / "allowed").mkdir()
+        settings = make_settings(allowed_cwd_roots=str(tmp_path / "allowed"))
+        async with served(settings, fake_environ) as gw:
+            response = await gw.client.post("/chat", json=chat_body("echo", workdir))
+            listing = (await gw.client.get("/processes")).json()
+        assert response.status_code == 403
+        assert response.json() == {
+            "detail": f"cwd {str(workdir)!r} is outside ALLOWED_CWD_ROOTS",
+            "code": "cwd_forbidden",
+        }
+        assert listing["count"] == 0
+
+    async def test_mode_not_allowed_is_403(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A permission mode outside ALLOWED_PERMISSION_MODES gets 403 JSON."""
+        settings = make_settings(allowed_permission_modes="default,plan")
+        async with served(settings, fake_environ) as gw:
+            body = chat_body("echo", workdir, permission_mode="acceptEdits")
+            response = await gw.client.post("/chat", json=body)
+        assert response.status_code == 403
+        assert response.json()["code"] == "permission_mode_forbidden"
+
+
 class TestHangUpEarly:
     async def test_request_abandoned_at_once_leaves_no_run(
         self, fake_environ: dict[str, str], workdir: Path

@@ -65,7 +65,7 @@ def tool_results(events: list[Event]) -> list[dict[str, Any]]:
 
 @pytest.fixture(name="repo")
 def _repo(workdir: Path) -> Path:
-    subprocess.run(["git", "init", "-q", str(workdir)], check=True)  # noqa: S607
+    subprocess.run(["git", "init", "-q", str(workdir)], check=True)
     return workdir
 
 
