@@ -86,8 +86,10 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     """
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, RecursionError):
-        raise InvalidJSON("the request body is not valid UTF-8 JSON") from None
+    except UnicodeDecodeError:
+        raise InvalidJSON("the request body is not valid UTF-8") from None
+    except RecursionError:
+        raise InvalidJSON("the request body is nested too deeply") from None
     except ValueError as error:
         raise InvalidJSON(f"the request body is not valid JSON: {error}") from None
     if not isinstance(body, dict):

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
 from .models import ChatRequest
 from .policy import Plan
 
@@ -35,7 +37,8 @@ Style = Literal["value", "switch", "each", "json", "csv"]
 #   each    one --flag=<item> per list item (variadic options never swallow others)
 #   json    --flag=<compact JSON>
 #   csv     --flag=<items joined by commas>
-# Fields needing more thought (prompts, permissions, tools, debug) are in build_argv.
+# Fields needing more thought (prompts, permissions, tools, folders, debug) are in
+# build_argv, which takes them from the request or from the policy's plan.
 OPTIONS: tuple[tuple[str, str, Style], ...] = (
     ("model", "--model", "value"),
     ("fallback_model", "--fallback-model", "value"),
@@ -50,7 +53,6 @@ OPTIONS: tuple[tuple[str, str, Style], ...] = (
     ("strict_mcp_config", "--strict-mcp-config", "switch"),
     ("settings", "--settings", "value"),
     ("setting_sources", "--setting-sources", "csv"),
-    ("add_dir", "--add-dir", "each"),
     ("agents", "--agents", "json"),
     ("agent", "--agent", "value"),
     ("json_schema", "--json-schema", "json"),
@@ -86,6 +88,7 @@ def build_argv(claude: Path, request: ChatRequest, plan: Plan, files: PromptFile
     argument. The prompt goes to stdin; system prompts go through files.
     """
     argv = [str(claude), *BASE_FLAGS]
+    argv += _write("--add-dir", "each", plan.add_dir)
     for field, flag, style in OPTIONS:
         argv += _write(flag, style, getattr(request, field))
     if request.system_prompt is not None:
@@ -100,13 +103,21 @@ def build_argv(claude: Path, request: ChatRequest, plan: Plan, files: PromptFile
         # An empty list hides every built-in tool: the CLI reads --tools= as "none".
         argv += _write("--tools", "each", request.tools or [""])
     argv += _write("--disallowedTools", "each", plan.disallowed_tools)
+    if plan.setting_sources is not None:
+        argv += _write("--setting-sources", "csv", plan.setting_sources)
     if request.debug is not False:
         argv.append("--debug" if request.debug is True else f"--debug={request.debug}")
     return argv
 
 
 def _compact(obj: object) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=_plain)
+
+
+def _plain(obj: object) -> object:
+    if isinstance(obj, BaseModel):  # an Agent: its fields, extras included
+        return obj.model_dump(exclude_none=True)
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
 # Never handed to the CLI: CLAUDECODE makes it think it runs inside Claude Code, and

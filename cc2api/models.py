@@ -21,10 +21,18 @@ PERMISSION_MODES: tuple[PermissionMode, ...] = (
 Effort = Literal["low", "medium", "high", "xhigh", "max"]
 SettingSource = Literal["user", "project", "local"]
 
-# One argv string may not exceed 128 KiB; a flag value is kept well below that.
-MAX_WORD_CHARS = 16 * 1024
-MAX_JSON_CHARS = 64 * 1024
+# The kernel caps one argv string at 128 KiB and argv with the environment at about
+# 2 MiB: single values and their sum are kept well below (in UTF-8 bytes).
+MAX_WORD_BYTES = 16 * 1024
+MAX_JSON_BYTES = 64 * 1024
+MAX_ARGV_BYTES = 1024 * 1024
 MAX_LIST_ITEMS = 256
+MAX_CONFIG_FILE_BYTES = 1024 * 1024
+# Settings keys that would let a caller set the CLI's environment or credentials,
+# which come from the operator only.
+FORBIDDEN_SETTINGS_KEYS = frozenset(
+    {"env", "apiKeyHelper", "awsAuthRefresh", "awsCredentialExport", "otelHeadersHelper"}
+)
 
 
 def _no_nul(value: str) -> str:
@@ -43,6 +51,15 @@ def _not_flag(value: str) -> str:
     if value.startswith("-"):
         raise ValueError("must not start with '-'")
     return value
+
+
+def _max_bytes(limit: int) -> AfterValidator:
+    def check(value: str) -> str:
+        if len(value.encode()) > limit:
+            raise ValueError(f"must be at most {limit} bytes in UTF-8")
+        return value
+
+    return AfterValidator(check)
 
 
 def _not_blank(value: str) -> str:
@@ -66,46 +83,97 @@ def _existing_dir(value: str) -> str:
     return value
 
 
-def _path_or_json_object(value: str) -> str:
+def _json_object(value: str, what: str) -> dict[str, Any]:
+    """Parse a JSON object given inline or as an absolute path of a file holding one."""
     if value.lstrip().startswith("{"):
+        text = value
+    else:
+        if not os.path.isabs(value):
+            raise ValueError(f"must be {what} as JSON or an absolute file path")
         try:
-            parsed = json.loads(value)
-        except ValueError:
-            raise ValueError("looks like JSON but does not parse") from None
-        if not isinstance(parsed, dict):
-            raise ValueError("must be a JSON object")
-        return value
-    if not os.path.isabs(value):
-        raise ValueError("must be a JSON object or an absolute file path")
-    if not os.path.isfile(value):
-        raise ValueError("must be an existing file")
+            with open(value, "rb") as file:
+                raw = file.read(MAX_CONFIG_FILE_BYTES + 1)
+        except OSError:
+            raise ValueError("must be an existing, readable file") from None
+        if len(raw) > MAX_CONFIG_FILE_BYTES:
+            raise ValueError(f"file is over {MAX_CONFIG_FILE_BYTES} bytes")
+        text = raw.decode("utf-8", "replace")
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ValueError(f"is not valid JSON ({what} expected)") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"must be {what}, a JSON object")
+    return parsed
+
+
+def _mcp_config(value: str) -> str:
+    servers = _json_object(value, "an MCP config").get("mcpServers")
+    if not isinstance(servers, dict):
+        raise ValueError('must hold "mcpServers", an object of servers')
+    return value
+
+
+def _settings(value: str) -> str:
+    forbidden = sorted(FORBIDDEN_SETTINGS_KEYS & _json_object(value, "settings").keys())
+    if forbidden:
+        raise ValueError(
+            f"may not set {', '.join(forbidden)}: the CLI's environment and credentials "
+            "come from the operator"
+        )
     return value
 
 
 def _json_size(value: dict[str, Any]) -> dict[str, Any]:
-    if len(json.dumps(value)) > MAX_JSON_CHARS:
-        raise ValueError(f"must be at most {MAX_JSON_CHARS} characters as JSON")
+    if len(json.dumps(value, ensure_ascii=False).encode()) > MAX_JSON_BYTES:
+        raise ValueError(f"must be at most {MAX_JSON_BYTES} bytes as JSON")
     return value
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
 Word = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_WORD_CHARS),
     AfterValidator(_no_nul),
+    AfterValidator(_not_blank),
     AfterValidator(_not_flag),
+    _max_bytes(MAX_WORD_BYTES),
 ]
 Words = Annotated[list[Word], Field(max_length=MAX_LIST_ITEMS)]
 Uuid = Annotated[str, AfterValidator(_uuid)]
 Folder = Annotated[str, AfterValidator(_no_nul), AfterValidator(_existing_dir)]
 Folders = Annotated[list[Folder], Field(max_length=MAX_LIST_ITEMS)]
-PathOrJson = Annotated[
-    str,
-    Field(min_length=1, max_length=MAX_JSON_CHARS),
-    AfterValidator(_no_nul),
-    AfterValidator(_path_or_json_object),
+McpConfig = Annotated[
+    str, AfterValidator(_no_nul), _max_bytes(MAX_JSON_BYTES), AfterValidator(_mcp_config)
+]
+SettingsValue = Annotated[
+    str, AfterValidator(_no_nul), _max_bytes(MAX_JSON_BYTES), AfterValidator(_settings)
 ]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_size)]
+
+
+class Agent(BaseModel):
+    """One custom agent of ``agents``; fields beyond these pass to the CLI as given."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    description: Annotated[str, AfterValidator(_not_blank)]
+    prompt: Annotated[str, AfterValidator(_not_blank)]
+    permissionMode: PermissionMode | None = None  # noqa: N815 (the CLI's own key)
+
+
+def _agents_size(value: dict[str, Agent]) -> dict[str, Agent]:
+    _json_size({name: agent.model_dump(exclude_none=True) for name, agent in value.items()})
+    return value
+
+
+def _bytes_of(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, dict):
+        return sum(_bytes_of(k) + _bytes_of(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return sum(_bytes_of(item) + 32 for item in value)  # + a flag name each
+    return 16
 
 
 class ChatRequest(BaseModel):
@@ -141,25 +209,27 @@ class ChatRequest(BaseModel):
         default=None, description="Tool patterns that run without asking, e.g. Bash(git:*)."
     )
     disallowed_tools: Words | None = Field(default=None, description="Tool patterns refused.")
-    mcp_config: Annotated[list[PathOrJson], Field(max_length=MAX_LIST_ITEMS)] | None = Field(
+    mcp_config: Annotated[list[McpConfig], Field(max_length=MAX_LIST_ITEMS)] | None = Field(
         default=None, description="MCP server configs: absolute file paths or JSON objects."
     )
     strict_mcp_config: bool = Field(
         default=False, description="Use only the MCP servers of mcp_config."
     )
-    settings: PathOrJson | None = Field(
+    settings: SettingsValue | None = Field(
         default=None, description="Extra settings: an absolute file path or a JSON object."
     )
     setting_sources: Annotated[list[SettingSource], Field(max_length=3)] | None = Field(
         default=None, description="Which setting sources to load; [] loads none."
     )
     add_dir: Folders | None = Field(default=None, description="More folders tools may use.")
-    agents: JsonObject | None = Field(default=None, description="Custom agents (--agents).")
+    agents: Annotated[dict[Word, Agent], AfterValidator(_agents_size)] | None = Field(
+        default=None, description="Custom agents (--agents)."
+    )
     agent: Word | None = Field(default=None, description="Agent for the session (--agent).")
     json_schema: JsonObject | None = Field(
         default=None, description="JSON Schema the final answer must match (--json-schema)."
     )
-    max_budget_usd: Annotated[float, Field(gt=0, le=1_000_000)] | None = Field(
+    max_budget_usd: Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)] | None = Field(
         default=None, description="Spending cap in US dollars (--max-budget-usd)."
     )
     max_turns: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
@@ -202,6 +272,13 @@ class ChatRequest(BaseModel):
             raise ValueError(
                 "new_session_id names a new session: with session_id or "
                 "continue_conversation it needs fork_session"
+            )
+        if (
+            _bytes_of(self.model_dump(exclude={"prompt", "system_prompt", "append_system_prompt"}))
+            > MAX_ARGV_BYTES
+        ):
+            raise ValueError(
+                f"the options add up to more than {MAX_ARGV_BYTES} bytes of command line"
             )
         return self
 

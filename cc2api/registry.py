@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +28,18 @@ READER_TIMEOUT_SECONDS = 10.0
 REAP_INTERVAL_SECONDS = 5.0
 
 
+_CONTINUE = "continue:"
+
+
+def _session_claims(request: ChatRequest) -> list[str]:
+    """Return what a run holds while it lives: sessions it reads or writes."""
+    claims = [s for s in (request.session_id, request.new_session_id) if s is not None]
+    if request.continue_conversation and not request.fork_session:
+        # Which session --continue picks is known only later; hold the folder's.
+        claims.append(_CONTINUE + os.path.realpath(request.cwd))
+    return claims
+
+
 class Registry:
     """Starts, finds, cancels and drains runs; one per app."""
 
@@ -40,7 +53,8 @@ class Registry:
         self._settings = settings
         self._environ = cli_environment(environ)
         self._runs: dict[str, Run] = {}
-        self._sessions: dict[str, str] = {}  # session id -> process id of the live run using it
+        # session id (or "continue:<folder>") -> process id of the live run holding it
+        self._sessions: dict[str, str] = {}
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self._reader_timeout = reader_timeout
@@ -89,11 +103,18 @@ class Registry:
         """
         if not self.serving or self._nursery is None:
             raise Unavailable("the server is shutting down", code="shutting_down")
-        if request.session_id is not None and request.session_id in self._sessions:
-            raise SessionBusy(
-                f"session {request.session_id} is in use by run "
-                f"{self._sessions[request.session_id]}; wait for it to end or cancel it"
-            )
+        claims = _session_claims(request)
+        for claim in claims:
+            if claim in self._sessions:
+                what = (
+                    f"the most recent conversation in {request.cwd}"
+                    if claim.startswith(_CONTINUE)
+                    else f"session {claim}"
+                )
+                raise SessionBusy(
+                    f"{what} is in use by run {self._sessions[claim]}; "
+                    "wait for it to end or cancel it"
+                )
         run = Run(
             process_id=str(uuid.uuid4()),
             request=request,
@@ -107,8 +128,8 @@ class Registry:
             reap=self.reap,
         )
         self._runs[run.process_id] = run
-        if run.session_id is not None:
-            self._sessions[run.session_id] = run.process_id
+        for claim in claims:
+            self._sessions[claim] = run.process_id
         self._nursery.start_soon(run.supervise, name=f"run {run.process_id}")
         self._nursery.start_soon(run.cancel_unless_read, self._reader_timeout)
         return run

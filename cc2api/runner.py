@@ -215,7 +215,7 @@ class Run:
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
-                    cwd=self.request.cwd,
+                    cwd=self._plan.cwd,
                     env=env,
                     start_new_session=True,
                 )

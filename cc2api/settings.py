@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     )
     allowed_cwd_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     allow_root_full_access: bool = False
+    trust_caller_config: bool | None = None  # unset: trusted unless FORCE_RESTRICTED
 
     @field_validator("auth_password")
     @classmethod

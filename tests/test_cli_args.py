@@ -11,11 +11,13 @@ from pydantic import ValidationError
 
 from cc2api.cli_args import BASE_FLAGS, OPTIONS, PromptFiles, build_argv, user_message
 from cc2api.models import ChatRequest
-from cc2api.policy import Plan
+from cc2api.policy import Plan, Policy
+
+from .helpers import make_settings
 
 CLAUDE = Path("/opt/claude")
 FILES = PromptFiles(Path("/run/x/sp.txt"), Path("/run/x/asp.txt"))
-FULL = Plan(full_access=True, permission_mode=None, disallowed_tools=(), extra_env={})
+FULL = Plan(full_access=True, permission_mode=None, disallowed_tools=())
 SID = "0b6f4c1e-3b9a-4f7e-8d2c-5a1e9f3c7b21"
 
 
@@ -23,12 +25,15 @@ def request(**fields: Any) -> ChatRequest:
     return ChatRequest.model_validate({"prompt": "hi", "cwd": "/tmp", **fields})
 
 
-def argv(plan: Plan = FULL, **fields: Any) -> list[str]:
-    return build_argv(CLAUDE, request(**fields), plan, FILES)
+def argv(plan: Plan | None = None, **fields: Any) -> list[str]:
+    made = request(**fields)
+    if plan is None:
+        plan = Policy(make_settings(), {}, euid=1000).plan(made)
+    return build_argv(CLAUDE, made, plan, FILES)
 
 
 def restricted(mode: str | None = None, disallowed: tuple[str, ...] = ()) -> Plan:
-    return Plan(False, mode, disallowed, {})  # type: ignore[arg-type]
+    return Plan(False, mode, disallowed)  # type: ignore[arg-type]
 
 
 class TestBuildArgv:
@@ -93,9 +98,8 @@ class TestBuildArgv:
     def test_each_field_has_its_flag(self, fields: dict[str, Any], expected: list[str]) -> None:
         """Each field becomes its flag in --flag=value form, lists one flag per item."""
         out = argv(**fields)
-        extra = out[len(BASE_FLAGS) + 1 :]
-        extra.remove("--dangerously-skip-permissions")
-        assert extra == expected
+        permission = ("--dangerously-skip-permissions", "--permission-mode=default")
+        assert [arg for arg in out[len(BASE_FLAGS) + 1 :] if arg not in permission] == expected
 
     def test_unset_fields_add_nothing(self) -> None:
         """False switches and missing values emit no flag at all."""
@@ -166,6 +170,16 @@ class TestValidation:
             ("json_schema", ["list"]),
             ("include_partial_messages", "yes"),
             ("extra_env", {"A": "1"}),
+            ("model", "   "),
+            ("max_budget_usd", float("nan")),
+            ("settings", '{"env": {"ANTHROPIC_BASE_URL": "http://elsewhere"}}'),
+            ("settings", '{"apiKeyHelper": "cat key"}'),
+            ("mcp_config", ['{"foo": 1}']),
+            ("agents", {"x": 1}),
+            ("agents", {"x": {"description": "d"}}),
+            ("agents", {"x": {"description": "d", "prompt": "p", "permissionMode": "god"}}),
+            ("settings", "x" * 100),
+            ("allowed_tools", ["é" * 9000]),
         ],
     )
     def test_values_checked_by_type_and_value(self, field: str, value: Any) -> None:
@@ -186,10 +200,23 @@ class TestValidation:
         with pytest.raises(ValidationError, match="session"):
             request(**fields)
 
+    def test_settings_file_content_is_checked(self, tmp_path: Path) -> None:
+        """A settings file is read and held to the same rules as inline settings."""
+        path = tmp_path / "settings.json"
+        path.write_text('{"env": {"A": "1"}}')
+        with pytest.raises(ValidationError, match="settings"):
+            request(settings=str(path))
+
+    def test_options_adding_up_past_the_argv_budget(self) -> None:
+        """Options that would overflow the kernel's argv limit get a validation error."""
+        items = ["x" * 15000] * 100
+        with pytest.raises(ValidationError, match="bytes of command line"):
+            request(allowed_tools=items)
+
     def test_mcp_config_accepts_files_and_objects(self, tmp_path: Path) -> None:
         """mcp_config takes absolute paths of existing files and JSON objects."""
         config = tmp_path / "mcp.json"
-        config.write_text("{}")
+        config.write_text('{"mcpServers": {}}')
         assert request(mcp_config=[str(config), '{"mcpServers": {}}']).mcp_config
 
 

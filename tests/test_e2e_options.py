@@ -20,6 +20,7 @@ from .helpers import (
     post_chat,
     processes_with_marker,
     served,
+    wait_until,
 )
 from .scripted_api import ScriptedAPI, all_user_text
 
@@ -280,3 +281,81 @@ class TestMcp:
         assert gauge["is_error"]
         denials = result_of(events)["permission_denials"]
         assert [d["tool_name"] for d in denials] == ["mcp__gauge__read_gauge"]
+        assert not exists(int((tmp_path / "mcp.pid").read_text()))
+
+    async def test_mcp_server_is_gone_after_a_cancel(
+        self, settings: Any, real_environ: dict[str, str], workdir: Path, tmp_path: Path
+    ) -> None:
+        """Cancelling a run mid-answer also ends the MCP servers its CLI started."""
+        pidfile = tmp_path / "mcp.pid"
+        body = chat_body("SLOW story", workdir, mcp_config=[self.mcp_config(pidfile)])
+        async with served(settings, real_environ) as gw:
+            async with gw.client.stream("POST", "/chat", json=body) as r:
+                await wait_until(pidfile.exists, timeout=30)
+                await wait_until(lambda: pidfile.read_text() != "", timeout=5)
+                pid = int(pidfile.read_text())
+                assert exists(pid)
+                answer = await gw.client.delete(f"/chat/{r.headers['x-process-id']}")
+                assert answer.json()["status"] == "cancelled"
+        assert not exists(pid)
+
+
+def hook_settings(marker: Path) -> dict[str, Any]:
+    command = {"type": "command", "command": f"touch {marker}"}
+    return {"hooks": {"SessionStart": [{"hooks": [command]}]}}
+
+
+class TestCallerConfigCannotEscalate:
+    async def test_settings_cannot_raise_a_restricted_mode(
+        self, settings: Any, real_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A restricted run stays in the default mode though its settings say bypassPermissions."""
+        escalate = json.dumps({"permissions": {"defaultMode": "bypassPermissions"}})
+        body = chat_body(
+            "RUN_BASH: touch made.txt",
+            workdir,
+            tools=["Bash"],
+            allowed_tools=["Read"],
+            settings=escalate,
+        )
+        async with served(settings, real_environ) as gw:
+            events = await run(gw, body)
+        assert lines(events)[0]["permissionMode"] == "default"
+        assert not (workdir / "made.txt").exists()
+
+    async def test_project_settings_cannot_raise_a_restricted_mode(
+        self, settings: Any, real_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A .claude/settings.json in cwd saying bypassPermissions does not lift restrictions."""
+        (workdir / ".claude").mkdir()
+        (workdir / ".claude" / "settings.json").write_text(
+            json.dumps({"permissions": {"defaultMode": "bypassPermissions"}})
+        )
+        body = chat_body("RUN_BASH: touch made.txt", workdir, tools=["Bash"], allowed_tools=[])
+        async with served(settings, real_environ) as gw:
+            events = await run(gw, body)
+        assert lines(events)[0]["permissionMode"] == "default"
+        assert not (workdir / "made.txt").exists()
+
+    async def test_trusted_caller_settings_hooks_run(
+        self, settings: Any, real_environ: dict[str, str], workdir: Path, tmp_path: Path
+    ) -> None:
+        """By default a caller's settings may carry hooks, and they run (so the next test means
+        something)."""
+        marker = tmp_path / "hook-ran"
+        body = chat_body("hi", workdir, settings=json.dumps(hook_settings(marker)))
+        async with served(settings, real_environ) as gw:
+            await run(gw, body)
+        assert marker.exists()
+
+    async def test_untrusted_project_hooks_do_not_run(
+        self, real_claude: Path, real_environ: dict[str, str], workdir: Path, tmp_path: Path
+    ) -> None:
+        """With TRUST_CALLER_CONFIG off, hooks in the cwd's project settings are not loaded."""
+        marker = tmp_path / "hook-ran"
+        (workdir / ".claude").mkdir()
+        (workdir / ".claude" / "settings.json").write_text(json.dumps(hook_settings(marker)))
+        settings = make_settings(claude_path=real_claude, trust_caller_config=False)
+        async with served(settings, real_environ) as gw:
+            await run(gw, chat_body("hi", workdir))
+        assert not marker.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from contextlib import aclosing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,6 @@ import httpx
 import psutil
 import pytest
 import trio
-
-from cc2api.policy import Plan
 
 from .helpers import (
     Event,
@@ -241,9 +240,9 @@ class TestRoot:
         settings = make_settings(claude_path=real_claude)
         async with served(settings, environ) as gw:
             # Bypass the gateway's own check, as a misconfigured wrapper would.
-            gw_policy_plan = Plan(True, None, (), {})
             app_state = gw.app.extensions["cc2api"]
-            app_state.policy.plan = lambda request: gw_policy_plan
+            real_plan = app_state.policy.plan
+            app_state.policy.plan = lambda request: replace(real_plan(request), extra_env={})
             events = await chat(gw, chat_body("hello", workdir))
         assert [e.event for e in events][-2:] == ["error", "done"]
         error = events[-2].json()

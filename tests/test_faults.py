@@ -303,6 +303,35 @@ class TestSessions:
                     assert (await gw.client.post("/chat", json=body)).status_code == 409
                     await gw.client.delete(f"/chat/{r.headers['x-process-id']}")
 
+    async def test_new_session_id_is_reserved(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A new_session_id in use by a live run cannot be resumed or claimed again (409)."""
+        session = str(uuid.uuid4())
+        async with served(make_settings(kill_grace_seconds=GRACE), fake_environ) as gw:
+            body = chat_body("hang", workdir, new_session_id=session)
+            async with gw.client.stream("POST", "/chat", json=body) as first:
+                resume = chat_body("echo", workdir, session_id=session)
+                assert (await gw.client.post("/chat", json=resume)).status_code == 409
+                assert (await gw.client.post("/chat", json=body)).status_code == 409
+                await gw.client.delete(f"/chat/{first.headers['x-process-id']}")
+
+    async def test_one_continue_per_folder(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Two runs may not continue the same folder's conversation at once; a fork may."""
+        async with served(make_settings(kill_grace_seconds=GRACE), fake_environ) as gw:
+            body = chat_body("hang", workdir, continue_conversation=True)
+            async with gw.client.stream("POST", "/chat", json=body) as first:
+                again = await gw.client.post("/chat", json=body)
+                assert again.status_code == 409
+                assert "most recent conversation" in again.json()["detail"]
+                fork = chat_body("echo", workdir, continue_conversation=True, fork_session=True)
+                response, events = await post_chat(gw.client, fork)
+                assert response.status_code == 200
+                assert events[-1].json()["status"] == "completed"
+                await gw.client.delete(f"/chat/{first.headers['x-process-id']}")
+
 
 class TestParallel:
     async def test_runs_in_parallel(self, fake_environ: dict[str, str], workdir: Path) -> None:

@@ -138,7 +138,7 @@ def test_every_example_is_covered() -> None:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 async def test_example(
-    name: str, real_claude: Path, real_environ: dict[str, str], workdir: Path
+    name: str, real_claude: Path, real_environ: dict[str, str], workdir: Path, tmp_path: Path
 ) -> None:
     """The example does what PERMISSIONS.md says it does."""
     git(workdir, "init", "-q")
@@ -147,10 +147,13 @@ async def test_example(
     body = examples()[name]
     moves, check = CASES[name]
     body.update(prompt=moves(workdir), cwd=str(workdir))
-    if "mcp_config" in body:
-        server = {"command": sys.executable, "args": [str(MCP_SERVER)]}
-        body["mcp_config"] = [json.dumps({"mcpServers": {"gauge": server}})]
-    async with served(make_settings(claude_path=real_claude), real_environ) as gw:
+    # The examples name the MCP server `gauge-server`: put one on the PATH.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gauge-server").write_text(f"#!/bin/sh\nexec {sys.executable} {MCP_SERVER}\n")
+    (bin_dir / "gauge-server").chmod(0o755)
+    environ = {**real_environ, "PATH": f"{bin_dir}:{real_environ['PATH']}"}
+    async with served(make_settings(claude_path=real_claude), environ) as gw:
         response, events = await post_chat(gw.client, body)
     assert response.status_code == 200, response.text
     assert events[-1].json()["status"] == "completed"

@@ -17,21 +17,31 @@ USER, ROOT = 1000, 0
 
 
 def plan(
-    settings: dict[str, Any] | None = None,
+    rules: dict[str, Any] | None = None,
     *,
     euid: int = USER,
     environ: dict[str, str] | None = None,
     **fields: Any,
 ) -> Plan:
     request = ChatRequest.model_validate({"prompt": "hi", "cwd": "/tmp", **fields})
-    values = {"allow_root_full_access": False, **(settings or {})}
+    values = {"allow_root_full_access": False, **(rules or {})}
     policy = Policy(make_settings(**values), environ or {}, euid=euid)
     return policy.plan(request)
 
 
-def refused(settings: dict[str, Any] | None = None, **kwargs: Any) -> Forbidden:
+def access(result: Plan) -> tuple[object, ...]:
+    """The parts of a plan about access: full access, mode, disallowed tools, environment."""
+    return (
+        result.full_access,
+        result.permission_mode,
+        result.disallowed_tools,
+        dict(result.extra_env),
+    )
+
+
+def refused(rules: dict[str, Any] | None = None, **kwargs: Any) -> Forbidden:
     with pytest.raises(Forbidden) as caught:
-        plan(settings, **kwargs)
+        plan(rules, **kwargs)
     assert caught.value.status == 403
     return caught.value
 
@@ -39,20 +49,20 @@ def refused(settings: dict[str, Any] | None = None, **kwargs: Any) -> Forbidden:
 class TestAccess:
     def test_no_restrictions_means_full_access(self) -> None:
         """Without tools, allowed_tools or permission_mode a run gets full access."""
-        assert plan() == Plan(True, None, (), {})
+        assert access(plan()) == (True, None, (), {})
 
     @pytest.mark.parametrize("fields", [{"tools": []}, {"allowed_tools": ["Read"]}])
     def test_tools_or_allowed_tools_restrict(self, fields: dict[str, Any]) -> None:
-        """tools or allowed_tools (even empty) restrict the run, in the CLI's default mode."""
-        assert plan(**fields) == Plan(False, None, (), {})
+        """tools or allowed_tools (even empty) restrict the run, explicitly in the default mode."""
+        assert access(plan(**fields)) == (False, "default", (), {})
 
     def test_permission_mode_is_passed(self) -> None:
         """An explicit permission mode is used instead of full access."""
-        assert plan(permission_mode="acceptEdits") == Plan(False, "acceptEdits", (), {})
+        assert access(plan(permission_mode="acceptEdits")) == (False, "acceptEdits", (), {})
 
     def test_force_restricted_turns_full_access_into_default_mode(self) -> None:
         """FORCE_RESTRICTED runs a full-access request in the default mode instead."""
-        assert plan({"force_restricted": True}) == Plan(False, "default", (), {})
+        assert access(plan({"force_restricted": True})) == (False, "default", (), {})
 
     def test_force_restricted_refuses_bypass_permissions(self) -> None:
         """FORCE_RESTRICTED refuses an explicit bypassPermissions with 403."""
@@ -140,3 +150,69 @@ class TestFolders:
         """ALLOWED_CWD_ROOTS naming a missing folder stops the server at startup."""
         with pytest.raises(ValueError, match="existing directory"):
             make_settings(allowed_cwd_roots="/no/such/root")
+
+
+class TestCallerConfig:
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"settings": "{}"},
+            {"setting_sources": ["user"]},
+            {"agents": {"a": {"description": "d", "prompt": "p"}}},
+            {"plugin_dir": ["/tmp"]},
+            {"mcp_config": ['{"mcpServers": {}}']},
+        ],
+    )
+    def test_untrusted_config_is_refused(self, fields: dict[str, Any]) -> None:
+        """With TRUST_CALLER_CONFIG off, every way to hand the CLI configuration gets 403."""
+        error = refused({"trust_caller_config": False}, tools=["Read"], **fields)
+        assert error.code == "caller_config_forbidden"
+        assert error.detail.startswith(next(iter(fields)))
+
+    def test_force_restricted_implies_untrusted(self) -> None:
+        """FORCE_RESTRICTED turns caller configuration off unless the operator says otherwise."""
+        assert refused({"force_restricted": True}, settings="{}").code == "caller_config_forbidden"
+        assert plan({"force_restricted": True, "trust_caller_config": True}, settings="{}")
+
+    def test_untrusted_runs_load_only_user_settings(self) -> None:
+        """Untrusted, the cwd's project and local settings are not loaded."""
+        assert plan({"trust_caller_config": False}).setting_sources == ("user",)
+        assert plan().setting_sources is None
+
+    def test_agent_modes_follow_the_rules(self) -> None:
+        """An agent's permissionMode is held to the same rules as the run's."""
+        agents = {"x": {"description": "d", "prompt": "p", "permissionMode": "bypassPermissions"}}
+        error = refused({"force_restricted": True, "trust_caller_config": True}, agents=agents)
+        assert error.code == "full_access_forbidden"
+        assert error.detail.startswith("agents.x.permissionMode")
+        modes = {"allowed_permission_modes": "default"}
+        assert refused(modes, tools=[], agents=agents).code == "permission_mode_forbidden"
+
+
+class TestPathsUnderRoots:
+    def test_plugin_dir_and_config_files_must_be_inside(self, tmp_path: Path) -> None:
+        """plugin_dir and file paths of mcp_config and settings are held to ALLOWED_CWD_ROOTS."""
+        inside = tmp_path / "inside"
+        inside.mkdir()
+        config = tmp_path / "mcp.json"
+        config.write_text('{"mcpServers": {}}')
+        roots = {"allowed_cwd_roots": str(inside)}
+        assert refused(roots, cwd=str(inside), plugin_dir=[str(tmp_path)]).detail.startswith(
+            "plugin_dir"
+        )
+        assert refused(roots, cwd=str(inside), mcp_config=[str(config)]).detail.startswith(
+            "mcp_config"
+        )
+        assert refused(roots, cwd=str(inside), settings=str(config)).detail.startswith("settings")
+
+    def test_cli_gets_real_paths(self, tmp_path: Path) -> None:
+        """Under roots the CLI is given the checked real paths, not the symlinks."""
+        (tmp_path / "real").mkdir()
+        (tmp_path / "link").symlink_to(tmp_path / "real")
+        result = plan(
+            {"allowed_cwd_roots": str(tmp_path)},
+            cwd=str(tmp_path / "link"),
+            add_dir=[str(tmp_path / "link")],
+        )
+        assert result.cwd == str(tmp_path / "real")
+        assert result.add_dir == (str(tmp_path / "real"),)

@@ -9,7 +9,7 @@ import trio
 
 from cc2api.app import _cancel_abandoned
 from cc2api.models import ChatRequest
-from cc2api.policy import Plan
+from cc2api.policy import Plan, Policy
 from cc2api.registry import Registry
 from cc2api.runner import Status
 
@@ -17,7 +17,10 @@ from .helpers import FAKE_CLAUDE, exists, make_settings, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
-FULL = Plan(full_access=True, permission_mode=None, disallowed_tools=(), extra_env={})
+
+def full(request: ChatRequest) -> Plan:
+    """The plan a permissive gateway makes for ``request``."""
+    return Policy(make_settings(), {}, euid=1000).plan(request)
 
 
 async def test_run_nobody_reads_is_cancelled(fake_environ: dict[str, str], workdir: Path) -> None:
@@ -26,7 +29,7 @@ async def test_run_nobody_reads_is_cancelled(fake_environ: dict[str, str], workd
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.serve)
         request = ChatRequest.model_validate({"prompt": "hang", "cwd": str(workdir)})
-        run = registry.start(request, FULL, FAKE_CLAUDE)
+        run = registry.start(request, full(request), FAKE_CLAUDE)
         await wait_until(lambda: run.pid is not None, timeout=5)
         pid = run.pid
         assert pid is not None
@@ -46,7 +49,7 @@ async def test_run_with_a_reader_is_not_cancelled(
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.serve)
         request = ChatRequest.model_validate({"prompt": "hang", "cwd": str(workdir)})
-        run = registry.start(request, FULL, FAKE_CLAUDE)
+        run = registry.start(request, full(request), FAKE_CLAUDE)
         events = run.attach_reader()
         await events.receive()  # the process event
         await trio.sleep(0.6)
@@ -66,7 +69,7 @@ async def test_cancel_after_the_end_keeps_the_final_status(
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.serve)
         request = ChatRequest.model_validate({"prompt": "echo", "cwd": str(workdir)})
-        run = registry.start(request, FULL, FAKE_CLAUDE)
+        run = registry.start(request, full(request), FAKE_CLAUDE)
         async for _ in run.attach_reader():
             pass
         await run.finished.wait()
@@ -84,7 +87,7 @@ async def test_registry_cancelled_ends_runs_as_cancelled(
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             await nursery.start(registry.serve)
-            run = registry.start(request, FULL, FAKE_CLAUDE)
+            run = registry.start(request, full(request), FAKE_CLAUDE)
             events = run.attach_reader()
             frames = b""
             while b"child_pid" not in frames:
@@ -105,7 +108,7 @@ async def test_cancel_does_not_wait_for_a_stalled_reader(
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.serve)
         request = ChatRequest.model_validate({"prompt": "lines 50 1000", "cwd": str(workdir)})
-        run = registry.start(request, FULL, FAKE_CLAUDE)
+        run = registry.start(request, full(request), FAKE_CLAUDE)
         events = run.attach_reader()  # taken, then never read: the CLI blocks on stdout
         await wait_until(lambda: run.pid is not None, timeout=5)
         await trio.sleep(0.5)
@@ -125,7 +128,7 @@ async def test_cancel_from_another_thread_via_the_finalizer(
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.serve)
         request = ChatRequest.model_validate({"prompt": "hang", "cwd": str(workdir)})
-        run = registry.start(request, FULL, FAKE_CLAUDE)
+        run = registry.start(request, full(request), FAKE_CLAUDE)
         run.attach_reader()
         await wait_until(lambda: run.pid is not None, timeout=5)
         token = trio.lowlevel.current_trio_token()
@@ -144,7 +147,7 @@ async def test_cancel_during_a_natural_teardown_says_cancelled(
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.serve)
         request = ChatRequest.model_validate({"prompt": "stubborn-leftover", "cwd": str(workdir)})
-        run = registry.start(request, FULL, FAKE_CLAUDE)
+        run = registry.start(request, full(request), FAKE_CLAUDE)
         events = run.attach_reader()
         frames = b""
         while b'"type":"result"' not in frames:
