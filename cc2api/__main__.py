@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from pydantic import ValidationError
 
 from . import __version__
 from .app import create_app
-from .envfile import init_env
+from .doctor import run_check
+from .envfile import environment_with, init_env
 from .server import serve_until_signalled
 from .settings import Settings, explain
 
@@ -23,16 +25,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"cc2api {__version__}")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="serve the gateway on HOST:PORT (the default)")
-    init = commands.add_parser("init-env", help="write .env with a generated password if missing")
+    commands.add_parser("check", help="check settings, the CLI, its login and the port")
+    init = commands.add_parser(
+        "init-env",
+        help="write .env if missing: the password from CC2API_AUTH_PASSWORD, else generated",
+    )
     init.add_argument("--path", type=Path, default=Path(".env"))
+    init.add_argument("--user", default="admin")
     init.add_argument("--claude-path", type=Path, default=None)
+    init.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args(argv)
+    environ = environment_with(Path(".env"))
+    if args.command == "check":
+        return run_check(environ)
     if args.command == "init-env":
-        password = init_env(args.path, claude_path=args.claude_path)
+        # The password comes through the environment, never argv, where `ps` shows it.
+        given = os.environ.get("CC2API_AUTH_PASSWORD") or None
+        extra = dict(item.split("=", 1) for item in args.set)
+        password = init_env(
+            args.path, user=args.user, password=given, claude_path=args.claude_path, extra=extra
+        )
         if password is None:
             print(f"{args.path} exists; leaving it as it is")
+        elif given:
+            print(f"wrote {args.path}: user {args.user}, password as given")
         else:
-            print(f"wrote {args.path}: user admin, password {password} (shown only now)")
+            print(f"wrote {args.path}: user {args.user}, password {password} (shown only now)")
         return 0
     try:
         settings = Settings()  # type: ignore[call-arg]  # read from the environment
@@ -43,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    trio.run(serve_until_signalled, create_app(settings))
+    trio.run(serve_until_signalled, create_app(settings, environ=environ))
     return 0
 
 

@@ -6,13 +6,33 @@ import os
 import secrets
 from pathlib import Path
 
+from dotenv import dotenv_values
 
-def init_env(path: Path, *, user: str = "admin", claude_path: Path | None = None) -> str | None:
-    """Create ``path`` (mode 600) with a fresh password and return it; None if it exists.
 
-    The file is created exclusively, so an existing ``.env`` is never overwritten.
+def environment_with(env_file: Path) -> dict[str, str]:
+    """Return this process's environment over the variables of ``env_file``.
+
+    So that ``ANTHROPIC_API_KEY`` and the like put in ``.env`` reach the CLI whether
+    systemd loaded the file (EnvironmentFile=) or not; the real environment wins.
     """
-    password = secrets.token_urlsafe(24)
+    from_file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    return {**from_file, **os.environ}
+
+
+def init_env(
+    path: Path,
+    *,
+    user: str = "admin",
+    password: str | None = None,
+    claude_path: Path | None = None,
+    extra: dict[str, str] | None = None,
+) -> str | None:
+    """Create ``path`` (mode 600) and return the password; None if the file exists.
+
+    Without ``password`` a strong one is generated. The file is created exclusively,
+    so an existing ``.env`` is never overwritten.
+    """
+    password = password or secrets.token_urlsafe(24)
     lines = [
         "# Written by `cc2api init-env`; .env.example lists every setting.",
         f"AUTH_USER={user}",
@@ -20,6 +40,7 @@ def init_env(path: Path, *, user: str = "admin", claude_path: Path | None = None
     ]
     if claude_path is not None:
         lines.append(f"CLAUDE_PATH={claude_path}")
+    lines.extend(f"{name}={value}" for name, value in (extra or {}).items())
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

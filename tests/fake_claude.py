@@ -74,6 +74,10 @@ def main() -> int:  # noqa: PLR0912
     if "--version" in sys.argv:
         print("9.9.9 (Fake Claude Code)")
         return 0
+    if sys.argv[1:3] == ["auth", "status"]:
+        logged_in = "ANTHROPIC_API_KEY" in os.environ
+        print(json.dumps({"loggedIn": logged_in, "authMethod": "api_key" if logged_in else "none"}))
+        return 0
     line = sys.stdin.readline()
     prompt = json.loads(line)["message"]["content"] if line else ""
     word, _, arg = prompt.partition(" ")
@@ -90,6 +94,7 @@ def main() -> int:  # noqa: PLR0912
                 "prompt": prompt,
                 "marker": os.environ.get("CC2API_RUN_ID"),
                 "leaked": [name for name in withheld if name in os.environ],
+                "api_key": os.environ.get("ANTHROPIC_API_KEY"),
             }
         )
         result()

@@ -151,3 +151,20 @@ class TestShutdown:
                 await proc.wait()
         assert child is not None
         assert not exists(child)
+
+
+async def test_env_file_variables_reach_the_cli(tmp_path: Path, workdir: Path) -> None:
+    """Variables in .env beside the server (ANTHROPIC_API_KEY, say) reach the CLI."""
+    (tmp_path / ".env").write_text("ANTHROPIC_API_KEY=from-env-file\n")
+    proc, url = await start_server(tmp_path)
+    try:
+        async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
+            async with client.stream("POST", "/chat", json=chat_body("argv", workdir)) as r:
+                events = [e async for e in sse_events(r) if e.event == "message"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(30):
+            await proc.wait()
+    seen = events[1].json()
+    assert seen["api_key"] == "from-env-file"
+    assert seen["leaked"] == []

@@ -1,0 +1,311 @@
+#!/usr/bin/env bash
+# Install or update cc2api as a systemd service, in one go:
+#
+#   curl -fsSL <raw url>/install.sh | bash        # or: ./install.sh from a clone
+#
+# It installs what is missing (Python >= 3.11 with venv; Node.js and npm for the
+# Claude Code CLI; the CLI itself), puts cc2api in its own virtualenv under the
+# prefix, writes .env (mode 600) once, and runs the service as a non-root user.
+# Run it again to update in place; .env is kept. See --help.
+set -euo pipefail
+
+CLAUDE_CLI_VERSION=2.1.197
+# Where the sources come from when this script runs outside a clone (curl | bash).
+REPO_URL=${CC2API_REPO_URL:-https://github.com/cc2api/cc2api.git}
+SERVICE=cc2api
+
+usage() {
+    cat <<'EOF'
+Usage: install.sh [options]
+
+  --user NAME          run the service as NAME (default: you; as root, a new
+                       system user "cc2api")
+  --prefix DIR         install into DIR (default: /opt/cc2api as root,
+                       ~/.local/share/cc2api otherwise)
+  --work-dir DIR       a folder runs may write in (repeatable; the service's home
+                       and the prefix always may)
+  --host HOST          address to listen on, for a new .env (default 127.0.0.1)
+  --port PORT          port to listen on, for a new .env (default 9876)
+  --claude-path PATH   use this claude binary instead of installing the CLI
+  --no-service         install the files only: no systemd unit is installed or started
+  --install-deps       install the system packages even when they seem present
+  --pkg-manager NAME   apt, dnf or yum (default: detected)
+  --dry-run            print every step and change nothing
+  --uninstall          stop and remove the service and the files (keeps .env)
+  --purge              with --uninstall, remove .env too
+  -h, --help           this text
+
+Credentials for a new .env come from CC2API_AUTH_USER and CC2API_AUTH_PASSWORD,
+else are asked on the terminal when there is one, else a strong password is
+generated and printed once.
+EOF
+}
+
+say() { printf '==> %s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+RUN_USER=""
+PREFIX=""
+HOST=127.0.0.1
+PORT=9876
+CLAUDE_PATH_GIVEN=""
+NO_SERVICE=0
+INSTALL_DEPS=0
+PKG=""
+DRY_RUN=0
+UNINSTALL=0
+PURGE=0
+WORK_DIRS=()
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --user) RUN_USER=${2:?--user needs a name}; shift 2 ;;
+    --prefix) PREFIX=${2:?--prefix needs a folder}; shift 2 ;;
+    --work-dir) WORK_DIRS+=("${2:?--work-dir needs a folder}"); shift 2 ;;
+    --host) HOST=${2:?--host needs an address}; shift 2 ;;
+    --port) PORT=${2:?--port needs a number}; shift 2 ;;
+    --claude-path) CLAUDE_PATH_GIVEN=${2:?--claude-path needs a path}; shift 2 ;;
+    --no-service) NO_SERVICE=1; shift ;;
+    --install-deps) INSTALL_DEPS=1; shift ;;
+    --pkg-manager) PKG=${2:?--pkg-manager needs apt, dnf or yum}; shift 2 ;;
+    --dry-run) DRY_RUN=1; shift ;;
+    --uninstall) UNINSTALL=1; shift ;;
+    --purge) PURGE=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown option: $1" ;;
+    esac
+done
+
+IS_ROOT=0
+[ "$(id -u)" -eq 0 ] && IS_ROOT=1
+SUDO=()
+if [ $IS_ROOT -eq 0 ] && command -v sudo >/dev/null; then
+    SUDO=(sudo)
+fi
+
+# Every change goes through run, so that --dry-run shows it instead.
+run() {
+    if [ $DRY_RUN -eq 1 ]; then
+        printf '+ %s\n' "$*"
+    else
+        "$@"
+    fi
+}
+
+as_root() { run "${SUDO[@]}" "$@"; }
+
+if [ -z "$RUN_USER" ]; then
+    if [ $IS_ROOT -eq 1 ]; then RUN_USER=cc2api; else RUN_USER=$(id -un); fi
+fi
+if [ "$RUN_USER" = root ]; then
+    warn "the service will run as root: the CLI then refuses full access (see PERMISSIONS.md)"
+fi
+if [ -z "$PREFIX" ]; then
+    if [ $IS_ROOT -eq 1 ]; then PREFIX=/opt/cc2api; else PREFIX=$HOME/.local/share/cc2api; fi
+fi
+UNIT_PATH=/etc/systemd/system/$SERVICE.service
+
+# --- uninstall -------------------------------------------------------------
+
+if [ $UNINSTALL -eq 1 ]; then
+    if [ $NO_SERVICE -eq 0 ] && [ -f "$UNIT_PATH" ]; then
+        say "stopping and removing the $SERVICE service"
+        as_root systemctl disable --now "$SERVICE"
+        as_root rm -f "$UNIT_PATH"
+        as_root systemctl daemon-reload
+    fi
+    if [ -d "$PREFIX" ]; then
+        if [ $PURGE -eq 1 ]; then
+            say "removing $PREFIX"
+            run rm -rf -- "$PREFIX"
+        else
+            say "removing $PREFIX except .env"
+            run find "$PREFIX" -mindepth 1 -maxdepth 1 ! -name .env -exec rm -rf -- {} +
+        fi
+    fi
+    say "uninstalled"
+    exit 0
+fi
+
+# --- system packages -------------------------------------------------------
+
+if [ -z "$PKG" ]; then
+    if command -v apt-get >/dev/null; then PKG=apt
+    elif command -v dnf >/dev/null; then PKG=dnf
+    elif command -v yum >/dev/null; then PKG=yum
+    fi
+fi
+
+install_packages() {
+    case $PKG in
+    apt)
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+        ;;
+    dnf | yum) as_root "$PKG" install -y "$@" ;;
+    *) die "cannot install $* here: no apt-get, dnf or yum; install them and run again" ;;
+    esac
+}
+
+find_python() {
+    local candidate
+    for candidate in python3.13 python3.12 python3.11 python3; do
+        if command -v "$candidate" >/dev/null &&
+            "$candidate" -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+PYTHON=$(find_python || true)
+if [ -z "$PYTHON" ] || [ $INSTALL_DEPS -eq 1 ]; then
+    say "installing Python 3.11+ with venv ($PKG)"
+    case $PKG in
+    apt) install_packages python3 python3-venv python3-pip ;;
+    *) install_packages python3.11 python3.11-pip ;;
+    esac
+    PYTHON=$(find_python || true)
+    if [ -z "$PYTHON" ]; then
+        [ $DRY_RUN -eq 1 ] || die "no Python 3.11 or newer with venv after installing it"
+        PYTHON=python3.11
+    fi
+fi
+
+CLI_DIR=$PREFIX/cli
+LOCAL_CLAUDE=$CLI_DIR/node_modules/.bin/claude
+if [ -n "$CLAUDE_PATH_GIVEN" ]; then
+    CLAUDE=$CLAUDE_PATH_GIVEN
+else
+    CLAUDE=$LOCAL_CLAUDE
+    if ! command -v npm >/dev/null || [ $INSTALL_DEPS -eq 1 ]; then
+        say "installing Node.js and npm for the Claude Code CLI ($PKG)"
+        install_packages nodejs npm
+    fi
+fi
+
+# --- the service's user ----------------------------------------------------
+
+if id "$RUN_USER" >/dev/null 2>&1; then
+    RUN_HOME=$(getent passwd "$RUN_USER" | cut -d: -f6)
+else
+    [ $IS_ROOT -eq 1 ] || [ $DRY_RUN -eq 1 ] || die "user $RUN_USER does not exist"
+    say "creating the system user $RUN_USER"
+    RUN_HOME=/var/lib/$RUN_USER
+    as_root useradd --system --create-home --home-dir "$RUN_HOME" --shell /usr/sbin/nologin "$RUN_USER"
+fi
+RUN_GROUP=$(id -gn "$RUN_USER" 2>/dev/null || printf '%s' "$RUN_USER")
+
+# --- the sources -----------------------------------------------------------
+
+SCRIPT_DIR=""
+if [ -n "${BASH_SOURCE[0]:-}" ] && [ -f "${BASH_SOURCE[0]}" ]; then
+    SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+fi
+if [ -n "${CC2API_SOURCE:-}" ]; then
+    SOURCE=$CC2API_SOURCE
+elif [ -n "$SCRIPT_DIR" ] && grep -qs '^name = "cc2api"' "$SCRIPT_DIR/pyproject.toml"; then
+    SOURCE=$SCRIPT_DIR
+else
+    command -v git >/dev/null || install_packages git
+    SOURCE=$(mktemp -d)/cc2api
+    say "fetching cc2api from $REPO_URL"
+    run git clone --quiet --depth 1 "$REPO_URL" "$SOURCE"
+fi
+
+# --- cc2api and the CLI ----------------------------------------------------
+
+if [ -x "$PREFIX/venv/bin/cc2api" ]; then
+    say "updating the install in $PREFIX (its .env is kept)"
+else
+    say "installing cc2api into $PREFIX"
+fi
+run mkdir -p "$PREFIX"
+[ -d "$PREFIX/venv" ] || run "$PYTHON" -m venv "$PREFIX/venv"
+run "$PREFIX/venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$SOURCE"
+run cp "$SOURCE/README.md" "$SOURCE/API.md" "$SOURCE/PERMISSIONS.md" "$PREFIX/"
+
+if [ -z "$CLAUDE_PATH_GIVEN" ]; then
+    if [ "$("$LOCAL_CLAUDE" --version 2>/dev/null)" = "$CLAUDE_CLI_VERSION (Claude Code)" ]; then
+        say "the Claude Code CLI $CLAUDE_CLI_VERSION is in place"
+    else
+        say "installing the Claude Code CLI $CLAUDE_CLI_VERSION"
+        run mkdir -p "$CLI_DIR"
+        run npm install --prefix "$CLI_DIR" --no-save --no-package-lock --no-audit --no-fund \
+            --loglevel=error "@anthropic-ai/claude-code@$CLAUDE_CLI_VERSION"
+    fi
+fi
+
+# --- .env ------------------------------------------------------------------
+
+ENV_FILE=$PREFIX/.env
+if [ -f "$ENV_FILE" ]; then
+    say "keeping $ENV_FILE"
+    run chmod 600 "$ENV_FILE"
+else
+    AUTH_USER=${CC2API_AUTH_USER:-admin}
+    AUTH_PASSWORD=${CC2API_AUTH_PASSWORD:-}
+    if [ -z "$AUTH_PASSWORD" ] && [ $DRY_RUN -eq 0 ] && { : </dev/tty; } 2>/dev/null; then
+        printf 'Password for %s (empty: generate one): ' "$AUTH_USER" >/dev/tty
+        IFS= read -rs AUTH_PASSWORD </dev/tty || AUTH_PASSWORD=""
+        printf '\n' >/dev/tty
+    fi
+    say "writing $ENV_FILE (mode 600)"
+    # The password reaches init-env through its environment: never argv, never sed.
+    CC2API_AUTH_PASSWORD=$AUTH_PASSWORD run "$PREFIX/venv/bin/cc2api" init-env \
+        --path "$ENV_FILE" --user "$AUTH_USER" --claude-path "$CLAUDE" \
+        --set "HOST=$HOST" --set "PORT=$PORT"
+fi
+if [ $IS_ROOT -eq 1 ] && [ "$RUN_USER" != root ]; then
+    run chown -R "$RUN_USER:$RUN_GROUP" "$PREFIX"
+fi
+
+# --- the systemd unit ------------------------------------------------------
+
+render_unit() {
+    sed -e "s|@PREFIX@|$PREFIX|g" -e "s|@USER@|$RUN_USER|g" -e "s|@GROUP@|$RUN_GROUP|g" \
+        -e "s|@HOME@|$RUN_HOME|g" -e "s|@WORK_DIRS@|${WORK_DIRS[*]:-}|g" \
+        "$SOURCE/systemd/cc2api.service"
+}
+
+if [ $NO_SERVICE -eq 1 ]; then
+    say "writing $PREFIX/$SERVICE.service (not installed: --no-service)"
+    if [ $DRY_RUN -eq 0 ]; then render_unit >"$PREFIX/$SERVICE.service"; fi
+    say "done; start it with: cd $PREFIX && ./venv/bin/cc2api serve"
+    exit 0
+fi
+
+say "installing the systemd unit $UNIT_PATH"
+if [ $DRY_RUN -eq 1 ]; then
+    printf '+ write %s\n' "$UNIT_PATH"
+else
+    render_unit | "${SUDO[@]}" tee "$UNIT_PATH" >/dev/null
+fi
+as_root systemctl daemon-reload
+as_root systemctl enable "$SERVICE"
+as_root systemctl restart "$SERVICE"
+
+if [ $DRY_RUN -eq 1 ]; then
+    say "dry run: nothing was changed"
+    exit 0
+fi
+say "waiting for http://$HOST:$PORT/health"
+for _ in $(seq 1 60); do
+    if "$PREFIX/venv/bin/python" -c "import sys, urllib.request
+sys.exit(urllib.request.urlopen(sys.argv[1], timeout=2).status != 200)" \
+        "http://$HOST:$PORT/health" 2>/dev/null; then
+        say "cc2api is up. Try:"
+        printf '  curl http://%s:%s/health\n' "$HOST" "$PORT"
+        printf '  curl -N -u USER:PASSWORD http://%s:%s/chat -H "Content-Type: application/json" \\\n' "$HOST" "$PORT"
+        printf '       -d '\''{"prompt": "Hello", "cwd": "%s"}'\''\n' "$RUN_HOME"
+        printf 'Credentials are in %s; logs: journalctl -u %s -f\n' "$ENV_FILE" "$SERVICE"
+        exit 0
+    fi
+    sleep 1
+done
+die "the service did not answer on /health; see: journalctl -u $SERVICE -e"

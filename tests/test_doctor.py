@@ -1,0 +1,119 @@
+"""`cc2api check`: one line per finding, a fix with every problem, exit 1 on any problem."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .helpers import FAKE_CLAUDE
+
+pytestmark = pytest.mark.timeout(60)
+
+CLI = Path(sys.executable).parent / "cc2api"
+
+
+def check(cwd: Path, **env: str) -> tuple[int, list[str]]:
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd)}
+    done = subprocess.run(
+        [str(CLI), "check"],
+        env={**base, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, done.stdout.splitlines()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class TestCheck:
+    def test_all_good(self, tmp_path: Path) -> None:
+        """With valid settings, a CLI with an API key and a free port, it exits 0."""
+        code, lines = check(
+            tmp_path,
+            AUTH_PASSWORD="pw",
+            CLAUDE_PATH=str(FAKE_CLAUDE),
+            ANTHROPIC_API_KEY="k",
+            PORT=str(free_port()),
+            ALLOW_ROOT_FULL_ACCESS="true",
+        )
+        assert code == 0, lines
+        assert "ok: settings are valid" in lines
+        assert f"ok: claude 9.9.9 at {FAKE_CLAUDE}" in lines
+        assert "ok: the CLI can authenticate (api_key)" in lines
+        assert "ok: /health would say ok" in lines
+        assert not any(line.startswith("problem") for line in lines)
+
+    def test_api_key_from_env_file_counts(self, tmp_path: Path) -> None:
+        """An ANTHROPIC_API_KEY in .env reaches the CLI, as it does for runs."""
+        (tmp_path / ".env").write_text(
+            f"AUTH_PASSWORD=pw\nANTHROPIC_API_KEY=k\nPORT={free_port()}\n"
+        )
+        code, lines = check(tmp_path, CLAUDE_PATH=str(FAKE_CLAUDE), ALLOW_ROOT_FULL_ACCESS="true")
+        assert code == 0, lines
+
+    def test_bad_settings(self, tmp_path: Path) -> None:
+        """A missing password is a problem naming the variable, and exit status 1."""
+        code, lines = check(tmp_path, CLAUDE_PATH=str(FAKE_CLAUDE))
+        assert code == 1
+        assert lines[0].startswith("problem: AUTH_PASSWORD")
+
+    def test_missing_cli_and_login(self, tmp_path: Path) -> None:
+        """A missing CLI is a problem with the install command as its fix."""
+        code, lines = check(
+            tmp_path, AUTH_PASSWORD="pw", CLAUDE_PATH=str(tmp_path / "none"), PORT=str(free_port())
+        )
+        assert code == 1
+        (problem,) = [line for line in lines if line.startswith("problem")]
+        assert "npm install -g @anthropic-ai/claude-code" in problem
+        assert any(line.startswith("note: /health would say degraded") for line in lines)
+
+    def test_not_logged_in(self, tmp_path: Path) -> None:
+        """A CLI with neither login nor API key is a problem saying how to fix it."""
+        code, lines = check(
+            tmp_path, AUTH_PASSWORD="pw", CLAUDE_PATH=str(FAKE_CLAUDE), PORT=str(free_port())
+        )
+        assert code == 1
+        assert any("not logged in" in line and "ANTHROPIC_API_KEY" in line for line in lines)
+
+    def test_port_in_use(self, tmp_path: Path) -> None:
+        """A port something else listens on is a problem."""
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            code, lines = check(
+                tmp_path,
+                AUTH_PASSWORD="pw",
+                CLAUDE_PATH=str(FAKE_CLAUDE),
+                ANTHROPIC_API_KEY="k",
+                PORT=str(port),
+            )
+        assert code == 1
+        assert any(line.startswith(f"problem: cannot listen on 127.0.0.1:{port}") for line in lines)
+
+    def test_real_cli_login_state(self, real_claude: Path, tmp_path: Path) -> None:
+        """With the real CLI, an API key makes it able to authenticate and none does not."""
+        port = str(free_port())
+        _, without = check(tmp_path, AUTH_PASSWORD="pw", CLAUDE_PATH=str(real_claude), PORT=port)
+        _, with_key = check(
+            tmp_path,
+            AUTH_PASSWORD="pw",
+            CLAUDE_PATH=str(real_claude),
+            PORT=port,
+            ANTHROPIC_API_KEY="sk-test",
+        )
+        assert any("not logged in" in line for line in without)
+        assert "ok: the CLI can authenticate (ANTHROPIC_API_KEY)" in with_key

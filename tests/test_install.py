@@ -1,0 +1,150 @@
+"""install.sh: shellcheck clean, installs for real without systemd, dry-runs on apt and dnf."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from .helpers import FAKE_CLAUDE, REPO, chat_body, collect
+
+pytestmark = pytest.mark.timeout(300)
+
+INSTALL = REPO / "install.sh"
+PASSWORD = "install-test-password"
+
+
+def install(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(INSTALL), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def me() -> str:
+    return subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_shell_scripts_pass_shellcheck() -> None:
+    """install.sh and the project's other shell scripts are shellcheck clean."""
+    shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
+    scripts = [INSTALL, *sorted((REPO / "scripts").iterdir()), REPO / ".ci" / "run"]
+    done = subprocess.run(
+        [shellcheck, "--external-sources", *map(str, scripts)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize(
+    ("manager", "command"), [("apt", "apt-get install -y -q"), ("dnf", "dnf install -y")]
+)
+def test_dry_run_changes_nothing(tmp_path: Path, manager: str, command: str) -> None:
+    """--dry-run prints each step, package installs by apt or dnf included, and changes nothing."""
+    prefix = tmp_path / "prefix"
+    done = install(
+        "--dry-run",
+        "--install-deps",
+        "--pkg-manager",
+        manager,
+        "--prefix",
+        str(prefix),
+        "--user",
+        me(),
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert f"+ {command}" in out or f"+ env DEBIAN_FRONTEND=noninteractive {command}" in out
+    assert re.search(rf"\+ .*{command}.* nodejs npm", out)
+    assert f"+ {sys.executable}" in out or "-m venv" in out
+    assert "npm install --prefix" in out
+    assert "cc2api init-env" in out
+    assert "+ write /etc/systemd/system/cc2api.service" in out
+    assert "systemctl enable cc2api" in out
+    assert not prefix.exists()
+    assert not Path("/etc/systemd/system/cc2api.service").exists()
+
+
+async def test_install_serve_update_uninstall(tmp_path: Path, workdir: Path) -> None:
+    """--no-service installs a working gateway; a rerun updates it keeping .env; uninstall."""
+    prefix = tmp_path / "cc2api"
+    args = (
+        "--no-service",
+        "--prefix",
+        str(prefix),
+        "--user",
+        me(),
+        "--claude-path",
+        str(FAKE_CLAUDE),
+    )
+    first = await trio.to_thread.run_sync(lambda: install(*args, CC2API_AUTH_PASSWORD=PASSWORD))
+    assert first.returncode == 0, first.stdout + first.stderr
+    env_file = prefix / ".env"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert f"AUTH_PASSWORD={PASSWORD}" in env_file.read_text()
+    assert PASSWORD not in first.stdout + first.stderr
+    assert (prefix / "cc2api.service").exists()
+
+    await serve_and_chat(prefix, workdir)
+
+    again = await trio.to_thread.run_sync(lambda: install(*args, CC2API_AUTH_PASSWORD="other"))
+    assert again.returncode == 0, again.stderr
+    assert "updating the install" in again.stdout
+    assert f"AUTH_PASSWORD={PASSWORD}" in env_file.read_text()
+
+    removed = install("--uninstall", "--no-service", "--prefix", str(prefix))
+    assert removed.returncode == 0, removed.stderr
+    assert [p.name for p in prefix.iterdir()] == [".env"]
+    purged = install("--uninstall", "--purge", "--no-service", "--prefix", str(prefix))
+    assert purged.returncode == 0, purged.stderr
+    assert not prefix.exists()
+
+
+async def serve_and_chat(prefix: Path, workdir: Path) -> None:
+    """Start the installed server on a free port, then call /health and /chat."""
+    log_path = prefix / "server.log"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(prefix),
+        "PORT": "0",
+        "ALLOW_ROOT_FULL_ACCESS": "true",  # CI runs as root; the test stands in for a sandbox
+    }
+    with log_path.open("wb") as log:
+        proc = await trio.lowlevel.open_process(
+            [str(prefix / "venv" / "bin" / "cc2api"), "serve"], cwd=prefix, env=env, stderr=log
+        )
+    try:
+        with trio.fail_after(30):
+            while not (
+                found := re.search(rb"listening on (http://[\d.:]+)", log_path.read_bytes())
+            ):
+                assert proc.returncode is None, log_path.read_text()
+                await trio.sleep(0.05)
+        url = found.group(1).decode()
+        async with httpx.AsyncClient(base_url=url, auth=("admin", PASSWORD), timeout=30) as client:
+            health = (await client.get("/health")).json()
+            async with client.stream("POST", "/chat", json=chat_body("echo hi", workdir)) as r:
+                events = await collect(r)
+        assert health["status"] == "ok"
+        assert health["claude_version"] == "9.9.9"
+        assert events[-2].json()["result"] == "echo hi"
+        assert events[-1].json()["status"] == "completed"
+    finally:
+        proc.terminate()
+        with trio.fail_after(30):
+            await proc.wait()

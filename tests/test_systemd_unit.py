@@ -1,0 +1,80 @@
+"""The systemd unit: verifies clean and scores at most 4.0 on systemd's exposure scale."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .helpers import REPO
+
+pytestmark = pytest.mark.timeout(60)
+
+TEMPLATE = REPO / "systemd" / "cc2api.service"
+
+
+def render(prefix: Path) -> Path:
+    """Fill the template the way install.sh does, for a user cc2api installed at ``prefix``."""
+    (prefix / "venv" / "bin").mkdir(parents=True)
+    (prefix / "venv" / "bin" / "cc2api").write_text("#!/bin/sh\n")
+    (prefix / "venv" / "bin" / "cc2api").chmod(0o755)
+    (prefix / ".env").write_text("")
+    text = TEMPLATE.read_text()
+    for name, value in {
+        "@PREFIX@": str(prefix),
+        "@USER@": "cc2api",
+        "@GROUP@": "cc2api",
+        "@HOME@": "/var/lib/cc2api",
+        "@WORK_DIRS@": "/srv/work",
+    }.items():
+        text = text.replace(name, value)
+    assert re.search(r"@[A-Z_]+@", text) is None
+    unit = prefix / "cc2api.service"
+    unit.write_text(text)
+    return unit
+
+
+def systemd_analyze() -> str:
+    found = shutil.which("systemd-analyze")
+    assert found, "systemd-analyze is needed (Debian package systemd)"
+    return found
+
+
+def test_unit_verifies_clean(tmp_path: Path) -> None:
+    """`systemd-analyze verify` finds nothing to say about the rendered unit."""
+    done = subprocess.run(
+        [systemd_analyze(), "verify", str(render(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert done.stdout + done.stderr == ""
+
+
+def test_unit_exposure_at_most_four(tmp_path: Path) -> None:
+    """`systemd-analyze security --offline=true` rates the unit's exposure 4.0 or less."""
+    done = subprocess.run(
+        [systemd_analyze(), "security", "--offline=true", str(render(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    found = re.search(r"Overall exposure level for cc2api.service: (\d+\.\d+)", done.stdout)
+    assert found, done.stdout + done.stderr
+    assert float(found.group(1)) <= 4.0
+
+
+def test_unit_keeps_what_the_gateway_needs() -> None:
+    """The unit kills the whole control group, restarts on failure and leaves W^X memory alone."""
+    text = TEMPLATE.read_text()
+    assert "KillMode=control-group" in text
+    assert "Restart=on-failure" in text
+    assert re.search(r"^MemoryDenyWriteExecute=", text, re.MULTILINE) is None
+    timeout = int(re.search(r"^TimeoutStopSec=(\d+)", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    assert timeout >= 5 + 5 + 10  # kill grace, stream flush, and room to spare
