@@ -10,6 +10,7 @@
 set -euo pipefail
 
 CLAUDE_CLI_VERSION=2.1.197
+DOCS_PACKAGES=(swagger-ui-dist@5.35.0 redoc@2.5.4)
 # Where the sources come from when this script runs outside a clone (curl | bash).
 REPO_URL=${CC2API_REPO_URL:-https://github.com/cc2api/cc2api.git}
 SERVICE=cc2api
@@ -183,10 +184,10 @@ if [ -n "$CLAUDE_PATH_GIVEN" ]; then
     CLAUDE=$CLAUDE_PATH_GIVEN
 else
     CLAUDE=$LOCAL_CLAUDE
-    if ! command -v npm >/dev/null || [ $INSTALL_DEPS -eq 1 ]; then
-        say "installing Node.js and npm for the Claude Code CLI ($PKG)"
-        install_packages nodejs npm
-    fi
+fi
+if ! command -v npm >/dev/null || [ $INSTALL_DEPS -eq 1 ]; then
+    say "installing Node.js and npm for the Claude Code CLI and the docs pages ($PKG)"
+    install_packages nodejs npm
 fi
 
 # --- the service's user ----------------------------------------------------
@@ -230,16 +231,18 @@ run mkdir -p "$PREFIX"
 run "$PREFIX/venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$SOURCE"
 run cp "$SOURCE/README.md" "$SOURCE/API.md" "$SOURCE/PERMISSIONS.md" "$PREFIX/"
 
+NPM_PACKAGES=("${DOCS_PACKAGES[@]}")
 if [ -z "$CLAUDE_PATH_GIVEN" ]; then
     if [ "$("$LOCAL_CLAUDE" --version 2>/dev/null)" = "$CLAUDE_CLI_VERSION (Claude Code)" ]; then
         say "the Claude Code CLI $CLAUDE_CLI_VERSION is in place"
     else
-        say "installing the Claude Code CLI $CLAUDE_CLI_VERSION"
-        run mkdir -p "$CLI_DIR"
-        run npm install --prefix "$CLI_DIR" --no-save --no-package-lock --no-audit --no-fund \
-            --loglevel=error "@anthropic-ai/claude-code@$CLAUDE_CLI_VERSION"
+        NPM_PACKAGES+=("@anthropic-ai/claude-code@$CLAUDE_CLI_VERSION")
     fi
 fi
+say "installing ${NPM_PACKAGES[*]} into $CLI_DIR"
+run mkdir -p "$CLI_DIR"
+run npm install --prefix "$CLI_DIR" --no-save --no-package-lock --no-audit --no-fund \
+    --loglevel=error "${NPM_PACKAGES[@]}"
 
 # --- .env ------------------------------------------------------------------
 
@@ -247,6 +250,13 @@ ENV_FILE=$PREFIX/.env
 if [ -f "$ENV_FILE" ]; then
     say "keeping $ENV_FILE"
     run chmod 600 "$ENV_FILE"
+    if ! grep -q '^DOCS_ASSETS_DIR=' "$ENV_FILE"; then
+        if [ $DRY_RUN -eq 1 ]; then
+            printf '+ add DOCS_ASSETS_DIR to %s\n' "$ENV_FILE"
+        else
+            printf 'DOCS_ASSETS_DIR=%s\n' "$CLI_DIR/node_modules" >>"$ENV_FILE"
+        fi
+    fi
 else
     AUTH_USER=${CC2API_AUTH_USER:-admin}
     AUTH_PASSWORD=${CC2API_AUTH_PASSWORD:-}
@@ -259,7 +269,7 @@ else
     # The password reaches init-env through its environment: never argv, never sed.
     CC2API_AUTH_PASSWORD=$AUTH_PASSWORD run "$PREFIX/venv/bin/cc2api" init-env \
         --path "$ENV_FILE" --user "$AUTH_USER" --claude-path "$CLAUDE" \
-        --set "HOST=$HOST" --set "PORT=$PORT"
+        --set "HOST=$HOST" --set "PORT=$PORT" --set "DOCS_ASSETS_DIR=$CLI_DIR/node_modules"
 fi
 if [ $IS_ROOT -eq 1 ] && [ "$RUN_USER" != root ]; then
     run chown -R "$RUN_USER:$RUN_GROUP" "$PREFIX"

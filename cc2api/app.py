@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from . import __version__
 from .auth import REALM_HEADER, BasicAuth
 from .discovery import ClaudeInfo, probe
+from .docs import PUBLIC_PREFIXES, add_docs
 from .errors import ApiError, InvalidCwd, InvalidJSON, NotFound, Unavailable, ValidationFailed
 from .models import ChatRequest
 from .policy import Policy
@@ -136,7 +137,7 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
 
     @app.before_request
     async def _authenticate() -> None:
-        if request.path in _PUBLIC_PATHS:
+        if request.path in _PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
             return
         if request.method == "OPTIONS" and request.headers.get("Origin") in origins:
             return
@@ -178,6 +179,8 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
         log.exception("unhandled error on %s %s", request.method, request.path)
         body = {"detail": "internal error; see the server log", "code": "internal_error"}
         return _json(body, 500)
+
+    add_docs(app, settings.docs_assets_dir)
 
     @app.get("/health")
     async def health() -> Response:

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     allowed_cwd_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     allow_root_full_access: bool = False
     trust_caller_config: bool | None = None  # unset: trusted unless FORCE_RESTRICTED
+    docs_assets_dir: Path | None = None  # node_modules with swagger-ui-dist and redoc
 
     @field_validator("auth_password")
     @classmethod
