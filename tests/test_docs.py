@@ -128,6 +128,12 @@ class TestEnvFiles:
         for name in Settings.model_fields:
             assert re.search(rf"^#? ?{name.upper()}=", text, re.MULTILINE), name
 
+    def test_readme_lists_every_setting(self) -> None:
+        """Every setting has a row in the README's configuration table."""
+        text = (REPO / "README.md").read_text()
+        for name in Settings.model_fields:
+            assert f"| `{name.upper()}` |" in text, name
+
     def test_env_example_placeholder_is_refused(self) -> None:
         """The password .env.example ships with is the one the server refuses."""
         text = (REPO / ".env.example").read_text()

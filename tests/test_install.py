@@ -115,6 +115,26 @@ async def test_install_serve_update_uninstall(tmp_path: Path, workdir: Path) -> 
     assert not prefix.exists()
 
 
+def test_install_without_credentials_generates_a_password(tmp_path: Path) -> None:
+    """With no credentials given and no terminal, a strong password is generated and shown."""
+    prefix = tmp_path / "cc2api"
+    done = install(
+        "--no-service",
+        "--prefix",
+        str(prefix),
+        "--user",
+        me(),
+        "--claude-path",
+        str(FAKE_CLAUDE),
+        CC2API_AUTH_PASSWORD="",
+    )
+    assert done.returncode == 0, done.stderr
+    shown = re.search(r"user admin, password (\S+) \(shown only now\)", done.stdout)
+    assert shown
+    assert len(shown.group(1)) >= 32
+    assert f"AUTH_PASSWORD={shown.group(1)}\n" in (prefix / ".env").read_text()
+
+
 async def serve_and_chat(prefix: Path, workdir: Path) -> None:
     """Start the installed server on a free port, then call /health and /chat."""
     log_path = prefix / "server.log"
