@@ -6,9 +6,12 @@ import contextlib
 import json
 import logging
 import os
+import tempfile
 import uuid
 import weakref
 from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -19,6 +22,14 @@ from werkzeug.exceptions import HTTPException
 
 from . import __version__
 from .auth import REALM_HEADER, BasicAuth
+from .cli_args import (
+    MAX_COMMAND_LINE_BYTES,
+    RunFiles,
+    build_argv,
+    cli_environment,
+    command_line_bytes,
+)
+from .configfiles import load_configs
 from .discovery import ClaudeInfo, probe
 from .docs import PUBLIC_PREFIXES, add_docs
 from .errors import ApiError, InvalidCwd, InvalidJSON, NotFound, Unavailable, ValidationFailed
@@ -206,6 +217,17 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
         if not claude.usable or claude.path is None:
             raise Unavailable(f"cannot start runs: {claude.problem}", code="cli_unavailable")
         plan = gateway.policy.plan(chat_request)
+        # Files are read only now that the rules have allowed them.
+        plan = replace(plan, configs=await load_configs(chat_request))
+        size = command_line_bytes(
+            build_argv(claude.path, chat_request, plan, RunFiles(Path(tempfile.gettempdir()))),
+            {**cli_environment(gateway.environ), **plan.extra_env},
+        )
+        if size > MAX_COMMAND_LINE_BYTES:
+            raise ValidationFailed(
+                f"the options and the server's environment add up to {size} bytes of "
+                f"command line, over the {MAX_COMMAND_LINE_BYTES} this server allows"
+            )
         run = registry.start(chat_request, plan, claude.path)
         body = stream(run, settings.heartbeat_seconds)
         # A client that hangs up before Quart starts the body drops it unstarted,

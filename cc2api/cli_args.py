@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +23,43 @@ BASE_FLAGS = (
 
 
 @dataclass(frozen=True)
-class PromptFiles:
-    """Where the run's system prompts are written; they never travel in argv."""
+class RunFiles:
+    """The run's private folder: what the CLI reads from files rather than argv.
 
-    system_prompt: Path
-    append_system_prompt: Path
+    Prompts can be too long for argv, and argv is readable by every local user;
+    settings and MCP configs are the checked copies (see configfiles.py).
+    """
+
+    folder: Path
+
+    @property
+    def system_prompt(self) -> Path:
+        return self.folder / "system_prompt.txt"
+
+    @property
+    def append_system_prompt(self) -> Path:
+        return self.folder / "append_system_prompt.txt"
+
+    @property
+    def settings(self) -> Path:
+        return self.folder / "settings.json"
+
+    def mcp(self, index: int) -> Path:
+        return self.folder / f"mcp-{index}.json"
+
+    def write(self, request: ChatRequest, plan: Plan) -> None:
+        """Write the files the run's argv names, readable by this user only."""
+        texts = {
+            self.system_prompt: request.system_prompt,
+            self.append_system_prompt: request.append_system_prompt,
+            self.settings: plan.configs.settings,
+            **{self.mcp(i): text for i, text in enumerate(plan.configs.mcp)},
+        }
+        for path, text in texts.items():
+            if text is not None:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as file:
+                    file.write(text)
 
 
 Style = Literal["value", "switch", "each", "json", "csv"]
@@ -49,10 +82,7 @@ OPTIONS: tuple[tuple[str, str, Style], ...] = (
     ("no_session_persistence", "--no-session-persistence", "switch"),
     ("name", "--name", "value"),
     ("allowed_tools", "--allowedTools", "each"),
-    ("mcp_config", "--mcp-config", "each"),
     ("strict_mcp_config", "--strict-mcp-config", "switch"),
-    ("settings", "--settings", "value"),
-    ("setting_sources", "--setting-sources", "csv"),
     ("agents", "--agents", "json"),
     ("agent", "--agent", "value"),
     ("json_schema", "--json-schema", "json"),
@@ -62,7 +92,6 @@ OPTIONS: tuple[tuple[str, str, Style], ...] = (
     ("include_partial_messages", "--include-partial-messages", "switch"),
     ("include_hook_events", "--include-hook-events", "switch"),
     ("betas", "--betas", "each"),
-    ("plugin_dir", "--plugin-dir", "each"),
 )
 
 
@@ -80,7 +109,7 @@ def _write(flag: str, style: Style, item: Any) -> list[str]:
     return [f"{flag}={item}"]
 
 
-def build_argv(claude: Path, request: ChatRequest, plan: Plan, files: PromptFiles) -> list[str]:
+def build_argv(claude: Path, request: ChatRequest, plan: Plan, files: RunFiles) -> list[str]:
     """Return the full argv for one run.
 
     Every value is attached to its flag with ``=``, and variadic options get one
@@ -89,6 +118,7 @@ def build_argv(claude: Path, request: ChatRequest, plan: Plan, files: PromptFile
     """
     argv = [str(claude), *BASE_FLAGS]
     argv += _write("--add-dir", "each", plan.add_dir)
+    argv += _write("--plugin-dir", "each", plan.plugin_dir)
     for field, flag, style in OPTIONS:
         argv += _write(flag, style, getattr(request, field))
     if request.system_prompt is not None:
@@ -103,6 +133,9 @@ def build_argv(claude: Path, request: ChatRequest, plan: Plan, files: PromptFile
         # An empty list hides every built-in tool: the CLI reads --tools= as "none".
         argv += _write("--tools", "each", request.tools or [""])
     argv += _write("--disallowedTools", "each", plan.disallowed_tools)
+    if plan.configs.settings is not None:
+        argv.append(f"--settings={files.settings}")
+    argv += [f"--mcp-config={files.mcp(i)}" for i in range(len(plan.configs.mcp))]
     if plan.setting_sources is not None:
         argv += _write("--setting-sources", "csv", plan.setting_sources)
     if request.debug is not False:
@@ -118,6 +151,17 @@ def _plain(obj: object) -> object:
     if isinstance(obj, BaseModel):  # an Agent: its fields, extras included
         return obj.model_dump(exclude_none=True)
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+# The kernel's limit for argv plus environment is about 2 MiB (ARG_MAX); keep clear.
+MAX_COMMAND_LINE_BYTES = 1536 * 1024
+
+
+def command_line_bytes(argv: list[str], env: Mapping[str, str]) -> int:
+    """Return what argv and the environment take of the kernel's ARG_MAX."""
+    pointer = 8
+    args = sum(len(arg.encode()) + 1 + pointer for arg in argv)
+    return args + sum(len(k.encode()) + len(v.encode()) + 2 + pointer for k, v in env.items())
 
 
 # Never handed to the CLI: CLAUDECODE makes it think it runs inside Claude Code, and

@@ -27,11 +27,19 @@ MAX_WORD_BYTES = 16 * 1024
 MAX_JSON_BYTES = 64 * 1024
 MAX_ARGV_BYTES = 1024 * 1024
 MAX_LIST_ITEMS = 256
-MAX_CONFIG_FILE_BYTES = 1024 * 1024
 # Settings keys that would let a caller set the CLI's environment or credentials,
 # which come from the operator only.
 FORBIDDEN_SETTINGS_KEYS = frozenset(
-    {"env", "apiKeyHelper", "awsAuthRefresh", "awsCredentialExport", "otelHeadersHelper"}
+    {
+        "env",
+        "apiKeyHelper",
+        "awsAuthRefresh",
+        "awsCredentialExport",
+        "gcpAuthRefresh",
+        "otelHeadersHelper",
+        "proxyAuthHelper",
+        "policyHelper",
+    }
 )
 
 
@@ -83,21 +91,13 @@ def _existing_dir(value: str) -> str:
     return value
 
 
-def _json_object(value: str, what: str) -> dict[str, Any]:
-    """Parse a JSON object given inline or as an absolute path of a file holding one."""
-    if value.lstrip().startswith("{"):
-        text = value
-    else:
-        if not os.path.isabs(value):
-            raise ValueError(f"must be {what} as JSON or an absolute file path")
-        try:
-            with open(value, "rb") as file:
-                raw = file.read(MAX_CONFIG_FILE_BYTES + 1)
-        except OSError:
-            raise ValueError("must be an existing, readable file") from None
-        if len(raw) > MAX_CONFIG_FILE_BYTES:
-            raise ValueError(f"file is over {MAX_CONFIG_FILE_BYTES} bytes")
-        text = raw.decode("utf-8", "replace")
+def is_inline(value: str) -> bool:
+    """Return whether a settings or mcp_config value is inline JSON (else a file path)."""
+    return value.lstrip().startswith("{")
+
+
+def parse_object(text: str, what: str) -> dict[str, Any]:
+    """Parse the JSON object ``text``; ValueError saying what was expected."""
     try:
         parsed = json.loads(text)
     except (ValueError, RecursionError):
@@ -107,21 +107,33 @@ def _json_object(value: str, what: str) -> dict[str, Any]:
     return parsed
 
 
-def _mcp_config(value: str) -> str:
-    servers = _json_object(value, "an MCP config").get("mcpServers")
-    if not isinstance(servers, dict):
+def check_mcp_config(config: dict[str, Any]) -> None:
+    """Raise ValueError unless ``config`` is an MCP config."""
+    if not isinstance(config.get("mcpServers"), dict):
         raise ValueError('must hold "mcpServers", an object of servers')
-    return value
 
 
-def _settings(value: str) -> str:
-    forbidden = sorted(FORBIDDEN_SETTINGS_KEYS & _json_object(value, "settings").keys())
+def check_settings(settings: dict[str, Any]) -> None:
+    """Raise ValueError if ``settings`` would set what only the operator may."""
+    forbidden = sorted(FORBIDDEN_SETTINGS_KEYS & settings.keys())
     if forbidden:
         raise ValueError(
-            f"may not set {', '.join(forbidden)}: the CLI's environment and credentials "
-            "come from the operator"
+            f"may not set {', '.join(forbidden)}: the CLI's environment, credentials and "
+            "helper commands come from the operator"
         )
-    return value
+
+
+def _config_form(what: str, check: Any) -> AfterValidator:
+    # Only the form is checked here; a file's content is read and checked later, after
+    # the operator's rules have allowed it, off the event loop (see configfiles.py).
+    def validate(value: str) -> str:
+        if is_inline(value):
+            check(parse_object(value, what))
+        elif not os.path.isabs(value):
+            raise ValueError(f"must be {what} as JSON or an absolute file path")
+        return value
+
+    return AfterValidator(validate)
 
 
 def _json_size(value: dict[str, Any]) -> dict[str, Any]:
@@ -143,10 +155,16 @@ Uuid = Annotated[str, AfterValidator(_uuid)]
 Folder = Annotated[str, AfterValidator(_no_nul), AfterValidator(_existing_dir)]
 Folders = Annotated[list[Folder], Field(max_length=MAX_LIST_ITEMS)]
 McpConfig = Annotated[
-    str, AfterValidator(_no_nul), _max_bytes(MAX_JSON_BYTES), AfterValidator(_mcp_config)
+    str,
+    AfterValidator(_no_nul),
+    _max_bytes(MAX_JSON_BYTES),
+    _config_form("an MCP config", check_mcp_config),
 ]
 SettingsValue = Annotated[
-    str, AfterValidator(_no_nul), _max_bytes(MAX_JSON_BYTES), AfterValidator(_settings)
+    str,
+    AfterValidator(_no_nul),
+    _max_bytes(MAX_JSON_BYTES),
+    _config_form("settings", check_settings),
 ]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_size)]
 

@@ -7,13 +7,24 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .configfiles import Configs
 from .errors import Forbidden
-from .models import ChatRequest, PermissionMode
+from .models import PERMISSION_MODES, ChatRequest, PermissionMode
 from .settings import Settings
 
 # Request fields through which a caller hands the CLI configuration that can run
 # commands (hooks, MCP servers, plugins) or change what agents may do.
 CALLER_CONFIG_FIELDS = ("settings", "setting_sources", "agents", "plugin_dir", "mcp_config")
+# For runs whose caller configuration is untrusted: the CLI runs git in cwd at start
+# (status, log), and a .git/config there could name commands (core.fsmonitor, hooks).
+UNTRUSTED_CWD_ENV = {
+    "CLAUDE_CODE_DISABLE_GIT_INSTRUCTIONS": "1",
+    "GIT_CONFIG_COUNT": "2",
+    "GIT_CONFIG_KEY_0": "core.fsmonitor",
+    "GIT_CONFIG_VALUE_0": "",
+    "GIT_CONFIG_KEY_1": "core.hooksPath",
+    "GIT_CONFIG_VALUE_1": "/dev/null",
+}
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,8 @@ class Plan:
     extra_env: Mapping[str, str] = field(default_factory=dict)  # IS_SANDBOX=1 for root
     cwd: str = ""  # the folder the CLI starts in (real path when roots are enforced)
     add_dir: tuple[str, ...] = ()  # likewise
+    plugin_dir: tuple[str, ...] = ()  # likewise
+    configs: Configs = field(default_factory=Configs)  # filled by load_configs, later
     setting_sources: tuple[str, ...] | None = None  # forced when caller config is untrusted
 
 
@@ -41,9 +54,16 @@ class Policy:
         self._root_full_access = settings.allow_root_full_access or environ.get("IS_SANDBOX") == "1"
         trust = settings.trust_caller_config
         self._trust_config = (not settings.force_restricted) if trust is None else trust
+        modes = settings.allowed_permission_modes
+        if modes is None:
+            # Unset under FORCE_RESTRICTED: neither full access nor the auto mode, whose
+            # classifier would approve what the caller's restrictions do not.
+            excluded = {"bypassPermissions", "auto"} if settings.force_restricted else set()
+            modes = [mode for mode in PERMISSION_MODES if mode not in excluded]
+        self._modes: list[PermissionMode] = modes
 
     def plan(self, request: ChatRequest) -> Plan:
-        """Return what the run may do.
+        """Return what the run may do (its configs still to be loaded: load_configs).
 
         Raises:
             Forbidden: a folder or file is outside ALLOWED_CWD_ROOTS, caller
@@ -52,32 +72,44 @@ class Policy:
         """
         settings = self._settings
         if not self._trust_config:
-            given = [name for name in CALLER_CONFIG_FIELDS if getattr(request, name) is not None]
+            given = [name for name in CALLER_CONFIG_FIELDS if _hands_config(request, name)]
             if given:
                 raise Forbidden(
                     f"{', '.join(given)}: this server does not take CLI configuration from "
                     "callers (TRUST_CALLER_CONFIG is off)",
                     code="caller_config_forbidden",
                 )
-        cwd, add_dir = self._check_paths(request)
+        real = self._check_paths(request)
         full_access = request.asks_full_access and not settings.force_restricted
         effective: PermissionMode = (
             "bypassPermissions" if full_access else (request.permission_mode or "default")
         )
-        self._check_mode(effective, "full access" if full_access else "permission_mode")
+        if request.asks_full_access and settings.force_restricted:
+            what = "this request, which FORCE_RESTRICTED runs in the default mode"
+        else:
+            what = "full access" if full_access else "permission_mode"
+        modes = [effective]
+        self._check_mode(effective, what)
         for name, agent in (request.agents or {}).items():
             if agent.permissionMode is not None:
                 self._check_mode(agent.permissionMode, f"agents.{name}.permissionMode")
+                modes.append(agent.permissionMode)
         extra_env: dict[str, str] = {}
-        if effective == "bypassPermissions" and self._root:
+        if "bypassPermissions" in modes and self._root:
             if not self._root_full_access:
                 raise Forbidden(
-                    "the server runs as root, where the Claude Code CLI refuses full access: "
-                    "send tools/allowed_tools to restrict the run, run cc2api as another "
-                    "user, or set ALLOW_ROOT_FULL_ACCESS=true inside a sandbox",
+                    "the server runs as root, where the Claude Code CLI refuses full access "
+                    "(bypassPermissions, for the run or one of its agents): send "
+                    "tools/allowed_tools to restrict the run, run cc2api as another user, or "
+                    "set ALLOW_ROOT_FULL_ACCESS=true inside a sandbox",
                     code="root_full_access",
                 )
             extra_env["IS_SANDBOX"] = "1"
+        sources = request.setting_sources  # passed on by the plan, forced when untrusted
+        if not self._trust_config:
+            extra_env.update(UNTRUSTED_CWD_ENV)
+            # The cwd's project and local settings could hold hooks: the user's only.
+            sources = ["user"] if sources is None else sources
         return Plan(
             full_access=full_access,
             # Always explicit: otherwise a settings file (the caller's, or one in an
@@ -85,10 +117,10 @@ class Policy:
             permission_mode=None if full_access else effective,
             disallowed_tools=(*(request.disallowed_tools or ()), *settings.always_disallowed_tools),
             extra_env=extra_env,
-            cwd=cwd,
-            add_dir=add_dir,
-            # Untrusted: the cwd's project and local settings could hold hooks.
-            setting_sources=None if self._trust_config else ("user",),
+            cwd=real.get(request.cwd, request.cwd),
+            add_dir=tuple(real.get(p, p) for p in request.add_dir or ()),
+            plugin_dir=tuple(real.get(p, p) for p in request.plugin_dir or ()),
+            setting_sources=None if sources is None else tuple(sources),
         )
 
     def _check_mode(self, mode: PermissionMode, what: str) -> None:
@@ -98,18 +130,18 @@ class Policy:
                 f"{what}: bypassPermissions is turned off on this server (FORCE_RESTRICTED)",
                 code="full_access_forbidden",
             )
-        if mode not in settings.allowed_permission_modes:
+        if mode not in self._modes:
             raise Forbidden(
                 f"{what}: {mode} is not allowed on this server; allowed modes: "
-                f"{', '.join(settings.allowed_permission_modes)}",
+                f"{', '.join(self._modes)}",
                 code="permission_mode_forbidden",
             )
 
-    def _check_paths(self, request: ChatRequest) -> tuple[str, tuple[str, ...]]:
-        """Check every path against ALLOWED_CWD_ROOTS; return cwd and add_dir to use."""
+    def _check_paths(self, request: ChatRequest) -> dict[str, str]:
+        """Check every path against ALLOWED_CWD_ROOTS; return the real path of each."""
         roots = self._settings.allowed_cwd_roots
         if not roots:
-            return request.cwd, tuple(request.add_dir or ())
+            return {}
         real: dict[str, str] = {}
         for name, path in _paths(request):
             resolved = os.path.realpath(path)
@@ -117,10 +149,17 @@ class Policy:
                 raise Forbidden(
                     f"{name} {path!r} is outside ALLOWED_CWD_ROOTS", code="cwd_forbidden"
                 )
+            # The CLI gets checked real paths, so a symlink swapped afterwards cannot
+            # lead it elsewhere.
             real[path] = resolved
-        # The CLI gets the checked real paths, so a symlink swapped afterwards cannot
-        # lead it elsewhere.
-        return real[request.cwd], tuple(real[p] for p in request.add_dir or ())
+        return real
+
+
+def _hands_config(request: ChatRequest, name: str) -> bool:
+    value = getattr(request, name)
+    if name == "setting_sources":  # asking for fewer sources than the default is fine
+        return value is not None and not set(value) <= {"user"}
+    return value is not None
 
 
 def _paths(request: ChatRequest) -> Iterator[tuple[str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,16 +29,17 @@ READER_TIMEOUT_SECONDS = 10.0
 REAP_INTERVAL_SECONDS = 5.0
 
 
-_CONTINUE = "continue:"
+def project_key(cwd: str) -> str:
+    """Return the CLI's name for a folder's project (where it keeps its sessions).
+
+    The CLI replaces every non-alphanumeric character with '-', so /a/b and /a-b
+    share a project, and --continue in one can pick a session of the other.
+    """
+    return re.sub(r"[^A-Za-z0-9]", "-", os.path.realpath(cwd))
 
 
-def _session_claims(request: ChatRequest) -> list[str]:
-    """Return what a run holds while it lives: sessions it reads or writes."""
-    claims = [s for s in (request.session_id, request.new_session_id) if s is not None]
-    if request.continue_conversation and not request.fork_session:
-        # Which session --continue picks is known only later; hold the folder's.
-        claims.append(_CONTINUE + os.path.realpath(request.cwd))
-    return claims
+def _continues(request: ChatRequest) -> bool:
+    return request.continue_conversation and not request.fork_session
 
 
 class Registry:
@@ -53,8 +55,8 @@ class Registry:
         self._settings = settings
         self._environ = cli_environment(environ)
         self._runs: dict[str, Run] = {}
-        # session id (or "continue:<folder>") -> process id of the live run holding it
-        self._sessions: dict[str, str] = {}
+        self._sessions: dict[str, str] = {}  # session id -> the live run holding it
+        self._projects: dict[str, set[str]] = {}  # project key -> its live runs
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self._reader_timeout = reader_timeout
@@ -103,18 +105,23 @@ class Registry:
         """
         if not self.serving or self._nursery is None:
             raise Unavailable("the server is shutting down", code="shutting_down")
-        claims = _session_claims(request)
+        claims = [s for s in (request.session_id, request.new_session_id) if s is not None]
         for claim in claims:
             if claim in self._sessions:
-                what = (
-                    f"the most recent conversation in {request.cwd}"
-                    if claim.startswith(_CONTINUE)
-                    else f"session {claim}"
-                )
                 raise SessionBusy(
-                    f"{what} is in use by run {self._sessions[claim]}; "
+                    f"session {claim} is in use by run {self._sessions[claim]}; "
                     "wait for it to end or cancel it"
                 )
+        project = project_key(request.cwd)
+        # --continue picks the project's most recent session, which may be a live run's.
+        live_here = self._projects.get(project)
+        if _continues(request) and live_here:
+            blocker = next(iter(live_here))
+            raise SessionBusy(
+                f"run {blocker} is live in the project of {request.cwd}, which "
+                "continue_conversation would share; wait for it to end, cancel it, or "
+                "use fork_session"
+            )
         run = Run(
             process_id=str(uuid.uuid4()),
             request=request,
@@ -130,6 +137,7 @@ class Registry:
         self._runs[run.process_id] = run
         for claim in claims:
             self._sessions[claim] = run.process_id
+        self._projects.setdefault(project, set()).add(run.process_id)
         self._nursery.start_soon(run.supervise, name=f"run {run.process_id}")
         self._nursery.start_soon(run.cancel_unless_read, self._reader_timeout)
         return run
@@ -175,10 +183,16 @@ class Registry:
             await run.finished.wait()
 
     def _claim_session(self, run: Run, session_id: str) -> None:
-        self._sessions.setdefault(session_id, run.process_id)
+        owner = self._sessions.setdefault(session_id, run.process_id)
+        if owner != run.process_id:
+            log.warning("runs %s and %s both use session %s", owner, run.process_id, session_id)
 
     def _forget(self, run: Run) -> None:
         self._runs.pop(run.process_id, None)
+        for project in list(self._projects):
+            self._projects[project].discard(run.process_id)
+            if not self._projects[project]:
+                del self._projects[project]
         for session, owner in list(self._sessions.items()):
             if owner == run.process_id:
                 del self._sessions[session]

@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from .cli_args import PromptFiles, build_argv, user_message
+from .cli_args import RunFiles, build_argv, user_message
 from .framing import LineFramer, LineTooLong
 from .models import ChatRequest
 from .policy import Plan
@@ -197,13 +197,8 @@ class Run:
     # -- the CLI process --------------------------------------------------
 
     async def _run_cli(self, workdir: Path) -> None:
-        files = PromptFiles(workdir / "system_prompt.txt", workdir / "append_system_prompt.txt")
-        if self.request.system_prompt is not None:
-            files.system_prompt.write_text(self.request.system_prompt, encoding="utf-8")
-        if self.request.append_system_prompt is not None:
-            files.append_system_prompt.write_text(
-                self.request.append_system_prompt, encoding="utf-8"
-            )
+        files = RunFiles(workdir)
+        files.write(self.request, self._plan)
         argv = build_argv(self._claude, self.request, self._plan, files)
         env = {**self._environ, **self._plan.extra_env}
         key, value = self._processes.env_entry

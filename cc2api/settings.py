@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .models import PERMISSION_MODES, PermissionMode
+from .models import PermissionMode
 
 PLACEHOLDER_PASSWORD = "change-me"  # noqa: S105 (the value .env.example ships with)
 
@@ -32,9 +32,8 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     force_restricted: bool = False
     always_disallowed_tools: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    allowed_permission_modes: Annotated[list[PermissionMode], NoDecode] = Field(
-        default_factory=lambda: list(PERMISSION_MODES)
-    )
+    # None: every mode, except bypassPermissions and auto under FORCE_RESTRICTED
+    allowed_permission_modes: Annotated[list[PermissionMode] | None, NoDecode] = None
     allowed_cwd_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     allow_root_full_access: bool = False
     trust_caller_config: bool | None = None  # unset: trusted unless FORCE_RESTRICTED
@@ -80,8 +79,8 @@ class Settings(BaseSettings):
 
     @field_validator("allowed_permission_modes")
     @classmethod
-    def _all_when_empty(cls, value: list[PermissionMode]) -> list[PermissionMode]:
-        return value or list(PERMISSION_MODES)
+    def _unset_when_empty(cls, value: list[PermissionMode] | None) -> list[PermissionMode] | None:
+        return value or None
 
     @field_validator("always_disallowed_tools")
     @classmethod

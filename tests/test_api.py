@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import uuid
 from contextlib import aclosing
 from pathlib import Path
@@ -253,6 +254,62 @@ class TestOperatorRules:
             response = await gw.client.post("/chat", json=body)
         assert response.status_code == 403
         assert response.json()["code"] == "permission_mode_forbidden"
+
+
+class TestConfigFiles:
+    async def test_fifo_as_config_is_refused_without_blocking(
+        self, fake_environ: dict[str, str], workdir: Path, tmp_path: Path
+    ) -> None:
+        """A FIFO given as a settings file gets 422 at once, and the server stays responsive."""
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)
+        async with served(make_settings(), fake_environ) as gw:
+            with trio.fail_after(5):
+                response = await gw.client.post(
+                    "/chat", json=chat_body("echo", workdir, settings=str(fifo))
+                )
+                health = await gw.client.get("/health")
+        assert response.status_code == 422
+        assert "regular file" in response.json()["detail"]
+        assert health.json()["status"] == "ok"
+
+    async def test_file_outside_roots_is_never_read(
+        self, fake_environ: dict[str, str], workdir: Path, tmp_path: Path
+    ) -> None:
+        """A config file outside ALLOWED_CWD_ROOTS gets 403 before anything reads it."""
+        fifo = tmp_path / "outside-fifo"
+        os.mkfifo(fifo)  # reading it would block: the 403 must come first
+        settings = make_settings(allowed_cwd_roots=str(workdir))
+        async with served(settings, fake_environ) as gw:
+            with trio.fail_after(5):
+                body = chat_body("echo", workdir, mcp_config=[str(fifo)])
+                response = await gw.client.post("/chat", json=body)
+        assert response.status_code == 403
+        assert response.json()["code"] == "cwd_forbidden"
+
+    async def test_config_file_reaches_the_cli_as_a_private_copy(
+        self, fake_environ: dict[str, str], workdir: Path, tmp_path: Path
+    ) -> None:
+        """A settings file is handed to the CLI as a copy in the run's private folder."""
+        config = tmp_path / "settings.json"
+        config.write_text('{"model": "x"}')
+        async with served(make_settings(), fake_environ) as gw:
+            _, events = await post_chat(gw.client, chat_body("argv", workdir, settings=str(config)))
+        (flag,) = [a for a in events[2].json()["argv"] if a.startswith("--settings=")]
+        assert flag != f"--settings={config}"
+        assert "cc2api-run-" in flag
+
+    async def test_command_line_over_the_budget_is_422(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Options that, with the server's environment, overflow the kernel's limit get 422."""
+        # Each variable under the kernel's 128 KiB a string, all together under its 2 MiB,
+        # so the CLI itself still starts (the startup probe); over this server's budget.
+        environ = {**fake_environ, **{f"BIG{i}": "x" * (120 * 1024) for i in range(13)}}
+        async with served(make_settings(), environ) as gw:
+            response = await gw.client.post("/chat", json=chat_body("echo", workdir))
+        assert response.status_code == 422
+        assert "command line" in response.json()["detail"]
 
 
 class TestHangUpEarly:

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from pydantic import ValidationError
 
-from cc2api.cli_args import BASE_FLAGS, OPTIONS, PromptFiles, build_argv, user_message
+from cc2api.cli_args import BASE_FLAGS, OPTIONS, RunFiles, build_argv, user_message
+from cc2api.configfiles import load_configs
+from cc2api.errors import ValidationFailed
 from cc2api.models import ChatRequest
 from cc2api.policy import Plan, Policy
 
 from .helpers import make_settings
 
 CLAUDE = Path("/opt/claude")
-FILES = PromptFiles(Path("/run/x/sp.txt"), Path("/run/x/asp.txt"))
+FILES = RunFiles(Path("/run/x"))
 FULL = Plan(full_access=True, permission_mode=None, disallowed_tools=())
 SID = "0b6f4c1e-3b9a-4f7e-8d2c-5a1e9f3c7b21"
 
@@ -29,6 +34,7 @@ def argv(plan: Plan | None = None, **fields: Any) -> list[str]:
     made = request(**fields)
     if plan is None:
         plan = Policy(make_settings(), {}, euid=1000).plan(made)
+        plan = replace(plan, configs=trio.run(load_configs, made))
     return build_argv(CLAUDE, made, plan, FILES)
 
 
@@ -67,9 +73,12 @@ class TestBuildArgv:
                 {"allowed_tools": ["Read", "Bash(git:*)"]},
                 ["--allowedTools=Read", "--allowedTools=Bash(git:*)"],
             ),
-            ({"mcp_config": ['{"mcpServers":{}}']}, ['--mcp-config={"mcpServers":{}}']),
+            (
+                {"mcp_config": ['{"mcpServers":{}}', '{"mcpServers":{}}']},
+                [f"--mcp-config={FILES.mcp(0)}", f"--mcp-config={FILES.mcp(1)}"],
+            ),
             ({"strict_mcp_config": True}, ["--strict-mcp-config"]),
-            ({"settings": '{"a": 1}'}, ['--settings={"a": 1}']),
+            ({"settings": '{"a": 1}'}, [f"--settings={FILES.settings}"]),
             ({"setting_sources": ["user", "project"]}, ["--setting-sources=user,project"]),
             ({"setting_sources": []}, ["--setting-sources="]),
             ({"add_dir": ["/tmp", "/usr"]}, ["--add-dir=/tmp", "--add-dir=/usr"]),
@@ -162,7 +171,6 @@ class TestValidation:
             ("add_dir", ["relative/dir"]),
             ("add_dir", ["/no/such/dir"]),
             ("plugin_dir", ["/no/such/dir"]),
-            ("mcp_config", ["/no/such/file.json"]),
             ("mcp_config", ["{not json"]),
             ("mcp_config", ["relative.json"]),
             ("settings", "[1, 2]"),
@@ -178,7 +186,7 @@ class TestValidation:
             ("agents", {"x": 1}),
             ("agents", {"x": {"description": "d"}}),
             ("agents", {"x": {"description": "d", "prompt": "p", "permissionMode": "god"}}),
-            ("settings", "x" * 100),
+            ("settings", "relative/settings.json"),
             ("allowed_tools", ["é" * 9000]),
         ],
     )
@@ -201,11 +209,19 @@ class TestValidation:
             request(**fields)
 
     def test_settings_file_content_is_checked(self, tmp_path: Path) -> None:
-        """A settings file is read and held to the same rules as inline settings."""
+        """A settings file is read, later, and held to the same rules as inline settings."""
         path = tmp_path / "settings.json"
         path.write_text('{"env": {"A": "1"}}')
-        with pytest.raises(ValidationError, match="settings"):
-            request(settings=str(path))
+        with pytest.raises(ValidationFailed, match="settings: may not set env"):
+            trio.run(load_configs, request(settings=str(path)))
+
+    @pytest.mark.parametrize("name", ["missing.json", "fifo", "dir"])
+    def test_config_file_must_be_a_readable_regular_file(self, tmp_path: Path, name: str) -> None:
+        """A config path that is missing, a FIFO or a folder is refused without blocking."""
+        os.mkfifo(tmp_path / "fifo")
+        (tmp_path / "dir").mkdir()
+        with pytest.raises(ValidationFailed, match=r"mcp_config\.0"):
+            trio.run(load_configs, request(mcp_config=[str(tmp_path / name)]))
 
     def test_options_adding_up_past_the_argv_budget(self) -> None:
         """Options that would overflow the kernel's argv limit get a validation error."""

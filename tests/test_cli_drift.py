@@ -9,7 +9,8 @@ from typing import Any, get_args
 
 import pytest
 
-from cc2api.cli_args import PromptFiles, build_argv
+from cc2api.cli_args import RunFiles, build_argv
+from cc2api.configfiles import Configs
 from cc2api.models import PERMISSION_MODES, ChatRequest, Effort
 from cc2api.policy import Plan
 
@@ -60,9 +61,13 @@ def every_flag(tmp_path: Path) -> set[str]:
         "debug": True,
     }
     assert set(values) == set(ChatRequest.model_fields) - {"continue_conversation"}
-    files = PromptFiles(tmp_path / "s", tmp_path / "a")
+    files = RunFiles(tmp_path)
     flags: set[str] = set()
-    plans = [Plan(True, None, ("X",), {}), Plan(False, "plan", (), {})]
+    configs = Configs(settings="{}", mcp=("{}",))
+    plans = [
+        Plan(True, None, ("X",), add_dir=("/a",), plugin_dir=("/p",), configs=configs),
+        Plan(False, "plan", (), setting_sources=("user",), configs=configs),
+    ]
     requests = [
         ChatRequest.model_validate(values),
         ChatRequest.model_validate(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from .helpers import (
     Event,
@@ -359,3 +360,22 @@ class TestCallerConfigCannotEscalate:
         async with served(settings, real_environ) as gw:
             await run(gw, chat_body("hi", workdir))
         assert not marker.exists()
+
+    @pytest.mark.parametrize("trusted", [True, False])
+    async def test_git_config_in_cwd_runs_nothing_when_untrusted(
+        self,
+        real_claude: Path,
+        real_environ: dict[str, str],
+        repo: Path,
+        tmp_path: Path,
+        trusted: bool,
+    ) -> None:
+        """A core.fsmonitor command in the cwd's .git/config runs only when config is trusted."""
+        marker = tmp_path / "fsmonitor-ran"
+        await trio.run_process(
+            ["git", "-C", str(repo), "config", "core.fsmonitor", f"touch {marker}; false"]
+        )
+        settings = make_settings(claude_path=real_claude, trust_caller_config=trusted)
+        async with served(settings, real_environ) as gw:
+            await run(gw, chat_body("hi", repo))
+        assert marker.exists() is trusted

@@ -316,6 +316,23 @@ class TestSessions:
                 assert (await gw.client.post("/chat", json=body)).status_code == 409
                 await gw.client.delete(f"/chat/{first.headers['x-process-id']}")
 
+    async def test_continue_waits_for_any_run_in_the_same_project(
+        self, fake_environ: dict[str, str], tmp_path: Path
+    ) -> None:
+        """continue_conversation is refused while any run is live in a folder the CLI files
+        under the same project name (/x/a-b and /x/a/b)."""
+        (tmp_path / "a-b").mkdir()
+        (tmp_path / "a" / "b").mkdir(parents=True)
+        async with served(make_settings(kill_grace_seconds=GRACE), fake_environ) as gw:
+            body = chat_body("hang", tmp_path / "a-b")
+            async with gw.client.stream("POST", "/chat", json=body) as first:
+                other = chat_body("echo", tmp_path / "a" / "b", continue_conversation=True)
+                assert (await gw.client.post("/chat", json=other)).status_code == 409
+                fresh = chat_body("echo", tmp_path / "a" / "b")
+                response, _ = await post_chat(gw.client, fresh)
+                assert response.status_code == 200
+                await gw.client.delete(f"/chat/{first.headers['x-process-id']}")
+
     async def test_one_continue_per_folder(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
@@ -325,7 +342,7 @@ class TestSessions:
             async with gw.client.stream("POST", "/chat", json=body) as first:
                 again = await gw.client.post("/chat", json=body)
                 assert again.status_code == 409
-                assert "most recent conversation" in again.json()["detail"]
+                assert "continue_conversation would share" in again.json()["detail"]
                 fork = chat_body("echo", workdir, continue_conversation=True, fork_session=True)
                 response, events = await post_chat(gw.client, fork)
                 assert response.status_code == 200

@@ -9,7 +9,7 @@ import pytest
 
 from cc2api.errors import Forbidden
 from cc2api.models import ChatRequest
-from cc2api.policy import Plan, Policy
+from cc2api.policy import UNTRUSTED_CWD_ENV, Plan, Policy
 
 from .helpers import make_settings
 
@@ -62,7 +62,9 @@ class TestAccess:
 
     def test_force_restricted_turns_full_access_into_default_mode(self) -> None:
         """FORCE_RESTRICTED runs a full-access request in the default mode instead."""
-        assert access(plan({"force_restricted": True})) == (False, "default", (), {})
+        result = plan({"force_restricted": True})
+        assert access(result)[:3] == (False, "default", ())
+        assert result.extra_env == UNTRUSTED_CWD_ENV
 
     def test_force_restricted_refuses_bypass_permissions(self) -> None:
         """FORCE_RESTRICTED refuses an explicit bypassPermissions with 403."""
@@ -157,7 +159,7 @@ class TestCallerConfig:
         "fields",
         [
             {"settings": "{}"},
-            {"setting_sources": ["user"]},
+            {"setting_sources": ["project"]},
             {"agents": {"a": {"description": "d", "prompt": "p"}}},
             {"plugin_dir": ["/tmp"]},
             {"mcp_config": ['{"mcpServers": {}}']},
@@ -216,3 +218,39 @@ class TestPathsUnderRoots:
         )
         assert result.cwd == str(tmp_path / "real")
         assert result.add_dir == (str(tmp_path / "real"),)
+
+
+class TestReviewedEscapes:
+    def test_agent_bypass_under_root_needs_the_sandbox_switch(self) -> None:
+        """Under root an agent asking for bypassPermissions is refused like the run itself."""
+        agents = {"x": {"description": "d", "prompt": "p", "permissionMode": "bypassPermissions"}}
+        error = refused(euid=ROOT, tools=["Agent"], agents=agents)
+        assert error.code == "root_full_access"
+        allowed = plan({"allow_root_full_access": True}, euid=ROOT, tools=["Agent"], agents=agents)
+        assert allowed.extra_env["IS_SANDBOX"] == "1"
+
+    def test_force_restricted_leaves_out_auto_by_default(self) -> None:
+        """Unless the operator lists modes, FORCE_RESTRICTED allows neither bypass nor auto."""
+        rules = {"force_restricted": True}
+        assert refused(rules, permission_mode="auto").code == "permission_mode_forbidden"
+        assert plan(rules, permission_mode="plan").permission_mode == "plan"
+        listed = {"force_restricted": True, "allowed_permission_modes": "default,auto"}
+        assert plan(listed, permission_mode="auto").permission_mode == "auto"
+
+    def test_fewer_setting_sources_are_fine_when_untrusted(self) -> None:
+        """An untrusted caller may ask for fewer setting sources, not more."""
+        rules = {"trust_caller_config": False}
+        assert plan(rules, setting_sources=[]).setting_sources == ()
+        assert plan(rules, setting_sources=["user"]).setting_sources == ("user",)
+        assert refused(rules, setting_sources=["local"]).code == "caller_config_forbidden"
+
+    def test_plugin_dir_gets_real_paths(self, tmp_path: Path) -> None:
+        """Under roots plugin_dir is passed as its checked real path."""
+        (tmp_path / "real").mkdir()
+        (tmp_path / "link").symlink_to(tmp_path / "real")
+        result = plan(
+            {"allowed_cwd_roots": str(tmp_path)},
+            cwd=str(tmp_path),
+            plugin_dir=[str(tmp_path / "link")],
+        )
+        assert result.plugin_dir == (str(tmp_path / "real"),)

@@ -1,0 +1,98 @@
+"""Read the config files a request names, safely, once the operator's rules allow them.
+
+The contents are checked like inline values and then handed to the CLI as private
+copies in the run's folder, so a file changed or swapped after the check cannot
+change what the CLI reads, and no config (MCP servers often carry tokens) lands in
+argv, which every local user can read.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+import trio
+
+from .errors import ValidationFailed
+from .models import (
+    MAX_JSON_BYTES,
+    ChatRequest,
+    check_mcp_config,
+    check_settings,
+    is_inline,
+    parse_object,
+)
+
+READ_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Configs:
+    """The JSON texts of a run's settings and MCP configs, checked."""
+
+    settings: str | None = None
+    mcp: tuple[str, ...] = ()
+
+
+def _read(path: str) -> str:
+    # O_NONBLOCK: a FIFO or a device must not block the read; then only regular files
+    # are read at all. O_NOFOLLOW: the checked path's last link cannot be swapped.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("must be a regular file")
+        data = os.read(fd, MAX_JSON_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_JSON_BYTES:
+        raise ValueError(f"file is over {MAX_JSON_BYTES} bytes")
+    return data.decode("utf-8", "replace")
+
+
+def _load(request: ChatRequest) -> Configs:
+    def text_of(field: str, value: str) -> str:
+        if is_inline(value):
+            return value
+        try:
+            return _read(os.path.realpath(value))
+        except OSError as error:
+            raise ValidationFailed(f"{field}: cannot read {value!r}: {error.strerror}") from None
+        except ValueError as error:
+            raise ValidationFailed(f"{field}: {error}") from None
+
+    def checked(field: str, text: str, what: str, check: object) -> str:
+        try:
+            check(parse_object(text, what))  # type: ignore[operator]
+        except ValueError as error:
+            raise ValidationFailed(f"{field}: {error}") from None
+        return text
+
+    settings = None
+    if request.settings is not None:
+        text = text_of("settings", request.settings)
+        settings = checked("settings", text, "settings", check_settings)
+    mcp = tuple(
+        checked(
+            f"mcp_config.{i}", text_of(f"mcp_config.{i}", value), "an MCP config", check_mcp_config
+        )
+        for i, value in enumerate(request.mcp_config or ())
+    )
+    return Configs(settings, mcp)
+
+
+async def load_configs(request: ChatRequest) -> Configs:
+    """Return the request's settings and MCP configs as checked JSON texts.
+
+    Call it only after the policy allowed the request: it reads the files it names.
+
+    Raises:
+        ValidationFailed: a file cannot be read, is not a regular file, or its content
+            breaks the same rules as inline values.
+
+    Cancellation: the read runs in a worker thread, abandoned when cancelled.
+    """
+    if request.settings is None and not request.mcp_config:
+        return Configs()
+    with trio.fail_after(READ_SECONDS):
+        return await trio.to_thread.run_sync(_load, request, abandon_on_cancel=True)
