@@ -115,10 +115,11 @@ async def test_install_serve_update_uninstall(tmp_path: Path, workdir: Path) -> 
     assert not prefix.exists()
 
 
-def test_install_without_credentials_generates_a_password(tmp_path: Path) -> None:
-    """With no credentials given and no terminal, a strong password is generated and shown."""
+def test_piped_install_fetches_the_sources(tmp_path: Path) -> None:
+    """Piped into bash (curl | bash) it clones CC2API_REPO_URL; with no credentials and no
+    terminal it generates a strong password and shows it once."""
     prefix = tmp_path / "cc2api"
-    done = install(
+    args = [
         "--no-service",
         "--prefix",
         str(prefix),
@@ -126,13 +127,24 @@ def test_install_without_credentials_generates_a_password(tmp_path: Path) -> Non
         me(),
         "--claude-path",
         str(FAKE_CLAUDE),
-        CC2API_AUTH_PASSWORD="",
+    ]
+    done = subprocess.run(
+        ["bash", "-s", "--", *args],
+        input=INSTALL.read_text(),
+        env={**os.environ, "CC2API_REPO_URL": str(REPO), "CC2API_AUTH_PASSWORD": ""},
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+        cwd=tmp_path,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"fetching cc2api from {REPO}" in done.stdout
     shown = re.search(r"user admin, password (\S+) \(shown only now\)", done.stdout)
     assert shown
     assert len(shown.group(1)) >= 32
     assert f"AUTH_PASSWORD={shown.group(1)}\n" in (prefix / ".env").read_text()
+    assert (prefix / "venv" / "bin" / "cc2api").exists()
 
 
 async def serve_and_chat(prefix: Path, workdir: Path) -> None:
