@@ -11,6 +11,7 @@ set -euo pipefail
 
 CLAUDE_CLI_VERSION=2.1.197
 DOCS_PACKAGES=(swagger-ui-dist@5.35.0 redoc@2.5.4)
+MARKER=.cc2api-install  # in the prefix: what install.sh may update or remove
 # Where the sources come from when this script runs outside a clone (curl | bash).
 REPO_URL=${CC2API_REPO_URL:-https://github.com/cc2api/cc2api.git}
 SERVICE=cc2api
@@ -41,6 +42,12 @@ else are asked on the terminal when there is one, else a strong password is
 generated and printed once.
 EOF
 }
+
+# Everything runs from main, so a download cut short runs nothing (curl | bash).
+main() {
+# The password must not reach npm's or pip's child processes: keep it, unexport it.
+GIVEN_PASSWORD=${CC2API_AUTH_PASSWORD:-}
+unset CC2API_AUTH_PASSWORD
 
 say() { printf '==> %s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
@@ -97,7 +104,8 @@ run() {
     fi
 }
 
-as_root() { run "${SUDO[@]}" "$@"; }
+# ${SUDO[@]+...}: an empty array under set -u is an error in bash before 4.4.
+as_root() { run ${SUDO[@]+"${SUDO[@]}"} "$@"; }
 
 if [ -z "$RUN_USER" ]; then
     if [ $IS_ROOT -eq 1 ]; then RUN_USER=cc2api; else RUN_USER=$(id -un); fi
@@ -109,6 +117,11 @@ if [ -z "$PREFIX" ]; then
     if [ $IS_ROOT -eq 1 ]; then PREFIX=/opt/cc2api; else PREFIX=$HOME/.local/share/cc2api; fi
 fi
 UNIT_PATH=/etc/systemd/system/$SERVICE.service
+# Never take over, or delete from, a folder that is not a cc2api install.
+if [ -d "$PREFIX" ] && [ ! -e "$PREFIX/$MARKER" ] &&
+    find "$PREFIX" -mindepth 1 -maxdepth 1 ! -name .env | grep -q .; then
+    die "$PREFIX exists and is not a cc2api install (no $MARKER); choose another --prefix"
+fi
 
 # --- uninstall -------------------------------------------------------------
 
@@ -155,8 +168,10 @@ install_packages() {
 find_python() {
     local candidate
     for candidate in python3.13 python3.12 python3.11 python3; do
+        # ensurepip too: Debian ships venv without it unless python3-venv is installed.
         if command -v "$candidate" >/dev/null &&
-            "$candidate" -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            "$candidate" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' \
+                2>/dev/null; then
             command -v "$candidate"
             return 0
         fi
@@ -168,7 +183,11 @@ PYTHON=$(find_python || true)
 if [ -z "$PYTHON" ] || [ $INSTALL_DEPS -eq 1 ]; then
     say "installing Python 3.11+ with venv ($PKG)"
     case $PKG in
-    apt) install_packages python3 python3-venv python3-pip ;;
+    apt)
+        install_packages python3 python3-venv python3-pip
+        # Older releases (Ubuntu 22.04) have an older python3 but ship python3.11.
+        find_python >/dev/null || install_packages python3.11 python3.11-venv
+        ;;
     *) install_packages python3.11 python3.11-pip ;;
     esac
     PYTHON=$(find_python || true)
@@ -214,9 +233,13 @@ elif [ -n "$SCRIPT_DIR" ] && grep -qs '^name = "cc2api"' "$SCRIPT_DIR/pyproject.
     SOURCE=$SCRIPT_DIR
 else
     command -v git >/dev/null || install_packages git
-    SOURCE=$(mktemp -d)/cc2api
+    if [ $DRY_RUN -eq 1 ]; then
+        SOURCE=/tmp/cc2api-source
+    else
+        SOURCE=$(mktemp -d)/cc2api
+    fi
     say "fetching cc2api from $REPO_URL"
-    run git clone --quiet --depth 1 "$REPO_URL" "$SOURCE"
+    GIT_TERMINAL_PROMPT=0 run git clone --quiet --depth 1 "$REPO_URL" "$SOURCE" </dev/null
 fi
 
 # --- cc2api and the CLI ----------------------------------------------------
@@ -227,22 +250,31 @@ else
     say "installing cc2api into $PREFIX"
 fi
 run mkdir -p "$PREFIX"
+run touch "$PREFIX/$MARKER"
 [ -d "$PREFIX/venv" ] || run "$PYTHON" -m venv "$PREFIX/venv"
 run "$PREFIX/venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$SOURCE"
 run cp "$SOURCE/README.md" "$SOURCE/API.md" "$SOURCE/PERMISSIONS.md" "$PREFIX/"
 
-NPM_PACKAGES=("${DOCS_PACKAGES[@]}")
+# Each npm folder is installed whole in one call: `npm install --no-save` prunes
+# whatever else it had installed. Install scripts are not needed and not run.
+npm_install() {
+    local folder=$1
+    shift
+    run mkdir -p "$folder"
+    run npm install --prefix "$folder" --no-save --no-package-lock --no-audit --no-fund \
+        --ignore-scripts --loglevel=error "$@" </dev/null
+}
 if [ -z "$CLAUDE_PATH_GIVEN" ]; then
-    if [ "$("$LOCAL_CLAUDE" --version 2>/dev/null)" = "$CLAUDE_CLI_VERSION (Claude Code)" ]; then
+    if [ "$("$LOCAL_CLAUDE" --version 2>/dev/null </dev/null)" = "$CLAUDE_CLI_VERSION (Claude Code)" ]; then
         say "the Claude Code CLI $CLAUDE_CLI_VERSION is in place"
     else
-        NPM_PACKAGES+=("@anthropic-ai/claude-code@$CLAUDE_CLI_VERSION")
+        say "installing the Claude Code CLI $CLAUDE_CLI_VERSION"
+        npm_install "$CLI_DIR" "@anthropic-ai/claude-code@$CLAUDE_CLI_VERSION"
     fi
 fi
-say "installing ${NPM_PACKAGES[*]} into $CLI_DIR"
-run mkdir -p "$CLI_DIR"
-run npm install --prefix "$CLI_DIR" --no-save --no-package-lock --no-audit --no-fund \
-    --loglevel=error "${NPM_PACKAGES[@]}"
+WEB_DIR=$PREFIX/web
+say "installing the docs pages' scripts (${DOCS_PACKAGES[*]})"
+npm_install "$WEB_DIR" "${DOCS_PACKAGES[@]}"
 
 # --- .env ------------------------------------------------------------------
 
@@ -254,12 +286,14 @@ if [ -f "$ENV_FILE" ]; then
         if [ $DRY_RUN -eq 1 ]; then
             printf '+ add DOCS_ASSETS_DIR to %s\n' "$ENV_FILE"
         else
-            printf 'DOCS_ASSETS_DIR=%s\n' "$CLI_DIR/node_modules" >>"$ENV_FILE"
+            # Start a new line if the file does not end with one.
+            [ -z "$(tail -c 1 "$ENV_FILE")" ] || printf '\n' >>"$ENV_FILE"
+            printf 'DOCS_ASSETS_DIR=%s\n' "$WEB_DIR/node_modules" >>"$ENV_FILE"
         fi
     fi
 else
     AUTH_USER=${CC2API_AUTH_USER:-admin}
-    AUTH_PASSWORD=${CC2API_AUTH_PASSWORD:-}
+    AUTH_PASSWORD=$GIVEN_PASSWORD
     if [ -z "$AUTH_PASSWORD" ] && [ $DRY_RUN -eq 0 ] && { : </dev/tty; } 2>/dev/null; then
         printf 'Password for %s (empty: generate one): ' "$AUTH_USER" >/dev/tty
         IFS= read -rs AUTH_PASSWORD </dev/tty || AUTH_PASSWORD=""
@@ -269,17 +303,20 @@ else
     # The password reaches init-env through its environment: never argv, never sed.
     CC2API_AUTH_PASSWORD=$AUTH_PASSWORD run "$PREFIX/venv/bin/cc2api" init-env \
         --path "$ENV_FILE" --user "$AUTH_USER" --claude-path "$CLAUDE" \
-        --set "HOST=$HOST" --set "PORT=$PORT" --set "DOCS_ASSETS_DIR=$CLI_DIR/node_modules"
+        --set "HOST=$HOST" --set "PORT=$PORT" --set "DOCS_ASSETS_DIR=$WEB_DIR/node_modules"
 fi
-if [ $IS_ROOT -eq 1 ] && [ "$RUN_USER" != root ]; then
-    run chown -R "$RUN_USER:$RUN_GROUP" "$PREFIX"
-fi
+# The install stays root's when root installs: the service user may read and run
+# it, not change it, or it could plant code that root runs at the next update. The
+# .env is root's alone; systemd reads it for the service (EnvironmentFile=).
 
 # --- the systemd unit ------------------------------------------------------
 
 render_unit() {
+    # A leading '-': a work folder that does not exist must not stop the service.
+    local dirs="" dir
+    for dir in ${WORK_DIRS[@]+"${WORK_DIRS[@]}"}; do dirs="$dirs -$dir"; done
     sed -e "s|@PREFIX@|$PREFIX|g" -e "s|@USER@|$RUN_USER|g" -e "s|@GROUP@|$RUN_GROUP|g" \
-        -e "s|@HOME@|$RUN_HOME|g" -e "s|@WORK_DIRS@|${WORK_DIRS[*]:-}|g" \
+        -e "s|@HOME@|$RUN_HOME|g" -e "s|@WORK_DIRS@|$dirs|g" \
         "$SOURCE/systemd/cc2api.service"
 }
 
@@ -294,7 +331,7 @@ say "installing the systemd unit $UNIT_PATH"
 if [ $DRY_RUN -eq 1 ]; then
     printf '+ write %s\n' "$UNIT_PATH"
 else
-    render_unit | "${SUDO[@]}" tee "$UNIT_PATH" >/dev/null
+    render_unit | ${SUDO[@]+"${SUDO[@]}"} tee "$UNIT_PATH" >/dev/null
 fi
 as_root systemctl daemon-reload
 as_root systemctl enable "$SERVICE"
@@ -304,14 +341,25 @@ if [ $DRY_RUN -eq 1 ]; then
     say "dry run: nothing was changed"
     exit 0
 fi
-say "waiting for http://$HOST:$PORT/health"
+# The address is the .env's, which an update keeps, not this run's --host/--port.
+URL=$("$PREFIX/venv/bin/python" -c 'import sys
+from dotenv import dotenv_values
+env = dotenv_values(sys.argv[1])
+host = env.get("HOST") or "127.0.0.1"
+host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+host = f"[{host}]" if ":" in host else host
+print(f"http://{host}:{env.get(\"PORT\") or 9876}")' "$ENV_FILE")
+say "waiting for $URL/health"
 for _ in $(seq 1 60); do
-    if "$PREFIX/venv/bin/python" -c "import sys, urllib.request
-sys.exit(urllib.request.urlopen(sys.argv[1], timeout=2).status != 200)" \
-        "http://$HOST:$PORT/health" 2>/dev/null; then
-        say "cc2api is up. Try:"
-        printf '  curl http://%s:%s/health\n' "$HOST" "$PORT"
-        printf '  curl -N -u USER:PASSWORD http://%s:%s/chat -H "Content-Type: application/json" \\\n' "$HOST" "$PORT"
+    if STATUS=$("$PREFIX/venv/bin/python" -c 'import json, sys, urllib.request
+health = json.load(urllib.request.urlopen(sys.argv[1] + "/health", timeout=2))
+print(health["status"], health.get("reason", ""))' "$URL" 2>/dev/null); then
+        case $STATUS in
+        ok*) say "cc2api is up. Try:" ;;
+        *) warn "cc2api answers, but says: $STATUS" ;;
+        esac
+        printf '  curl %s/health\n' "$URL"
+        printf '  curl -N -u USER:PASSWORD %s/chat -H "Content-Type: application/json" \\\n' "$URL"
         printf '       -d '\''{"prompt": "Hello", "cwd": "%s"}'\''\n' "$RUN_HOME"
         printf 'Credentials are in %s; logs: journalctl -u %s -f\n' "$ENV_FILE" "$SERVICE"
         exit 0
@@ -319,3 +367,6 @@ sys.exit(urllib.request.urlopen(sys.argv[1], timeout=2).status != 200)" \
     sleep 1
 done
 die "the service did not answer on /health; see: journalctl -u $SERVICE -e"
+}
+
+main "$@"

@@ -15,6 +15,7 @@ from . import __version__
 from .app import create_app
 from .doctor import run_check
 from .envfile import environment_with, init_env
+from .proctree import make_undumpable
 from .server import serve_until_signalled
 from .settings import Settings, explain
 
@@ -35,16 +36,28 @@ def main(argv: list[str] | None = None) -> int:
     init.add_argument("--claude-path", type=Path, default=None)
     init.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args(argv)
-    environ = environment_with(Path(".env"))
+    # Under systemd .env may be root's alone (EnvironmentFile= has read it for us).
+    env_file = Path(".env") if os.access(".env", os.R_OK) else None
+    environ = environment_with(env_file)
     if args.command == "check":
         return run_check(environ)
     if args.command == "init-env":
         # The password comes through the environment, never argv, where `ps` shows it.
         given = os.environ.get("CC2API_AUTH_PASSWORD") or None
+        if any("=" not in item for item in args.set):
+            parser.error("--set takes NAME=VALUE")
         extra = dict(item.split("=", 1) for item in args.set)
-        password = init_env(
-            args.path, user=args.user, password=given, claude_path=args.claude_path, extra=extra
-        )
+        try:
+            password = init_env(
+                args.path,
+                user=args.user,
+                password=given,
+                claude_path=args.claude_path,
+                extra=extra,
+            )
+        except ValueError as error:
+            print(f"cc2api: {error}", file=sys.stderr)
+            return 2
         if password is None:
             print(f"{args.path} exists; leaving it as it is")
         elif given:
@@ -53,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.path}: user {args.user}, password {password} (shown only now)")
         return 0
     try:
-        settings = Settings()  # type: ignore[call-arg]  # read from the environment
+        settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
     except ValidationError as error:
         print(f"cc2api: cannot start: {explain(error)}", file=sys.stderr)
         return 2
@@ -61,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The server's environment may hold AUTH_PASSWORD (EnvironmentFile=); processes of
+    # the same user, the CLI's tools among them, must not read it from /proc.
+    make_undumpable()
     trio.run(serve_until_signalled, create_app(settings, environ=environ))
     return 0
 

@@ -1,8 +1,8 @@
 """API documentation pages that work offline: Swagger UI at /docs, ReDoc at /redoc.
 
-Their scripts come from the npm packages swagger-ui-dist and redoc, installed beside
-the CLI (``.cli/node_modules`` in a clone, ``<prefix>/cli/node_modules`` from
-install.sh, or DOCS_ASSETS_DIR), never from a CDN.
+Their scripts come from the npm packages swagger-ui-dist and redoc (``.web/node_modules``
+in a clone, ``<prefix>/web/node_modules`` from install.sh, or DOCS_ASSETS_DIR), never
+from a CDN.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ ASSETS = {
     "swagger-ui-bundle.js": "swagger-ui-dist/swagger-ui-bundle.js",
     "redoc.standalone.js": "redoc/bundles/redoc.standalone.js",
 }
-# A clone's .cli/node_modules, where scripts/serve and scripts/test install them.
-DEFAULT_ASSETS = Path(__file__).resolve().parent.parent / ".cli" / "node_modules"
+# A clone's .web/node_modules, where scripts/serve and scripts/test install them.
+DEFAULT_ASSETS = Path(__file__).resolve().parent.parent / ".web" / "node_modules"
 
 SWAGGER_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cc2api API</title>

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -101,15 +102,37 @@ async def _auth(claude: str, environ: Mapping[str, str]) -> Finding:
 def _port(host: str, port: int) -> Finding:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe_socket:
+        # As the server does: a port left in TIME_WAIT by a restart is free.
+        probe_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe_socket.bind((host, port))
         except OSError as error:
+            running = _running_gateway(host, port)
+            if running is not None:
+                return Finding("ok", f"cc2api already runs on {host}:{port}: {running}")
             return Finding(
                 "problem",
                 f"cannot listen on {host}:{port} ({error.strerror}) — fix: stop what uses "
-                "it (an earlier cc2api?) or set PORT/HOST",
+                "it or set PORT/HOST",
             )
     return Finding("ok", f"{host}:{port} is free")
+
+
+def _running_gateway(host: str, port: int) -> str | None:
+    """Return what a cc2api listening there says of its health, or None."""
+    address = f"[{host}]" if ":" in host else host
+    if address in ("0.0.0.0", "[::]"):  # noqa: S104 (a wildcard bind is reached on loopback)
+        address = "127.0.0.1"
+    try:
+        with urllib.request.urlopen(f"http://{address}:{port}/health", timeout=3) as answer:
+            health = json.load(answer)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(health, dict) or "active_processes" not in health:
+        return None
+    return f"/health says {health.get('status')}" + (
+        f" ({health['reason']})" if health.get("reason") else ""
+    )
 
 
 def run_check(environ: Mapping[str, str] | None = None) -> int:

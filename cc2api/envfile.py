@@ -8,14 +8,19 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+# systemd's EnvironmentFile= and python-dotenv disagree on quoting, escapes, comments
+# and ${...}: a password holding any of these would differ between the two.
+UNSAFE_PASSWORD_CHARS = frozenset(" \t\"'\\#$`")
 
-def environment_with(env_file: Path) -> dict[str, str]:
+
+def environment_with(env_file: Path | None) -> dict[str, str]:
     """Return this process's environment over the variables of ``env_file``.
 
     So that ``ANTHROPIC_API_KEY`` and the like put in ``.env`` reach the CLI whether
     systemd loaded the file (EnvironmentFile=) or not; the real environment wins.
     """
-    from_file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    values = dotenv_values(env_file) if env_file is not None else {}
+    from_file = {k: v for k, v in values.items() if v is not None}
     return {**from_file, **os.environ}
 
 
@@ -32,6 +37,13 @@ def init_env(
     Without ``password`` a strong one is generated. The file is created exclusively,
     so an existing ``.env`` is never overwritten.
     """
+    if password is not None and (
+        set(password) & UNSAFE_PASSWORD_CHARS or not password.isprintable()
+    ):
+        raise ValueError(
+            "the password may not hold spaces, quotes, backslashes, '#' or '$': "
+            "systemd and .env readers parse those differently"
+        )
     password = password or secrets.token_urlsafe(24)
     lines = [
         "# Written by `cc2api init-env`; .env.example lists every setting.",

@@ -23,6 +23,7 @@ import trio
 
 MARKER_VAR = "CC2API_RUN_ID"
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_DUMPABLE = 4
 _PROC = Path("/proc")
 _POLL_SECONDS = 0.02
 # A process stuck in uninterruptible sleep cannot die even from SIGKILL; stop
@@ -79,6 +80,19 @@ def become_subreaper() -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def make_undumpable() -> bool:
+    """Make this process's /proc files (environ, mem) unreadable to its own user.
+
+    Its children's tools run as the same user; without this they could read the
+    server's environment, passwords included. Returns whether the kernel accepted it.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 

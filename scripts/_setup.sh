@@ -1,10 +1,25 @@
-# Shared by scripts/serve and scripts/test: a virtualenv with cc2api, and the pinned CLI.
+# Shared by scripts/serve and scripts/test: a virtualenv with cc2api, the pinned CLI,
+# and the docs pages' scripts.
 # shellcheck shell=bash
 
 CLAUDE_CLI_VERSION=2.1.197
-# The API docs pages' scripts (served by cc2api from .cli/node_modules, never a CDN).
-DOCS_PACKAGES=(swagger-ui-dist@5.35.0 redoc@2.5.4)
 LOCAL_CLAUDE=.cli/node_modules/.bin/claude
+# The API docs pages' scripts, served by cc2api from .web/node_modules, never a CDN.
+# A folder of their own: `npm install --no-save` in one folder prunes what it did not name.
+DOCS_PACKAGES=(swagger-ui-dist@5.35.0 redoc@2.5.4)
+
+npm_install() {
+    local folder=$1
+    shift
+    if ! command -v npm >/dev/null; then
+        echo "npm is needed to install $*" >&2
+        exit 1
+    fi
+    echo "installing $* into $folder/" >&2
+    mkdir -p "$folder"
+    npm install --prefix "$folder" --no-save --no-package-lock --no-audit --no-fund \
+        --ignore-scripts --loglevel=error "$@" >&2
+}
 
 ensure_venv() {
     local extras=$1
@@ -19,20 +34,17 @@ ensure_venv() {
 }
 
 ensure_local_cli() {
-    if [ "$("$LOCAL_CLAUDE" --version 2>/dev/null)" = "$CLAUDE_CLI_VERSION (Claude Code)" ] &&
-        [ -f .cli/node_modules/redoc/bundles/redoc.standalone.js ] &&
-        [ -f .cli/node_modules/swagger-ui-dist/swagger-ui-bundle.js ]; then
-        return
+    if [ "$("$LOCAL_CLAUDE" --version 2>/dev/null)" != "$CLAUDE_CLI_VERSION (Claude Code)" ]; then
+        npm_install .cli "@anthropic-ai/claude-code@$CLAUDE_CLI_VERSION"
+        "$LOCAL_CLAUDE" --version >/dev/null
     fi
-    if ! command -v npm >/dev/null; then
-        echo "npm is needed to install the Claude Code CLI $CLAUDE_CLI_VERSION" >&2
-        exit 1
+}
+
+ensure_docs_assets() {
+    if [ ! -f .web/node_modules/redoc/bundles/redoc.standalone.js ] ||
+        [ ! -f .web/node_modules/swagger-ui-dist/swagger-ui-bundle.js ]; then
+        npm_install .web "${DOCS_PACKAGES[@]}"
     fi
-    echo "installing @anthropic-ai/claude-code@$CLAUDE_CLI_VERSION and the docs assets into .cli/" >&2
-    mkdir -p .cli
-    npm install --prefix .cli --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
-        "@anthropic-ai/claude-code@$CLAUDE_CLI_VERSION" "${DOCS_PACKAGES[@]}" >&2
-    "$LOCAL_CLAUDE" --version >/dev/null
 }
 
 # The browser the docs-page tests drive (Debian's chromium), when it is missing.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
 from functools import partial
 from pathlib import Path
@@ -138,6 +139,26 @@ class TestEnvFiles:
         """The password .env.example ships with is the one the server refuses."""
         text = (REPO / ".env.example").read_text()
         assert "AUTH_PASSWORD=change-me\n" in text
+
+    @pytest.mark.parametrize("password", ["with space", 'quo"te', "back\\slash", "hash#", "$HOME"])
+    def test_init_env_refuses_passwords_readers_disagree_on(
+        self, tmp_path: Path, password: str
+    ) -> None:
+        """A password that systemd and .env readers would parse differently is refused."""
+        with pytest.raises(ValueError, match="may not hold"):
+            init_env(tmp_path / ".env", password=password)
+        assert not (tmp_path / ".env").exists()
+
+    def test_server_process_is_undumpable(self) -> None:
+        """The server makes its /proc files unreadable to its own user (and so to tools)."""
+        code = (
+            "import ctypes; from cc2api.proctree import make_undumpable; "
+            "assert make_undumpable(); print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert done.stdout.strip() == "0"
 
     def test_init_env_writes_private_file_once(self, tmp_path: Path) -> None:
         """init-env writes a mode-600 .env with a strong password, and never overwrites it."""

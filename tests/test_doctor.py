@@ -117,3 +117,31 @@ class TestCheck:
         )
         assert any("not logged in" in line for line in without)
         assert "ok: the CLI can authenticate (ANTHROPIC_API_KEY)" in with_key
+
+
+def test_running_gateway_on_the_port_is_reported_not_a_problem(tmp_path: Path) -> None:
+    """When cc2api itself already listens on the port, check reports its health instead."""
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "AUTH_PASSWORD": "pw",
+        "CLAUDE_PATH": str(FAKE_CLAUDE),
+        "PORT": str(port),
+        "ANTHROPIC_API_KEY": "k",
+        "ALLOW_ROOT_FULL_ACCESS": "true",
+    }
+    server = subprocess.Popen([str(CLI), "serve"], env=env, cwd=tmp_path, stderr=subprocess.PIPE)
+    try:
+        assert server.stderr is not None
+        for line in server.stderr:
+            if b"listening on" in line:
+                break
+        code, lines = check(tmp_path, **{k: v for k, v in env.items() if k not in ("PATH", "HOME")})
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if server.stderr is not None:
+            server.stderr.close()
+    assert code == 0, lines
+    assert f"ok: cc2api already runs on 127.0.0.1:{port}: /health says ok" in lines

@@ -147,6 +147,25 @@ def test_piped_install_fetches_the_sources(tmp_path: Path) -> None:
     assert (prefix / "venv" / "bin" / "cc2api").exists()
 
 
+def test_refuses_a_folder_that_is_not_an_install(tmp_path: Path) -> None:
+    """It will not install into, or uninstall from, a folder that is not a cc2api install."""
+    (tmp_path / "precious.txt").write_text("keep me")
+    for extra in ([], ["--uninstall"]):
+        done = install(
+            *extra,
+            "--no-service",
+            "--prefix",
+            str(tmp_path),
+            "--user",
+            me(),
+            "--claude-path",
+            str(FAKE_CLAUDE),
+        )
+        assert done.returncode != 0
+        assert "is not a cc2api install" in done.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
 async def serve_and_chat(prefix: Path, workdir: Path) -> None:
     """Start the installed server on a free port, then call /health and /chat."""
     log_path = prefix / "server.log"

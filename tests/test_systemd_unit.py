@@ -28,7 +28,7 @@ def render(prefix: Path) -> Path:
         "@USER@": "cc2api",
         "@GROUP@": "cc2api",
         "@HOME@": "/var/lib/cc2api",
-        "@WORK_DIRS@": "/srv/work",
+        "@WORK_DIRS@": "-/srv/work",
     }.items():
         text = text.replace(name, value)
     assert re.search(r"@[A-Z_]+@", text) is None
