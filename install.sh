@@ -256,25 +256,26 @@ run "$PREFIX/venv/bin/python" -m pip install --quiet --disable-pip-version-check
 run cp "$SOURCE/README.md" "$SOURCE/API.md" "$SOURCE/PERMISSIONS.md" "$PREFIX/"
 
 # Each npm folder is installed whole in one call: `npm install --no-save` prunes
-# whatever else it had installed. Install scripts are not needed and not run.
+# whatever else it had installed. npm_install FOLDER [--ignore-scripts] PACKAGE...
 npm_install() {
     local folder=$1
     shift
     run mkdir -p "$folder"
     run npm install --prefix "$folder" --no-save --no-package-lock --no-audit --no-fund \
-        --ignore-scripts --loglevel=error "$@" </dev/null
+        --loglevel=error "$@" </dev/null
 }
 if [ -z "$CLAUDE_PATH_GIVEN" ]; then
     if [ "$("$LOCAL_CLAUDE" --version 2>/dev/null </dev/null)" = "$CLAUDE_CLI_VERSION (Claude Code)" ]; then
         say "the Claude Code CLI $CLAUDE_CLI_VERSION is in place"
     else
         say "installing the Claude Code CLI $CLAUDE_CLI_VERSION"
+        # Its install script puts the native binary in place: it must run.
         npm_install "$CLI_DIR" "@anthropic-ai/claude-code@$CLAUDE_CLI_VERSION"
     fi
 fi
 WEB_DIR=$PREFIX/web
 say "installing the docs pages' scripts (${DOCS_PACKAGES[*]})"
-npm_install "$WEB_DIR" "${DOCS_PACKAGES[@]}"
+npm_install "$WEB_DIR" --ignore-scripts "${DOCS_PACKAGES[@]}"
 
 # --- .env ------------------------------------------------------------------
 

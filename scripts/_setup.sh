@@ -8,6 +8,7 @@ LOCAL_CLAUDE=.cli/node_modules/.bin/claude
 # A folder of their own: `npm install --no-save` in one folder prunes what it did not name.
 DOCS_PACKAGES=(swagger-ui-dist@5.35.0 redoc@2.5.4)
 
+# npm_install FOLDER [--ignore-scripts] PACKAGE...
 npm_install() {
     local folder=$1
     shift
@@ -18,7 +19,7 @@ npm_install() {
     echo "installing $* into $folder/" >&2
     mkdir -p "$folder"
     npm install --prefix "$folder" --no-save --no-package-lock --no-audit --no-fund \
-        --ignore-scripts --loglevel=error "$@" >&2
+        --loglevel=error "$@" >&2
 }
 
 ensure_venv() {
@@ -35,6 +36,7 @@ ensure_venv() {
 
 ensure_local_cli() {
     if [ "$("$LOCAL_CLAUDE" --version 2>/dev/null)" != "$CLAUDE_CLI_VERSION (Claude Code)" ]; then
+        # Its install script puts the native binary in place: it must run.
         npm_install .cli "@anthropic-ai/claude-code@$CLAUDE_CLI_VERSION"
         "$LOCAL_CLAUDE" --version >/dev/null
     fi
@@ -43,7 +45,7 @@ ensure_local_cli() {
 ensure_docs_assets() {
     if [ ! -f .web/node_modules/redoc/bundles/redoc.standalone.js ] ||
         [ ! -f .web/node_modules/swagger-ui-dist/swagger-ui-bundle.js ]; then
-        npm_install .web "${DOCS_PACKAGES[@]}"
+        npm_install .web --ignore-scripts "${DOCS_PACKAGES[@]}"
     fi
 }
 
