@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -11,7 +14,7 @@ from cc2api.app import _cancel_abandoned
 from cc2api.models import ChatRequest
 from cc2api.policy import Plan, Policy
 from cc2api.registry import Registry
-from cc2api.runner import Status
+from cc2api.runner import Run, Status
 
 from .helpers import FAKE_CLAUDE, exists, make_settings, wait_until
 
@@ -23,13 +26,32 @@ def full(request: ChatRequest) -> Plan:
     return Policy(make_settings(), {}, euid=1000).plan(request)
 
 
-async def test_run_nobody_reads_is_cancelled(fake_environ: dict[str, str], workdir: Path) -> None:
-    """A run whose stream no reader takes (the client left early) is cancelled after a while."""
-    registry = Registry(make_settings(kill_grace_seconds=1.0), fake_environ, reader_timeout=0.5)
+@asynccontextmanager
+async def registry_serving(
+    environ: dict[str, str], *, reader_timeout: float = 10.0, **settings: Any
+) -> AsyncIterator[Registry]:
+    """A registry with its nursery open for the block; cancelled (runs torn down) after."""
+    registry = Registry(make_settings(**settings), environ, reader_timeout=reader_timeout)
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.serve)
-        request = ChatRequest.model_validate({"prompt": "hang", "cwd": str(workdir)})
-        run = registry.start(request, full(request), FAKE_CLAUDE)
+        try:
+            yield registry
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+def start(registry: Registry, prompt: str, cwd: Path) -> Run:
+    """Start a run of the fake CLI with full access."""
+    request = ChatRequest.model_validate({"prompt": prompt, "cwd": str(cwd)})
+    return registry.start(request, full(request), FAKE_CLAUDE)
+
+
+async def test_run_nobody_reads_is_cancelled(fake_environ: dict[str, str], workdir: Path) -> None:
+    """A run whose stream no reader takes (the client left early) is cancelled after a while."""
+    async with registry_serving(
+        fake_environ, reader_timeout=0.5, kill_grace_seconds=1.0
+    ) as registry:
+        run = start(registry, "hang", workdir)
         await wait_until(lambda: run.pid is not None, timeout=5)
         pid = run.pid
         assert pid is not None
@@ -38,18 +60,14 @@ async def test_run_nobody_reads_is_cancelled(fake_environ: dict[str, str], workd
         assert run.status is Status.CANCELLED
         assert not exists(pid)
         assert registry.runs() == []
-        nursery.cancel_scope.cancel()
 
 
 async def test_run_with_a_reader_is_not_cancelled(
     fake_environ: dict[str, str], workdir: Path
 ) -> None:
     """A run whose stream is being read is left alone past the reader timeout."""
-    registry = Registry(make_settings(), fake_environ, reader_timeout=0.2)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(registry.serve)
-        request = ChatRequest.model_validate({"prompt": "hang", "cwd": str(workdir)})
-        run = registry.start(request, full(request), FAKE_CLAUDE)
+    async with registry_serving(fake_environ, reader_timeout=0.2) as registry:
+        run = start(registry, "hang", workdir)
         events = run.attach_reader()
         await events.receive()  # the process event
         await trio.sleep(0.6)
@@ -58,24 +76,19 @@ async def test_run_with_a_reader_is_not_cancelled(
         async for _ in events:
             pass
         assert run.describe()["status"] == "cancelled"
-        nursery.cancel_scope.cancel()
 
 
 async def test_cancel_after_the_end_keeps_the_final_status(
     fake_environ: dict[str, str], workdir: Path
 ) -> None:
     """Cancelling a run that has already completed does not change its status."""
-    registry = Registry(make_settings(), fake_environ)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(registry.serve)
-        request = ChatRequest.model_validate({"prompt": "echo", "cwd": str(workdir)})
-        run = registry.start(request, full(request), FAKE_CLAUDE)
+    async with registry_serving(fake_environ) as registry:
+        run = start(registry, "echo", workdir)
         async for _ in run.attach_reader():
             pass
         await run.finished.wait()
         run.cancel()
         assert run.status is Status.COMPLETED
-        nursery.cancel_scope.cancel()
 
 
 async def test_registry_cancelled_ends_runs_as_cancelled(
@@ -104,11 +117,8 @@ async def test_cancel_does_not_wait_for_a_stalled_reader(
     fake_environ: dict[str, str], workdir: Path
 ) -> None:
     """Cancel returns as soon as the processes are gone even if the reader has stalled."""
-    registry = Registry(make_settings(kill_grace_seconds=1.0), fake_environ)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(registry.serve)
-        request = ChatRequest.model_validate({"prompt": "lines 50 1000", "cwd": str(workdir)})
-        run = registry.start(request, full(request), FAKE_CLAUDE)
+    async with registry_serving(fake_environ, kill_grace_seconds=1.0) as registry:
+        run = start(registry, "lines 50 1000", workdir)
         events = run.attach_reader()  # taken, then never read: the CLI blocks on stdout
         await wait_until(lambda: run.pid is not None, timeout=5)
         await trio.sleep(0.5)
@@ -117,18 +127,14 @@ async def test_cancel_does_not_wait_for_a_stalled_reader(
         received = [frame async for frame in events]
         assert received[0].startswith(b"id: 1\nevent: process")
         assert b'"status":"cancelled"' in run.final_frames
-        nursery.cancel_scope.cancel()
 
 
 async def test_cancel_from_another_thread_via_the_finalizer(
     fake_environ: dict[str, str], workdir: Path
 ) -> None:
     """The dropped-body finalizer cancels the run even when a worker thread runs it."""
-    registry = Registry(make_settings(kill_grace_seconds=1.0), fake_environ)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(registry.serve)
-        request = ChatRequest.model_validate({"prompt": "hang", "cwd": str(workdir)})
-        run = registry.start(request, full(request), FAKE_CLAUDE)
+    async with registry_serving(fake_environ, kill_grace_seconds=1.0) as registry:
+        run = start(registry, "hang", workdir)
         run.attach_reader()
         await wait_until(lambda: run.pid is not None, timeout=5)
         token = trio.lowlevel.current_trio_token()
@@ -136,18 +142,14 @@ async def test_cancel_from_another_thread_via_the_finalizer(
         with trio.fail_after(5):
             await run.finished.wait()
         assert run.status is Status.CANCELLED
-        nursery.cancel_scope.cancel()
 
 
 async def test_cancel_during_a_natural_teardown_says_cancelled(
     fake_environ: dict[str, str], workdir: Path
 ) -> None:
     """A cancel that arrives while a finished CLI's leftovers are torn down reports cancelled."""
-    registry = Registry(make_settings(kill_grace_seconds=1.0), fake_environ)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(registry.serve)
-        request = ChatRequest.model_validate({"prompt": "stubborn-leftover", "cwd": str(workdir)})
-        run = registry.start(request, full(request), FAKE_CLAUDE)
+    async with registry_serving(fake_environ, kill_grace_seconds=1.0) as registry:
+        run = start(registry, "stubborn-leftover", workdir)
         events = run.attach_reader()
         frames = b""
         while b'"type":"result"' not in frames:
@@ -157,4 +159,3 @@ async def test_cancel_during_a_natural_teardown_says_cancelled(
             cancelled = await registry.cancel(run.process_id)
         assert cancelled.status is Status.CANCELLED
         assert b'"status":"cancelled"' in run.final_frames
-        nursery.cancel_scope.cancel()
