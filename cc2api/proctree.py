@@ -77,11 +77,7 @@ def become_subreaper() -> bool:
     reap them even where init does not (some container inits never do). Returns
     whether the kernel accepted it.
     """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
-        return False
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
 
 
 def make_undumpable() -> bool:
@@ -90,9 +86,14 @@ def make_undumpable() -> bool:
     Its children's tools run as the same user; without this they could read the
     server's environment, passwords included. Returns whether the kernel accepted it.
     """
+    return _prctl(_PR_SET_DUMPABLE, 0)
+
+
+def _prctl(option: int, value: int) -> bool:
+    """Call prctl(2); return whether the kernel accepted it (False off Linux)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0)
+        return bool(libc.prctl(option, value, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
@@ -167,6 +168,23 @@ def processes_with_marker(process_id: str) -> list[int]:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
+
+
+async def start_server_process(
+    argv: list[str], cwd: Path, env: Mapping[str, str]
+) -> tuple[trio.Process, str]:
+    """Start a cc2api server process on a free port and return it with its URL.
+
+    Its log goes to ``cwd/server.log``, so a chatty server never blocks on a full pipe.
+    """
+    log_path = cwd / "server.log"
+    with log_path.open("wb") as log_file:
+        proc = await trio.lowlevel.open_process(argv, env=env, cwd=cwd, stderr=log_file)
+    with trio.fail_after(30):
+        while not (found := re.search(rb"listening on (http://[\d.:]+)", log_path.read_bytes())):
+            assert proc.returncode is None, log_path.read_text()
+            await trio.sleep(0.05)
+    return proc, found.group(1).decode()
 
 
 def is_root() -> bool:

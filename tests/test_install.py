@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 
-from .helpers import FAKE_CLAUDE, REPO, chat_body, collect
+from .helpers import FAKE_CLAUDE, REPO, chat_body, collect, start_server_process
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -171,25 +171,15 @@ def test_refuses_a_folder_that_is_not_an_install(tmp_path: Path) -> None:
 
 async def serve_and_chat(prefix: Path, workdir: Path) -> None:
     """Start the installed server on a free port, then call /health and /chat."""
-    log_path = prefix / "server.log"
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(prefix),
         "PORT": "0",
         "ALLOW_ROOT_FULL_ACCESS": "true",  # CI runs as root; the test stands in for a sandbox
     }
-    with log_path.open("wb") as log:
-        proc = await trio.lowlevel.open_process(
-            [str(prefix / "venv" / "bin" / "cc2api"), "serve"], cwd=prefix, env=env, stderr=log
-        )
+    argv = [str(prefix / "venv" / "bin" / "cc2api"), "serve"]
+    proc, url = await start_server_process(argv, prefix, env)
     try:
-        with trio.fail_after(30):
-            while not (
-                found := re.search(rb"listening on (http://[\d.:]+)", log_path.read_bytes())
-            ):
-                assert proc.returncode is None, log_path.read_text()
-                await trio.sleep(0.05)
-        url = found.group(1).decode()
         async with httpx.AsyncClient(base_url=url, auth=("admin", PASSWORD), timeout=30) as client:
             health = (await client.get("/health")).json()
             async with client.stream("POST", "/chat", json=chat_body("echo hi", workdir)) as r:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -14,7 +13,16 @@ import httpx
 import pytest
 import trio
 
-from .helpers import AUTH, FAKE_CLAUDE, PASSWORD, USER, chat_body, exists, sse_events
+from .helpers import (
+    AUTH,
+    FAKE_CLAUDE,
+    PASSWORD,
+    USER,
+    chat_body,
+    exists,
+    sse_events,
+    start_server_process,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -68,20 +76,9 @@ class TestStartup:
 
 
 async def start_server(tmp_path: Path) -> tuple[trio.Process, str]:
-    """Start `python -m cc2api serve` on a free port; its log goes to a file, never blocking it."""
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log_file:
-        proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "cc2api", "serve"],
-            env=server_env(tmp_path),
-            cwd=tmp_path,
-            stderr=log_file,
-        )
-    with trio.fail_after(30):
-        while not (found := re.search(rb"listening on (http://[\d.:]+)", log_path.read_bytes())):
-            assert proc.returncode is None, log_path.read_text()
-            await trio.sleep(0.05)
-    return proc, found.group(1).decode()
+    """Start `python -m cc2api serve` on a free port."""
+    argv = [sys.executable, "-m", "cc2api", "serve"]
+    return await start_server_process(argv, tmp_path, server_env(tmp_path))
 
 
 class TestShutdown:
