@@ -21,7 +21,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from . import __version__
-from .auth import REALM_HEADER, BasicAuth
+from .auth import BasicAuth, LoginThrottle
 from .cli_args import (
     MAX_COMMAND_LINE_BYTES,
     RunFiles,
@@ -32,7 +32,15 @@ from .cli_args import (
 from .configfiles import load_configs
 from .discovery import ClaudeInfo, probe
 from .docs import PUBLIC_PREFIXES, add_docs
-from .errors import ApiError, InvalidCwd, InvalidJSON, NotFound, Unavailable, ValidationFailed
+from .errors import (
+    ApiError,
+    InvalidCwd,
+    InvalidJSON,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+)
 from .models import ChatRequest
 from .policy import Policy
 from .registry import Registry
@@ -43,7 +51,6 @@ from .sse import stream
 log = logging.getLogger(__name__)
 
 EXTENSION = "cc2api"
-MAX_BODY_BYTES = 10 * 1024 * 1024
 _PUBLIC_PATHS = frozenset({"/health"})
 
 
@@ -56,6 +63,12 @@ class Gateway:
         self.registry = Registry(settings, self.environ)
         self.claude = ClaudeInfo(None, None, "not checked yet")
         self.auth = BasicAuth(settings.auth_user, settings.auth_password.get_secret_value())
+        self.throttle = LoginThrottle(
+            settings.auth_max_failures,
+            settings.auth_failure_window_seconds,
+            settings.auth_lockout_seconds,
+            clock=trio.current_time,
+        )
         self.policy = Policy(settings, self.environ, euid=os.geteuid())
 
 
@@ -126,7 +139,8 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
     once here). The registry's nursery lives for as long as the app is served.
     """
     app = QuartTrio(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # Quart stops storing a body past this, chunked or not, and answers 413.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     gateway = Gateway(settings, os.environ if environ is None else environ)
     app.extensions[EXTENSION] = gateway
@@ -152,7 +166,17 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
             return
         if request.method == "OPTIONS" and request.headers.get("Origin") in origins:
             return
-        gateway.auth.check(request.headers.get("Authorization"))
+        address = request.remote_addr or "unknown"
+        gateway.throttle.check(address)
+        header = request.headers.get("Authorization")
+        try:
+            gateway.auth.check(header)
+        except Unauthorized:
+            if header:  # a request without credentials guesses nothing
+                gateway.throttle.failed(address)
+                log.warning("failed login from %s", address)
+            raise
+        gateway.throttle.succeeded(address)
 
     @app.after_request
     async def _cors(response: Response) -> Response:
@@ -169,8 +193,7 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
 
     @app.errorhandler(ApiError)
     async def _api_error(error: ApiError) -> Response:
-        headers = REALM_HEADER if error.status == 401 else None
-        return _json(error.body(), error.status, headers)
+        return _json(error.body(), error.status, error.headers())
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:
@@ -182,7 +205,7 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
         elif status == 405:
             detail = f"{request.method} is not allowed on {request.path}"
         elif status == 413:
-            detail = f"the request body is larger than {MAX_BODY_BYTES} bytes"
+            detail = f"the request body is larger than {settings.max_body_bytes} bytes"
         return _json({"detail": detail, "code": code}, status)
 
     @app.errorhandler(Exception)
@@ -203,6 +226,8 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
             "status": "ok" if problem is None else "degraded",
             "claude_version": claude.version,
             "active_processes": len(registry.runs()),
+            "running": registry.slots.running,
+            "queued": registry.slots.queued,
             "version": __version__,
         }
         if problem is not None:

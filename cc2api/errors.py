@@ -19,6 +19,10 @@ class ApiError(Exception):
         """Return the JSON body every non-2xx answer has."""
         return {"detail": self.detail, "code": self.code}
 
+    def headers(self) -> dict[str, str]:
+        """Return the headers the answer needs besides its JSON body."""
+        return {}
+
 
 class InvalidJSON(ApiError):
     """Raised when the request body is not a JSON object."""
@@ -46,6 +50,37 @@ class Unauthorized(ApiError):
 
     status = 401
     code = "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        """Return the Basic challenge."""
+        return {"WWW-Authenticate": 'Basic realm="cc2api"'}
+
+
+class TooManyRequests(ApiError):
+    """Raised when a client must wait before asking again; says how long."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, detail: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(detail, code=code)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        """Return ``Retry-After`` in whole seconds."""
+        return {"Retry-After": str(self.retry_after)}
+
+
+class QueueFull(TooManyRequests):
+    """Raised when every run slot is held and the queue for them is full."""
+
+    code = "queue_full"
+
+
+class TooManyFailedLogins(TooManyRequests):
+    """Raised for a client address locked out after repeated failed logins."""
+
+    code = "too_many_failed_logins"
 
 
 class NotFound(ApiError):

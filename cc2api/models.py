@@ -194,6 +194,10 @@ def _bytes_of(value: Any) -> int:
     return 16
 
 
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600  # a week: longer is a typo, not a plan
+Timeout = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_SECONDS, allow_inf_nan=False)]
+
+
 class ChatRequest(BaseModel):
     """The body of ``POST /chat``: claudecode2api's fields plus every print-mode CLI option.
 
@@ -277,6 +281,11 @@ class ChatRequest(BaseModel):
     )
     debug: bool | Word = Field(
         default=False, description="Debug output on stderr; a string is a category filter."
+    )
+    timeout_seconds: Timeout | None = Field(
+        default=None,
+        description="End the run after this many seconds (at most RUN_TIMEOUT_SECONDS); "
+        "time spent queued does not count.",
     )
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .configfiles import Configs
-from .errors import Forbidden
+from .errors import Forbidden, ValidationFailed
 from .models import PERMISSION_MODES, ChatRequest, PermissionMode
 from .settings import Settings
 
@@ -40,11 +40,13 @@ class Plan:
     plugin_dir: tuple[str, ...] = ()  # likewise
     configs: Configs = field(default_factory=Configs)  # filled by load_configs, later
     setting_sources: tuple[str, ...] | None = None  # forced when caller config is untrusted
+    timeout: float | None = None  # seconds the run may take once started
 
 
 class Policy:
     """Applies FORCE_RESTRICTED, TRUST_CALLER_CONFIG, ALLOWED_PERMISSION_MODES,
-    ALLOWED_CWD_ROOTS, ALWAYS_DISALLOWED_TOOLS and ALLOW_ROOT_FULL_ACCESS."""
+    ALLOWED_CWD_ROOTS, ALWAYS_DISALLOWED_TOOLS, ALLOW_ROOT_FULL_ACCESS and
+    RUN_TIMEOUT_SECONDS."""
 
     def __init__(self, settings: Settings, environ: Mapping[str, str], *, euid: int) -> None:
         self._settings = settings
@@ -69,6 +71,7 @@ class Policy:
             Forbidden: a folder or file is outside ALLOWED_CWD_ROOTS, caller
                 configuration is not trusted, a permission mode is not allowed, or
                 full access was asked for where it cannot be had.
+            ValidationFailed: timeout_seconds is over RUN_TIMEOUT_SECONDS.
         """
         settings = self._settings
         if not self._trust_config:
@@ -121,7 +124,20 @@ class Policy:
             add_dir=tuple(real.get(p, p) for p in request.add_dir or ()),
             plugin_dir=tuple(real.get(p, p) for p in request.plugin_dir or ()),
             setting_sources=None if sources is None else tuple(sources),
+            timeout=self._timeout(request),
         )
+
+    def _timeout(self, request: ChatRequest) -> float | None:
+        ceiling = self._settings.run_timeout_seconds
+        asked = request.timeout_seconds
+        if asked is None:
+            return ceiling
+        if ceiling is not None and asked > ceiling:
+            raise ValidationFailed(
+                f"timeout_seconds: {asked:g} is over this server's limit, "
+                f"RUN_TIMEOUT_SECONDS={ceiling:g}"
+            )
+        return asked
 
     def _check_mode(self, mode: PermissionMode, what: str) -> None:
         settings = self._settings

@@ -18,6 +18,7 @@ from .policy import Plan
 from .proctree import become_subreaper, reap_zombie_children
 from .runner import Run
 from .settings import Settings
+from .slots import Slots
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class Registry:
         self._closing = False
         self._reader_timeout = reader_timeout
         self._reaping = False
+        self.slots = Slots(settings.max_concurrent_runs, settings.max_queued_runs)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the runs' nursery until cancelled.
@@ -102,6 +104,7 @@ class Registry:
         Raises:
             Unavailable: the gateway is shutting down.
             SessionBusy: a live run is using ``request.session_id``.
+            QueueFull: MAX_CONCURRENT_RUNS run and MAX_QUEUED_RUNS wait already.
         """
         if not self.serving or self._nursery is None:
             raise Unavailable("the server is shutting down", code="shutting_down")
@@ -122,6 +125,7 @@ class Registry:
                 "continue_conversation would share; wait for it to end, cancel it, or "
                 "use fork_session"
             )
+        slot = self.slots.take()
         run = Run(
             process_id=str(uuid.uuid4()),
             request=request,
@@ -130,6 +134,8 @@ class Registry:
             environ=self._environ,
             kill_grace=self._settings.kill_grace_seconds,
             max_line_bytes=self._settings.max_line_bytes,
+            stall_timeout=self._settings.client_stall_seconds,
+            slot=slot,
             on_session=self._claim_session,
             on_finish=self._forget,
             reap=self.reap,

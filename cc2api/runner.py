@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +21,7 @@ from .framing import LineFramer, LineTooLong
 from .models import ChatRequest
 from .policy import Plan
 from .proctree import RunProcesses, release, spawning
+from .slots import Slot
 from .sse import frame_json, frame_messages
 
 log = logging.getLogger(__name__)
@@ -42,13 +44,15 @@ _INSPECT_MARKERS = (b'"init"', b'"result"')
 
 
 class Status(StrEnum):
-    """Where a run is; the last three are final and appear in the ``done`` event."""
+    """Where a run is; the last four are final and appear in the ``done`` event."""
 
+    QUEUED = "queued"
     RUNNING = "running"
     CANCELLING = "cancelling"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
 
 
 def _parse_head_line(line: bytes) -> dict[str, Any] | None:
@@ -81,6 +85,8 @@ class Run:
         environ: Mapping[str, str],
         kill_grace: float,
         max_line_bytes: int,
+        stall_timeout: float,
+        slot: Slot,
         on_session: Callable[[Run, str], None],
         on_finish: Callable[[Run], None],
         reap: Callable[[], None],
@@ -100,6 +106,9 @@ class Run:
         self._environ = environ
         self._kill_grace = kill_grace
         self._max_line_bytes = max_line_bytes
+        self._stall_timeout = stall_timeout
+        self._slot = slot
+        self._timed_out = False
         self._on_session = on_session
         self._on_finish = on_finish
         self._reap = reap
@@ -120,7 +129,7 @@ class Run:
 
     def cancel(self) -> None:
         """Ask the run to stop; synchronous and idempotent. ``finished`` tells when it has."""
-        if self.status is Status.RUNNING:  # a settled run keeps its final status
+        if self.status in (Status.QUEUED, Status.RUNNING):  # a settled run keeps its own
             self.cancel_scope.cancel()
             self.status = Status.CANCELLING
 
@@ -152,6 +161,7 @@ class Run:
             "session_id": self.session_id,
             "started_at": self.started_at.isoformat().replace("+00:00", "Z"),
             "status": str(self.status),
+            "queue_position": self._slot.position,
         }
 
     async def supervise(self) -> None:
@@ -162,16 +172,20 @@ class Run:
         ``failed`` and never reaches the registry.
 
         Cancellation: cancelling :attr:`cancel_scope` (or the registry's nursery)
-        ends the run as ``cancelled``; the process tree is torn down in a shielded
-        scope bounded by the kill grace before this returns or re-raises.
+        ends the run as ``cancelled``, queued or not; the process tree is torn down
+        in a shielded scope bounded by the kill grace before this returns or
+        re-raises. The plan's timeout ends it the same way, as ``timeout``.
         """
         started = trio.current_time()
         workdir: Path | None = None
         try:
             with self.cancel_scope:
                 try:
+                    await self._wait_for_slot()
                     workdir = Path(tempfile.mkdtemp(prefix="cc2api-run-"))
-                    await self._run_cli(workdir)
+                    with trio.move_on_after(self._plan.timeout or math.inf) as timer:
+                        await self._run_cli(workdir)
+                    self._timed_out = timer.cancelled_caught
                 except* Exception:
                     log.exception("run %s: internal error", self.process_id)
                     self._error = {
@@ -187,12 +201,28 @@ class Run:
                 or trio.current_effective_deadline() == float("-inf")
             )
             # No awaits from here on: nothing can be interrupted.
+            self._slot.release()
             if workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
             self._settle(cancelled)
             self._on_finish(self)
             self._finish_stream(round((trio.current_time() - started) * 1000))
             self.finished.set()
+
+    async def _wait_for_slot(self) -> None:
+        if self._slot.granted:
+            return
+        self.status = Status.QUEUED
+        slots = self._slot.slots
+        queued = {
+            "position": self._slot.position,
+            "running": slots.running,
+            "max_concurrent_runs": slots.limit,
+        }
+        await self._send(self._frame("queued", queued))
+        await self._slot.wait()
+        if self.status is Status.QUEUED:
+            self.status = Status.RUNNING
 
     # -- the CLI process --------------------------------------------------
 
@@ -338,7 +368,7 @@ class Run:
                 self._input_done.set()
         first = self._seq + 1
         self._seq += len(lines)
-        await self._send(frame_messages(first, lines))
+        await self._send(frame_messages(first, valid_utf8(lines)))
 
     async def _drain_stderr(self, stderr: trio.abc.ReceiveStream) -> None:
         # Read all the time: a CLI blocked on a full stderr pipe would stall the run.
@@ -369,11 +399,21 @@ class Run:
 
     async def _send(self, frames: bytes) -> None:
         try:
-            await self._out.send(frames)
+            with trio.move_on_after(self._stall_timeout):
+                await self._out.send(frames)
+                return
+            # A client that vanished without closing its connection (a dead network
+            # path, a frozen process) stops taking data but never hangs up.
+            log.warning(
+                "run %s: its client took no data for %g s; treating it as gone",
+                self.process_id,
+                self._stall_timeout,
+            )
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            # The reader is gone: nobody is left to stream to, so stop the run.
-            self.cancel()
-            await trio.lowlevel.checkpoint()  # raises Cancelled: our own scope is cancelled
+            pass  # the reader is gone
+        # Nobody is left to stream to, so stop the run.
+        self.cancel()
+        await trio.lowlevel.checkpoint()  # raises Cancelled: our own scope is cancelled
 
     def _settle(self, cancelled: bool) -> None:
         tail = bytes(self._stderr_tail[-STDERR_TAIL_BYTES:])
@@ -381,6 +421,11 @@ class Run:
             self.status = Status.CANCELLED
             self._error = None
             return
+        if self._timed_out:
+            self._error = {
+                "code": "timeout",
+                "message": f"the run took longer than its timeout of {self._plan.timeout:g} s",
+            }
         if self._error is None and self.exit_code not in (0, None):
             if ROOT_REFUSAL in tail:
                 self._error = {
@@ -398,7 +443,7 @@ class Run:
         if self._error is None:
             self.status = Status.COMPLETED
             return
-        self.status = Status.FAILED
+        self.status = Status.TIMEOUT if self._timed_out else Status.FAILED
         self._error["exit_code"] = self.exit_code
         self._error["stderr_tail"] = tail.decode("utf-8", "replace")
 
@@ -420,6 +465,20 @@ class Run:
         )
         self.final_frames = frames
         self._out.close()
+
+
+def valid_utf8(lines: list[bytes]) -> list[bytes]:
+    """Return ``lines`` with any invalid UTF-8 replaced by U+FFFD.
+
+    SSE is UTF-8 by definition: one bad byte from the CLI must not break a
+    client's decoder for the rest of the stream. Checking the batch at once keeps
+    the common, valid case at C speed.
+    """
+    try:
+        b"".join(lines).decode()
+    except UnicodeDecodeError:
+        return [line.decode("utf-8", "replace").encode() for line in lines]
+    return lines
 
 
 def log_safe_argv(argv: list[str]) -> str:

@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     allow_root_full_access: bool = False
     trust_caller_config: bool | None = None  # unset: trusted unless FORCE_RESTRICTED
     docs_assets_dir: Path | None = None  # node_modules with swagger-ui-dist and redoc
+    max_concurrent_runs: int = Field(default=16, ge=1)
+    max_queued_runs: int = Field(default=64, ge=0)
+    run_timeout_seconds: float | None = Field(default=None, gt=0)
+    max_body_bytes: int = Field(default=10 * MiB, ge=1024)
+    client_stall_seconds: float = Field(default=60.0, gt=0)
+    auth_max_failures: int = Field(default=10, ge=0)  # 0: no lockout
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0)
+    auth_lockout_seconds: float = Field(default=300.0, gt=0)
 
     @field_validator("auth_password")
     @classmethod

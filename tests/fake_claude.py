@@ -81,6 +81,9 @@ def main() -> int:  # noqa: PLR0912
     line = sys.stdin.readline()
     prompt = json.loads(line)["message"]["content"] if line else ""
     word, _, arg = prompt.partition(" ")
+    if word == "silent":  # never prints, never ends
+        while True:
+            time.sleep(1)
     init()
     if word == "echo":
         out({"type": "assistant", "text": prompt})
@@ -110,6 +113,25 @@ def main() -> int:  # noqa: PLR0912
         result("survived")
     elif word == "long-line":
         sys.stdout.write('{"type":"assistant","pad":"' + "x" * int(arg) + '"}\n')
+        sys.stdout.flush()
+        result()
+    elif word == "crash-mid":
+        # Dies halfway through a line, after some whole ones.
+        out({"type": "assistant", "text": "before"})
+        sys.stdout.write('{"type":"assistant","text":"cut sh')
+        sys.stdout.flush()
+        os._exit(9)
+    elif word == "bad-utf8":
+        sys.stdout.buffer.write(b'{"type":"assistant","text":"bad \xff\xfe bytes"}\n')
+        sys.stdout.flush()
+        result()
+    elif word == "huge-line":
+        # arg MiB of one line, written a MiB at a time, then a newline.
+        block = b"x" * 1048576
+        sys.stdout.buffer.write(b'{"type":"assistant","pad":"')
+        for _ in range(int(arg)):
+            sys.stdout.buffer.write(block)
+        sys.stdout.buffer.write(b'"}\n')
         sys.stdout.flush()
         result()
     elif word == "non-json":

@@ -38,6 +38,8 @@ class TestHealth:
             "status": "ok",
             "claude_version": "9.9.9",
             "active_processes": 0,
+            "running": 0,
+            "queued": 0,
             "version": response.json()["version"],
         }
 

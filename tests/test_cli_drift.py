@@ -59,6 +59,7 @@ def every_flag(tmp_path: Path) -> set[str]:
         "betas": ["b"],
         "plugin_dir": [str(tmp_path / "dir")],
         "debug": True,
+        "timeout_seconds": 5,  # the gateway's own: no flag
     }
     assert set(values) == set(ChatRequest.model_fields) - {"continue_conversation"}
     files = RunFiles(tmp_path)
