@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
@@ -190,3 +191,46 @@ async def start_server_process(
 def is_root() -> bool:
     """Return whether the tests run as root (the CLI then refuses full access)."""
     return os.geteuid() == 0
+
+
+@asynccontextmanager
+async def server_process(
+    tmp_path: Path, claude: Path, **settings: str
+) -> AsyncIterator[tuple[psutil.Process, httpx.AsyncClient]]:
+    """Run ``python -m cc2api serve`` with the given settings; yield it and a client.
+
+    A separate process, so that its memory, threads, descriptors and children can
+    be measured apart from the test's.
+    """
+    home = tmp_path / "server-home"
+    home.mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "AUTH_USER": USER,
+        "AUTH_PASSWORD": PASSWORD,
+        "CLAUDE_PATH": str(claude),
+        "PORT": "0",
+        "KILL_GRACE_SECONDS": "2",
+        "ALLOW_ROOT_FULL_ACCESS": "true",  # as make_settings: the tests stand in for a sandbox
+        **settings,
+    }
+    proc, url = await start_server_process([sys.executable, "-m", "cc2api", "serve"], tmp_path, env)
+    try:
+        async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
+            yield psutil.Process(proc.pid), client
+    finally:
+        proc.terminate()
+        with trio.move_on_after(15):
+            await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def peak_rss(process: psutil.Process) -> int:
+    """Return the most resident memory the process has had so far, in bytes (VmHWM)."""
+    status = Path(f"/proc/{process.pid}/status").read_text()
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    assert found is not None
+    return int(found.group(1)) * 1024

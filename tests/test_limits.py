@@ -78,6 +78,10 @@ class Streams:
 
         await self.nursery.start(read)
 
+    async def started(self, name: str) -> None:
+        """Return once a stream has had a line from its CLI."""
+        await wait_until(lambda: "message" in self.names(name), 20)
+
     def names(self, name: str) -> list[str]:
         """Return the event names a stream has had so far."""
         return [event.event for event in self.events[name]]
@@ -85,7 +89,7 @@ class Streams:
     async def status(self, name: str) -> str:
         """Return a run's status as GET /processes lists it."""
         listing = (await self.gw.client.get("/processes")).json()["processes"]
-        return next(p["status"] for p in listing if p["process_id"] == self.ids[name])
+        return str(next(p["status"] for p in listing if p["process_id"] == self.ids[name]))
 
 
 class TestQueue:
@@ -124,7 +128,7 @@ class TestQueue:
             assert positions == [0, 1, 2, 3, 4]
             order = ["first", *"bcde"]
             for index, name in enumerate(order):
-                await wait_until(lambda name=name: "message" in streams.names(name), 20)
+                await streams.started(name)
                 later = order[index + 1 :]
                 assert [await streams.status(n) for n in later] == ["queued"] * len(later)
                 await gw.client.delete(f"/chat/{streams.ids[name]}")
