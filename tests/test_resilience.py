@@ -145,7 +145,7 @@ class TestMemoryStaysBounded:
             pid = await cli_pid(client)
 
             async def no_runs() -> bool:
-                return (await client.get("/processes")).json()["count"] == 0
+                return bool((await client.get("/processes")).json()["count"] == 0)
 
             with trio.fail_after(30):
                 while not await no_runs():
