@@ -9,13 +9,13 @@ import os
 import tempfile
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -34,23 +34,28 @@ from .discovery import ClaudeInfo, probe
 from .docs import PUBLIC_PREFIXES, add_docs
 from .errors import (
     ApiError,
+    BadRequest,
     InvalidCwd,
     InvalidJSON,
     NotFound,
+    RunEnded,
     Unauthorized,
     Unavailable,
     ValidationFailed,
 )
-from .models import ChatRequest
+from .eventlog import Reader
+from .models import ApprovalAnswer, ChatRequest, FollowUp
 from .policy import Policy
 from .registry import Registry
-from .runner import Run
+from .runner import Run, Status
 from .settings import Settings
 from .sse import stream
 
 log = logging.getLogger(__name__)
 
 EXTENSION = "cc2api"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+Body = TypeVar("Body", bound=BaseModel)
 _PUBLIC_PATHS = frozenset({"/health"})
 
 
@@ -80,7 +85,7 @@ def gateway_of(app: QuartTrio) -> Gateway:
 
 
 def _json(
-    body: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None
+    body: Mapping[str, Any], status: int = 200, *, headers: Mapping[str, str] | None = None
 ) -> Response:
     return Response(
         json.dumps(body), status=status, headers=dict(headers or {}), mimetype="application/json"
@@ -101,13 +106,12 @@ def _field_errors(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_chat_request(raw: bytes) -> ChatRequest:
-    """Validate a ``POST /chat`` body.
+def parse_body(raw: bytes, model: type[Body]) -> Body:
+    """Validate a JSON request body against ``model``.
 
     Raises:
         InvalidJSON: the body is not a JSON object.
         ValidationFailed: a field is missing, unknown, mistyped or has a refused value.
-        InvalidCwd: ``cwd`` is not an absolute path of an existing directory.
     """
     try:
         body = json.loads(raw)
@@ -120,9 +124,20 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     if not isinstance(body, dict):
         raise InvalidJSON("the request body must be a JSON object")
     try:
-        chat = ChatRequest.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as error:
         raise ValidationFailed(_field_errors(error)) from None
+
+
+def parse_chat_request(raw: bytes) -> ChatRequest:
+    """Validate a ``POST /chat`` body.
+
+    Raises:
+        InvalidJSON: the body is not a JSON object.
+        ValidationFailed: a field is missing, unknown, mistyped or has a refused value.
+        InvalidCwd: ``cwd`` is not an absolute path of an existing directory.
+    """
+    chat = parse_body(raw, ChatRequest)
     if not os.path.isabs(chat.cwd):
         raise InvalidCwd(f"cwd must be an absolute path, got {chat.cwd!r}")
     if not os.path.isdir(chat.cwd):
@@ -193,7 +208,7 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
 
     @app.errorhandler(ApiError)
     async def _api_error(error: ApiError) -> Response:
-        return _json(error.body(), error.status, error.headers())
+        return _json(error.body(), error.status, headers=error.headers())
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:
@@ -225,7 +240,7 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
         body: dict[str, Any] = {
             "status": "ok" if problem is None else "degraded",
             "claude_version": claude.version,
-            "active_processes": len(registry.runs()),
+            "active_processes": len(registry.live_runs()),
             "running": registry.slots.running,
             "queued": registry.slots.queued,
             "version": __version__,
@@ -236,8 +251,7 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
 
     @app.post("/chat")
     async def chat() -> Response:
-        raw = await request.get_data(as_text=False)
-        chat_request = parse_chat_request(raw.encode() if isinstance(raw, str) else raw)
+        chat_request = parse_chat_request(await _raw_body())
         claude = gateway.claude
         if not claude.usable or claude.path is None:
             raise Unavailable(f"cannot start runs: {claude.problem}", code="cli_unavailable")
@@ -254,27 +268,76 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
                 f"command line, over the {MAX_COMMAND_LINE_BYTES} this server allows"
             )
         run = registry.start(chat_request, plan, claude.path)
-        body = stream(run, settings.heartbeat_seconds)
+        if not chat_request.stream:
+            return await _document(run)
+        return _event_stream(run, run.attach_reader(), run.stream_closed)
+
+    def _event_stream(run: Run, reader: Reader, on_close: Callable[[], None]) -> Response:
+        body = stream(reader, settings.heartbeat_seconds, on_close)
         # A client that hangs up before Quart starts the body drops it unstarted,
-        # and its cleanup never runs: cancel the run the moment it is dropped.
+        # and its cleanup never runs: do it the moment the body is dropped.
         token = trio.lowlevel.current_trio_token()
-        weakref.finalize(body, _cancel_abandoned, token, run).atexit = False
+        weakref.finalize(body, _abandoned, token, reader, on_close).atexit = False
         response = Response(
             body,
             mimetype="text/event-stream",
-            headers={
-                "X-Process-ID": run.process_id,
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-            },
+            headers={"X-Process-ID": run.process_id, **SSE_HEADERS},
         )
         response.timeout = None  # Quart would cut the stream after RESPONSE_TIMEOUT
         return response
+
+    async def _document(run: Run) -> Response:
+        try:
+            await run.finished.wait()
+        finally:
+            run.stream_closed()  # the client hung up (or the run is over: no-op)
+        return _json(*run_document(run), headers={"X-Process-ID": run.process_id})
 
     @app.delete("/chat/<process_id>")
     async def cancel(process_id: str) -> Response:
         run = await registry.cancel(_process_id(process_id))
         return _json({"process_id": run.process_id, "status": str(run.status)})
+
+    @app.get("/chat/<process_id>/events")
+    async def events(process_id: str) -> Response:
+        run = registry.get(_process_id(process_id))
+        after = _last_event_id(run)
+        return _event_stream(run, run.log.reader(after), lambda: None)
+
+    @app.post("/chat/<process_id>/interrupt")
+    async def interrupt(process_id: str) -> Response:
+        run = registry.get(_process_id(process_id))
+        await run.interrupt()
+        body = {
+            "process_id": run.process_id,
+            "status": str(run.status),
+            "forced": run.interrupt_forced,
+        }
+        return _json(body)
+
+    @app.post("/chat/<process_id>/messages")
+    async def follow_up(process_id: str) -> Response:
+        run = registry.get(_process_id(process_id))
+        message = parse_body(await _raw_body(), FollowUp)
+        if run.finished.is_set():
+            raise RunEnded(f"run {run.process_id} has ended ({run.status})")
+        ahead = run.conversation.follow_up(message.prompt)
+        return _json({"process_id": run.process_id, "ahead": ahead}, 202)
+
+    @app.get("/chat/<process_id>/approvals")
+    async def approvals(process_id: str) -> Response:
+        run = registry.get(_process_id(process_id))
+        pending = [approval.describe() for approval in run.conversation.pending()]
+        return _json({"approvals": pending, "count": len(pending)})
+
+    @app.post("/chat/<process_id>/approvals/<approval_id>")
+    async def answer(process_id: str, approval_id: str) -> Response:
+        run = registry.get(_process_id(process_id))
+        reply = parse_body(await _raw_body(), ApprovalAnswer)
+        approval = run.conversation.answer(
+            approval_id, reply.behavior, reply.updated_input, reply.message
+        )
+        return _json({"approval_id": approval.approval_id, "answer": approval.answer})
 
     @app.get("/processes")
     async def processes() -> Response:
@@ -284,12 +347,74 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
     return app
 
 
-def _cancel_abandoned(token: trio.lowlevel.TrioToken, run: Run) -> None:
+def _abandoned(
+    token: trio.lowlevel.TrioToken, reader: Reader, on_close: Callable[[], None]
+) -> None:
     # Called by the garbage collector, in whatever thread dropped the body, maybe
-    # after the trio run is over (which had ended the run already): hand the cancel
+    # after the trio run is over (which had ended the run already): hand the work
     # to the run's own event loop.
     with contextlib.suppress(trio.RunFinishedError):
-        token.run_sync_soon(run.cancel)
+        token.run_sync_soon(reader.close)
+        token.run_sync_soon(on_close)
+
+
+async def _raw_body() -> bytes:
+    raw = await request.get_data(as_text=False)
+    return raw.encode() if isinstance(raw, str) else raw
+
+
+def _last_event_id(run: Run) -> int:
+    """Return the id a reader resumes after: Last-Event-ID, or last_event_id, or 0."""
+    given = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+    if given is None or given == "":
+        return 0
+    if not given.isascii() or not given.isdigit():
+        raise BadRequest(
+            f"Last-Event-ID / last_event_id must be an event id (a whole number), got {given!r}",
+            code="invalid_last_event_id",
+        )
+    after = int(given)
+    if after > run.log.last_id:
+        raise BadRequest(
+            f"event {after} does not exist: the run's last event is {run.log.last_id}",
+            code="invalid_last_event_id",
+        )
+    return after
+
+
+# The HTTP status of a stream: false answer, by how the run ended.
+_DOCUMENT_STATUS = {
+    Status.COMPLETED: 200,
+    Status.INTERRUPTED: 200,
+    Status.FAILED: 502,
+    Status.TIMEOUT: 504,
+    Status.CANCELLED: 409,
+}
+
+
+def run_document(run: Run) -> tuple[dict[str, Any], int]:
+    """Return the ``stream: false`` answer for a finished run, and its HTTP status."""
+    body: dict[str, Any] = {
+        "process_id": run.process_id,
+        "session_id": run.session_id,
+        "status": str(run.status),
+        "exit_code": run.exit_code,
+        "result": run.result,
+        "messages": [_parsed(line) for line in run.lines or ()],
+    }
+    if run.error is not None:
+        body = {"detail": run.error["message"], "code": run.error["code"], **body}
+        body["error"] = run.error
+    elif run.status is Status.CANCELLED:
+        body = {"detail": "the run was cancelled", "code": "cancelled", **body}
+    return body, _DOCUMENT_STATUS.get(run.status, 500)
+
+
+def _parsed(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return line.decode("utf-8", "replace")  # not JSON: passed on as text
 
 
 def _process_id(value: str) -> str:

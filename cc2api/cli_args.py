@@ -140,6 +140,9 @@ def build_argv(claude: Path, request: ChatRequest, plan: Plan, files: RunFiles) 
         argv += _write("--setting-sources", "csv", plan.setting_sources)
     if request.debug is not False:
         argv.append("--debug" if request.debug is True else f"--debug={request.debug}")
+    if request.approval == "http":
+        # The CLI asks on stdout (can_use_tool control requests); the gateway answers.
+        argv.append("--permission-prompt-tool=stdio")
     return argv
 
 

@@ -109,3 +109,24 @@ class Forbidden(ApiError):
 
     status = 403
     code = "forbidden"
+
+
+class RunEnded(ApiError):
+    """Raised when a run can no longer take what was sent to it (a follow-up, an answer)."""
+
+    status = 409
+    code = "run_ended"
+
+
+class ApprovalAnswered(ApiError):
+    """Raised when an approval was answered already, timed out, or expired with its turn."""
+
+    status = 409
+    code = "approval_answered"
+
+
+class BadRequest(ApiError):
+    """Raised for a request that is malformed in a way no other error names."""
+
+    status = 400
+    code = "bad_request"

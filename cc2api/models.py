@@ -282,6 +282,19 @@ class ChatRequest(BaseModel):
     debug: bool | Word = Field(
         default=False, description="Debug output on stderr; a string is a category filter."
     )
+    detach: bool = Field(
+        default=False,
+        description="Keep the run going when the client hangs up; read it again from "
+        "GET /chat/{process_id}/events.",
+    )
+    stream: bool = Field(
+        default=True, description="false: answer with one JSON document when the run ends."
+    )
+    approval: Literal["http"] | None = Field(
+        default=None,
+        description='"http": tool calls not already allowed wait for an answer at '
+        "POST /chat/{process_id}/approvals/{approval_id} (--permission-prompt-tool stdio).",
+    )
     timeout_seconds: Timeout | None = Field(
         default=None,
         description="End the run after this many seconds (at most RUN_TIMEOUT_SECONDS); "
@@ -312,8 +325,37 @@ class ChatRequest(BaseModel):
     @property
     def asks_full_access(self) -> bool:
         """Return whether claudecode2api's rule gives this request full access."""
-        return self.tools is None and self.allowed_tools is None and self.permission_mode is None
+        return (
+            self.tools is None
+            and self.allowed_tools is None
+            and self.permission_mode is None
+            and self.approval is None
+        )
 
     def folders(self) -> list[str]:
         """Return every folder the run may work in: cwd, then add_dir."""
         return [self.cwd, *(self.add_dir or ())]
+
+
+class FollowUp(BaseModel):
+    """The body of ``POST /chat/{process_id}/messages``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    prompt: Annotated[str, AfterValidator(_no_nul), AfterValidator(_not_blank)] = Field(
+        description="The next user message; answered after the current turn, in the same run."
+    )
+
+
+class ApprovalAnswer(BaseModel):
+    """The body of ``POST /chat/{process_id}/approvals/{approval_id}``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    behavior: Literal["allow", "deny"] = Field(description="Run the tool call, or refuse it.")
+    updated_input: JsonObject | None = Field(
+        default=None, description="With allow: the input the tool runs with instead."
+    )
+    message: Annotated[Text, _max_bytes(16 * 1024)] | None = Field(
+        default=None, description="With deny: what the model is told."
+    )

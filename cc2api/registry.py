@@ -16,7 +16,7 @@ from .errors import NotFound, SessionBusy, Unavailable
 from .models import ChatRequest
 from .policy import Plan
 from .proctree import become_subreaper, reap_zombie_children
-from .runner import Run
+from .runner import Run, RunLimits
 from .settings import Settings
 from .slots import Slots
 
@@ -63,6 +63,15 @@ class Registry:
         self._reader_timeout = reader_timeout
         self._reaping = False
         self.slots = Slots(settings.max_concurrent_runs, settings.max_queued_runs)
+        self._limits = RunLimits(
+            kill_grace=settings.kill_grace_seconds,
+            max_line_bytes=settings.max_line_bytes,
+            stall_timeout=settings.client_stall_seconds,
+            buffer_bytes=settings.run_buffer_bytes,
+            followup_grace=settings.followup_grace_seconds,
+            approval_timeout=settings.approval_timeout_seconds,
+            interrupt_patience=settings.interrupt_timeout_seconds,
+        )
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the runs' nursery until cancelled.
@@ -132,9 +141,7 @@ class Registry:
             plan=plan,
             claude=claude,
             environ=self._environ,
-            kill_grace=self._settings.kill_grace_seconds,
-            max_line_bytes=self._settings.max_line_bytes,
-            stall_timeout=self._settings.client_stall_seconds,
+            limits=self._limits,
             slot=slot,
             on_session=self._claim_session,
             on_finish=self._forget,
@@ -145,14 +152,15 @@ class Registry:
             self._sessions[claim] = run.process_id
         self._projects.setdefault(project, set()).add(run.process_id)
         self._nursery.start_soon(run.supervise, name=f"run {run.process_id}")
-        self._nursery.start_soon(run.cancel_unless_read, self._reader_timeout)
+        if not run.detached and request.stream:
+            self._nursery.start_soon(run.cancel_unless_read, self._reader_timeout)
         return run
 
     def get(self, process_id: str) -> Run:
-        """Return the live run with this id.
+        """Return the run with this id: live, or finished and detached within its TTL.
 
         Raises:
-            NotFound: no live run has it.
+            NotFound: no such run (or it has been evicted).
         """
         run = self._runs.get(process_id)
         if run is None:
@@ -160,8 +168,12 @@ class Registry:
         return run
 
     def runs(self) -> list[Run]:
-        """Return the live runs, oldest first."""
+        """Return the runs known: live ones and finished detached ones, oldest first."""
         return list(self._runs.values())
+
+    def live_runs(self) -> list[Run]:
+        """Return the runs that have not finished, oldest first."""
+        return [run for run in self._runs.values() if not run.finished.is_set()]
 
     async def cancel(self, process_id: str) -> Run:
         """Cancel a run and return once its processes are gone and it is deregistered.
@@ -182,7 +194,7 @@ class Registry:
         Cancellation: the wait stops; the runs still end in their own tasks.
         """
         self._closing = True
-        runs = self.runs()
+        runs = self.live_runs()
         for run in runs:
             run.cancel()
         for run in runs:
@@ -194,7 +206,12 @@ class Registry:
             log.warning("runs %s and %s both use session %s", owner, run.process_id, session_id)
 
     def _forget(self, run: Run) -> None:
-        self._runs.pop(run.process_id, None)
+        # A detached run stays readable for a while; its session is free at once.
+        ttl = self._settings.detached_ttl_seconds
+        if run.detached and ttl > 0 and self._nursery is not None:
+            self._nursery.start_soon(self._evict_later, run, ttl)
+        else:
+            self._runs.pop(run.process_id, None)
         for project in list(self._projects):
             self._projects[project].discard(run.process_id)
             if not self._projects[project]:
@@ -203,3 +220,9 @@ class Registry:
             if owner == run.process_id:
                 del self._sessions[session]
         log.info("run %s ended: %s", run.process_id, run.status)
+
+    async def _evict_later(self, run: Run, ttl: float) -> None:
+        try:
+            await trio.sleep(ttl)
+        finally:  # at shutdown too: nothing is kept past the registry
+            self._runs.pop(run.process_id, None)

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -16,7 +17,9 @@ from typing import Any
 
 import trio
 
-from .cli_args import RunFiles, build_argv, user_message
+from .cli_args import RunFiles, build_argv
+from .conversation import Conversation
+from .eventlog import EventLog, Reader
 from .framing import LineFramer, LineTooLong
 from .models import ChatRequest
 from .policy import Plan
@@ -28,9 +31,6 @@ log = logging.getLogger(__name__)
 
 READ_CHUNK = 256 * 1024
 STDERR_TAIL_BYTES = 8 * 1024
-# One batch of framed events may wait in the channel while another is being sent:
-# a slow reader then blocks the CLI's stdout instead of growing our memory.
-STREAM_BUFFER = 1
 # Once the CLI has exited, what is left in its pipes arrives at once; a descendant
 # that inherited them could hold them open for ever, so waiting this long in all
 # counts as the end.
@@ -40,11 +40,11 @@ DRAIN_AFTER_EXIT_SECONDS = 1.0
 EXIT_AFTER_INPUT_SECONDS = 30.0
 ROOT_REFUSAL = b"cannot be used with root/sudo privileges"
 # Only lines whose start names one of these are parsed; the rest pass untouched.
-_INSPECT_MARKERS = (b'"init"', b'"result"')
+_INSPECT_MARKERS = (b'"init"', b'"result"', b'"control_request"', b'"control_response"')
 
 
 class Status(StrEnum):
-    """Where a run is; the last four are final and appear in the ``done`` event."""
+    """Where a run is; the last five are final and appear in the ``done`` event."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -53,6 +53,20 @@ class Status(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """The operator's settings a run obeys."""
+
+    kill_grace: float = 5.0  # SIGTERM to SIGKILL
+    max_line_bytes: int = 32 * 1024 * 1024
+    stall_timeout: float = 60.0  # a reader taking nothing this long is gone
+    buffer_bytes: int = 8 * 1024 * 1024  # events kept for replay
+    followup_grace: float = 0.0  # input stays open this long after the last result
+    approval_timeout: float = 300.0  # 0: wait for ever
+    interrupt_patience: float = 5.0  # for the CLI to acknowledge an interrupt
 
 
 def _parse_head_line(line: bytes) -> dict[str, Any] | None:
@@ -68,11 +82,11 @@ def _parse_head_line(line: bytes) -> dict[str, Any] | None:
 
 
 class Run:
-    """One ``POST /chat``: the CLI process, its events and its teardown.
+    """One ``POST /chat``: the CLI process, its event log, its conversation and its teardown.
 
     The supervisor (:meth:`supervise`) runs in the registry's nursery inside
-    :attr:`cancel_scope`; the HTTP layer only reads the channel from
-    :meth:`attach_reader`, then :attr:`final_frames`.
+    :attr:`cancel_scope`; HTTP handlers read :attr:`log` and steer the run through
+    :attr:`conversation`.
     """
 
     def __init__(
@@ -83,9 +97,7 @@ class Run:
         plan: Plan,
         claude: Path,
         environ: Mapping[str, str],
-        kill_grace: float,
-        max_line_bytes: int,
-        stall_timeout: float,
+        limits: RunLimits,
         slot: Slot,
         on_session: Callable[[Run, str], None],
         on_finish: Callable[[Run], None],
@@ -93,37 +105,44 @@ class Run:
     ) -> None:
         self.process_id = process_id
         self.request = request
+        self.detached = request.detach
         self.session_id = request.session_id
         self.started_at = datetime.now(UTC)
+        self.finished_at: datetime | None = None
         self.pid: int | None = None
         self.status = Status.RUNNING
         self.exit_code: int | None = None
-        self.final_frames = b""  # error and done, set once the run has settled
+        self.error: dict[str, Any] | None = None
+        self.result: dict[str, Any] | None = None  # the CLI's last result line
         self.cancel_scope = trio.CancelScope()
         self.finished = trio.Event()
+        self.interrupt_forced = False
+        self.log = EventLog(limits.buffer_bytes, limits.stall_timeout, self._reader_stalled)
+        self.conversation = Conversation(
+            request.prompt,
+            followup_grace=limits.followup_grace,
+            approval_timeout=limits.approval_timeout,
+            emit=self._emit,
+        )
+        self.lines: list[bytes] | None = None if request.stream else []  # for stream: false
         self._plan = plan
         self._claude = claude
         self._environ = environ
-        self._kill_grace = kill_grace
-        self._max_line_bytes = max_line_bytes
-        self._stall_timeout = stall_timeout
+        self._limits = limits
         self._slot = slot
         self._timed_out = False
         self._on_session = on_session
         self._on_finish = on_finish
         self._reap = reap
         self._processes = RunProcesses(run_id=process_id)
-        self._error: dict[str, Any] | None = None
         self._stderr_tail = bytearray()
-        self._input_done = trio.Event()
         self._stdin_closed = trio.Event()
         self._cli_exited = trio.Event()
         self._pending_reads: set[trio.CancelScope] = set()
         self._drain_budget: dict[int, float] = {}  # id(stream) -> seconds left after exit
         self._reader_attached = trio.Event()
-        self._seq = 0
-        self._out, self._events = trio.open_memory_channel[bytes](STREAM_BUFFER)
-        self._out.send_nowait(self._frame("process", {"process_id": process_id}))
+        self._conversation_scope = trio.CancelScope()
+        self._emit("process", {"process_id": process_id})
 
     # -- public -----------------------------------------------------------
 
@@ -133,10 +152,34 @@ class Run:
             self.cancel_scope.cancel()
             self.status = Status.CANCELLING
 
-    def attach_reader(self) -> trio.MemoryReceiveChannel[bytes]:
-        """Return the event channel; once it ends, :attr:`final_frames` holds the rest."""
+    def attach_reader(self) -> Reader:
+        """Return the reader of the stream the run was started with (from the first event)."""
         self._reader_attached.set()
-        return self._events
+        return self.log.reader(owner=True)
+
+    def stream_closed(self) -> None:
+        """Note that the starting client's stream ended; a run not detached ends with it."""
+        if not self.detached:
+            self.cancel()
+
+    async def interrupt(self) -> None:
+        """Stop the current turn through the CLI's control protocol and wait for the end.
+
+        A queued run is simply cancelled. If the CLI does not acknowledge within
+        the interrupt patience, the run is torn down as by :meth:`cancel`.
+        Cancellation: the wait stops; the interrupt goes on.
+        """
+        if self.status is Status.QUEUED:
+            self.cancel()
+        elif (
+            self.status is Status.RUNNING
+            and not self.conversation.interrupt_requested
+            and not await self.conversation.interrupt(self._limits.interrupt_patience)
+        ):
+            log.warning("run %s: the CLI ignored the interrupt; tearing down", self.process_id)
+            self.interrupt_forced = True
+            self.cancel_scope.cancel()
+        await self.finished.wait()
 
     async def cancel_unless_read(self, patience: float) -> None:
         """Cancel the run if no reader takes its stream within ``patience`` seconds.
@@ -149,27 +192,35 @@ class Run:
             await self._reader_attached.wait()
             return
         log.warning("run %s: nobody read its stream; cancelling", self.process_id)
-        self.cancel()
+        self.stream_closed()
 
     def describe(self) -> dict[str, Any]:
         """Return the run as ``GET /processes`` lists it."""
+
+        def when(moment: datetime | None) -> str | None:
+            return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
         return {
             "process_id": self.process_id,
             "pid": self.pid,
             "cwd": self.request.cwd,
             "model": self.request.model,
             "session_id": self.session_id,
-            "started_at": self.started_at.isoformat().replace("+00:00", "Z"),
+            "started_at": when(self.started_at),
             "status": str(self.status),
             "queue_position": self._slot.position,
+            "detached": self.detached,
+            "finished_at": when(self.finished_at),
+            "last_event_id": self.log.last_id,
+            "pending_approvals": len(self.conversation.pending()),
         }
 
     async def supervise(self) -> None:
         """Run the CLI to its end, tear everything down, and settle the run.
 
-        Whatever happens, the stream ends with ``done`` (in :attr:`final_frames`)
-        and the run is deregistered. An unexpected error ends this run as
-        ``failed`` and never reaches the registry.
+        Whatever happens, the log ends with ``done`` and the run is deregistered.
+        An unexpected error ends this run as ``failed`` and never reaches the
+        registry.
 
         Cancellation: cancelling :attr:`cancel_scope` (or the registry's nursery)
         ends the run as ``cancelled``, queued or not; the process tree is torn down
@@ -188,7 +239,7 @@ class Run:
                     self._timed_out = timer.cancelled_caught
                 except* Exception:
                     log.exception("run %s: internal error", self.process_id)
-                    self._error = {
+                    self.error = {
                         "code": "internal_error",
                         "message": "the gateway failed while running the CLI; see its log",
                     }
@@ -202,11 +253,13 @@ class Run:
             )
             # No awaits from here on: nothing can be interrupted.
             self._slot.release()
+            self.conversation.close_input()
             if workdir is not None:
                 shutil.rmtree(workdir, ignore_errors=True)
             self._settle(cancelled)
+            self.finished_at = datetime.now(UTC)
             self._on_finish(self)
-            self._finish_stream(round((trio.current_time() - started) * 1000))
+            self._finish_log(round((trio.current_time() - started) * 1000))
             self.finished.set()
 
     async def _wait_for_slot(self) -> None:
@@ -219,7 +272,7 @@ class Run:
             "running": slots.running,
             "max_concurrent_runs": slots.limit,
         }
-        await self._send(self._frame("queued", queued))
+        self._emit("queued", queued)
         await self._slot.wait()
         if self.status is Status.QUEUED:
             self.status = Status.RUNNING
@@ -246,7 +299,7 @@ class Run:
                 )
                 cli_pids.add(proc.pid)
         except OSError as error:
-            self._error = {
+            self.error = {
                 "code": "spawn_failed",
                 "message": f"could not start the Claude Code CLI ({self._claude}) "
                 f"in {self.request.cwd}: {error.strerror or error}",
@@ -260,6 +313,7 @@ class Run:
                 assert proc.stdin is not None  # noqa: S101 (all three are PIPE)
                 assert proc.stdout is not None  # noqa: S101
                 assert proc.stderr is not None  # noqa: S101
+                nursery.start_soon(self._converse)
                 nursery.start_soon(self._pump_stdout, proc.stdout, nursery.cancel_scope)
                 nursery.start_soon(self._drain_stderr, proc.stderr)
                 nursery.start_soon(self._feed_stdin, proc.stdin)
@@ -268,16 +322,20 @@ class Run:
             with trio.CancelScope(shield=True):
                 await self._teardown(proc)
 
+    async def _converse(self) -> None:
+        with self._conversation_scope:
+            await self.conversation.serve()
+
     async def _teardown(self, proc: trio.Process) -> None:
         # Each step runs whatever the one before did: a failure must not leave the
         # CLI unreaped or its pipes open.
         try:
             if proc.returncode is not None:
                 self._processes.root_pid = None  # reaped: its pid may already be another's
-            await self._processes.terminate(self._kill_grace)
+            await self._processes.terminate(self._limits.kill_grace)
         finally:
             try:
-                with trio.move_on_after(self._kill_grace + 1):
+                with trio.move_on_after(self._limits.kill_grace + 1):
                     await proc.wait()
                 self.exit_code = proc.returncode
             finally:
@@ -295,7 +353,7 @@ class Run:
             async def hung_after_input() -> None:
                 await self._stdin_closed.wait()
                 await trio.sleep(EXIT_AFTER_INPUT_SECONDS)
-                self._error = {
+                self.error = {
                     "code": "cli_did_not_exit",
                     "message": f"the Claude Code CLI did not exit within "
                     f"{EXIT_AFTER_INPUT_SECONDS:g} s of its input ending",
@@ -306,12 +364,13 @@ class Run:
             await proc.wait()
             nursery.cancel_scope.cancel()
         self._cli_exited.set()
+        self._conversation_scope.cancel()
         for read in list(self._pending_reads):
             read.cancel()  # switch the readers to draining with a deadline
         # What the CLI left running (a tool's background job, a stuck MCP server)
         # goes now: it may hold the pipes open, and it is not to outlive the run.
         self._processes.root_pid = None  # reaped by wait(): its pid may be another's
-        await self._processes.terminate(self._kill_grace)
+        await self._processes.terminate(self._limits.kill_grace)
 
     async def _receive(self, stream: trio.abc.ReceiveStream) -> bytes:
         """Return the next chunk, or b"" at the end.
@@ -336,24 +395,25 @@ class Run:
         return chunk
 
     async def _pump_stdout(self, stdout: trio.abc.ReceiveStream, scope: trio.CancelScope) -> None:
-        framer = LineFramer(self._max_line_bytes)
+        framer = LineFramer(self._limits.max_line_bytes)
         try:
             while chunk := await self._receive(stdout):
                 try:
                     lines = framer.feed(chunk)
                 except LineTooLong as error:
                     await self._emit_lines(error.before)
-                    self._error = {"code": "line_too_long", "message": str(error)}
+                    self.error = {"code": "line_too_long", "message": str(error)}
                     scope.cancel()
                     return
                 await self._emit_lines(lines)
             await self._emit_lines(framer.finish())
         finally:
-            self._input_done.set()
+            self.conversation.close_input()  # no more output: nothing left to say
 
     async def _emit_lines(self, lines: list[bytes]) -> None:
         if not lines:
             return
+        hidden: list[bytes] = []
         for line in lines:
             head = _parse_head_line(line)
             if head is None:
@@ -365,10 +425,15 @@ class Run:
                     self.session_id = session
                     self._on_session(self, session)
             if kind == "result":
-                self._input_done.set()
-        first = self._seq + 1
-        self._seq += len(lines)
-        await self._send(frame_messages(first, valid_utf8(lines)))
+                self.result = head
+            if not self.conversation.on_line(head):
+                hidden.append(line)
+        if hidden:  # the control protocol is the gateway's business, not the client's
+            lines = [line for line in lines if not any(line is h for h in hidden)]
+        lines = valid_utf8(lines)
+        if self.lines is not None:
+            self.lines.extend(lines)
+        await self.log.append(lambda first: frame_messages(first, lines))
 
     async def _drain_stderr(self, stderr: trio.abc.ReceiveStream) -> None:
         # Read all the time: a CLI blocked on a full stderr pipe would stall the run.
@@ -380,10 +445,10 @@ class Run:
 
     async def _feed_stdin(self, stdin: trio.abc.SendStream) -> None:
         # stream-json input: the prompt never touches argv, and stdin stays open
-        # until the turn's result so the control protocol can be spoken later.
+        # while the conversation goes on (follow-ups, interrupts, approvals).
         try:
-            await stdin.send_all(user_message(self.request.prompt))
-            await self._input_done.wait()
+            async for line in self.conversation.outgoing:
+                await stdin.send_all(line)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
@@ -393,42 +458,40 @@ class Run:
 
     # -- events -----------------------------------------------------------
 
-    def _frame(self, event: str, data: dict[str, Any]) -> bytes:
-        self._seq += 1
-        return frame_json(self._seq, event, data)
+    def _emit(self, event: str, data: dict[str, Any]) -> None:
+        """Log a gateway event at once (small, so readers' pace does not matter)."""
+        self.log.append_nowait(lambda first: [frame_json(first, event, data)])
 
-    async def _send(self, frames: bytes) -> None:
-        try:
-            with trio.move_on_after(self._stall_timeout):
-                await self._out.send(frames)
-                return
-            # A client that vanished without closing its connection (a dead network
-            # path, a frozen process) stops taking data but never hangs up.
-            log.warning(
-                "run %s: its client took no data for %g s; treating it as gone",
-                self.process_id,
-                self._stall_timeout,
-            )
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the reader is gone
-        # Nobody is left to stream to, so stop the run.
-        self.cancel()
-        await trio.lowlevel.checkpoint()  # raises Cancelled: our own scope is cancelled
+    def _reader_stalled(self, reader: Reader) -> None:
+        # A client that vanished without closing its connection (a dead network
+        # path, a frozen process) stops taking data but never hangs up.
+        log.warning(
+            "run %s: a client took no data for %g s; treating it as gone",
+            self.process_id,
+            self._limits.stall_timeout,
+        )
+        if reader.owner:
+            self.stream_closed()
 
     def _settle(self, cancelled: bool) -> None:
         tail = bytes(self._stderr_tail[-STDERR_TAIL_BYTES:])
+        if self.conversation.interrupt_requested and (self.interrupt_forced or not cancelled):
+            # The CLI ends an interrupted turn with an error result and exit status 1.
+            self.status = Status.INTERRUPTED
+            self.error = None
+            return
         if cancelled:
             self.status = Status.CANCELLED
-            self._error = None
+            self.error = None
             return
         if self._timed_out:
-            self._error = {
+            self.error = {
                 "code": "timeout",
                 "message": f"the run took longer than its timeout of {self._plan.timeout:g} s",
             }
-        if self._error is None and self.exit_code not in (0, None):
+        if self.error is None and self.exit_code not in (0, None):
             if ROOT_REFUSAL in tail:
-                self._error = {
+                self.error = {
                     "code": "root_full_access",
                     "message": "the Claude Code CLI refuses full access "
                     "(--dangerously-skip-permissions) when run as root: run cc2api as "
@@ -436,35 +499,31 @@ class Run:
                     "IS_SANDBOX=1 in the server's environment inside a sandbox",
                 }
             else:
-                self._error = {
+                self.error = {
                     "code": "cli_failed",
                     "message": f"the Claude Code CLI exited with status {self.exit_code}",
                 }
-        if self._error is None:
+        if self.error is None:
             self.status = Status.COMPLETED
             return
         self.status = Status.TIMEOUT if self._timed_out else Status.FAILED
-        self._error["exit_code"] = self.exit_code
-        self._error["stderr_tail"] = tail.decode("utf-8", "replace")
+        self.error["exit_code"] = self.exit_code
+        self.error["stderr_tail"] = tail.decode("utf-8", "replace")
 
-    def _finish_stream(self, duration_ms: int) -> None:
-        # The last frames wait on the run rather than in the bounded channel, so a
-        # reader that stalls can neither lose them nor hold up the teardown.
-        frames = b""
-        if self._error is not None:
-            frames += self._frame("error", self._error)
-        frames += self._frame(
-            "done",
-            {
-                "process_id": self.process_id,
-                "status": str(self.status),
-                "exit_code": self.exit_code,
-                "session_id": self.session_id,
-                "duration_ms": duration_ms,
-            },
-        )
-        self.final_frames = frames
-        self._out.close()
+    def _finish_log(self, duration_ms: int) -> None:
+        # Added whatever the readers' pace: a reader that stalls can neither lose
+        # them nor hold up the teardown.
+        done = {
+            "process_id": self.process_id,
+            "status": str(self.status),
+            "exit_code": self.exit_code,
+            "session_id": self.session_id,
+            "duration_ms": duration_ms,
+        }
+        if self.error is not None:
+            self._emit("error", self.error)
+        self._emit("done", done)
+        self.log.close()
 
 
 def valid_utf8(lines: list[bytes]) -> list[bytes]:

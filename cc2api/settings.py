@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     auth_max_failures: int = Field(default=10, ge=0)  # 0: no lockout
     auth_failure_window_seconds: float = Field(default=60.0, gt=0)
     auth_lockout_seconds: float = Field(default=300.0, gt=0)
+    run_buffer_bytes: int = Field(default=8 * MiB, ge=64 * 1024)
+    detached_ttl_seconds: float = Field(default=600.0, ge=0)
+    followup_grace_seconds: float = Field(default=0.0, ge=0)
+    approval_timeout_seconds: float = Field(default=300.0, ge=0)  # 0: wait for ever
+    interrupt_timeout_seconds: float = Field(default=5.0, gt=0)
 
     @field_validator("auth_password")
     @classmethod

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Protocol
-
-import trio
 
 PING = b": ping\n\n"
 
@@ -20,52 +18,45 @@ def _data_lines(data: bytes) -> bytes:
     return b"data: " + data + b"\n"
 
 
-def frame(seq: int, event: str, data: bytes) -> bytes:
-    """Return one SSE event with its id, name and payload."""
-    return b"id: %d\nevent: %s\n%s\n" % (seq, event.encode(), _data_lines(data))
+def frame(seq: int | None, event: str, data: bytes) -> bytes:
+    """Return one SSE event with its id (none: the client's last id stays), name and payload."""
+    head = b"" if seq is None else b"id: %d\n" % seq
+    return b"%sevent: %s\n%s\n" % (head, event.encode(), _data_lines(data))
 
 
-def frame_json(seq: int, event: str, data: dict[str, Any]) -> bytes:
+def frame_json(seq: int | None, event: str, data: dict[str, Any]) -> bytes:
     """Return one SSE event whose payload is ``data`` as compact JSON."""
     return frame(seq, event, json.dumps(data, separators=(",", ":")).encode())
 
 
-def frame_messages(first_seq: int, lines: Iterable[bytes]) -> bytes:
-    """Return ``message`` events for ``lines`` numbered from ``first_seq``, as one write."""
-    return b"".join(
+def frame_messages(first_seq: int, lines: Iterable[bytes]) -> list[bytes]:
+    """Return a ``message`` event for each line, numbered from ``first_seq``."""
+    return [
         b"id: %d\nevent: message\n%s\n" % (seq, _data_lines(line))
         for seq, line in enumerate(lines, first_seq)
-    )
+    ]
 
 
-class Streamable(Protocol):
-    """What :func:`stream` needs of a run."""
+class Source(Protocol):
+    """What :func:`stream` reads: a reader of a run's event log."""
 
-    final_frames: bytes
+    async def receive(self, patience: float) -> bytes | None: ...
 
-    def attach_reader(self) -> trio.MemoryReceiveChannel[bytes]: ...
-
-    def cancel(self) -> None: ...
+    def close(self) -> None: ...
 
 
-async def stream(run: Streamable, heartbeat: float) -> AsyncIterator[bytes]:
-    """Yield a run's framed events, and ``: ping`` after every quiet ``heartbeat``.
+async def stream(
+    source: Source, heartbeat: float, on_close: Callable[[], None]
+) -> AsyncIterator[bytes]:
+    """Yield framed events from ``source``, and ``: ping`` after every quiet ``heartbeat``.
 
-    Holds no nursery or cancel scope across a ``yield``. When the channel ends, the
-    run's final frames (``error``, ``done``) follow. Cancellation or an early close
-    (the client hung up) cancels the run.
+    Holds no nursery or cancel scope across a ``yield``. Ends when the source does.
+    However it ends (the client hung up: cancellation or an early close), the
+    source is closed and ``on_close`` called.
     """
-    events = run.attach_reader()
     try:
-        while True:
-            chunk = None
-            with trio.move_on_after(heartbeat):
-                try:
-                    chunk = await events.receive()
-                except trio.EndOfChannel:
-                    break
+        while (chunk := await source.receive(heartbeat)) != b"":
             yield PING if chunk is None else chunk
-        yield run.final_frames
     finally:
-        events.close()
-        run.cancel()
+        source.close()
+        on_close()

@@ -134,6 +134,16 @@ def main() -> int:  # noqa: PLR0912
         sys.stdout.buffer.write(b'"}\n')
         sys.stdout.flush()
         result()
+    elif word == "ask":
+        # Asks the gateway about a tool call (approval: "http") and reports the answer.
+        request = {"subtype": "can_use_tool", "tool_name": "Bash", "input": {"command": arg}}
+        out({"type": "control_request", "request_id": "req-1", "request": request})
+        while line := sys.stdin.readline():
+            message = json.loads(line)
+            if message.get("type") == "control_response":
+                out({"type": "assistant", "decision": message["response"]["response"]})
+                break
+        result()
     elif word == "non-json":
         sys.stdout.write("this is not JSON\n")
         sys.stdout.flush()

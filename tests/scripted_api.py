@@ -10,7 +10,7 @@ answers depends on the caller's latest prompt (the user text that is not a
 * ``SCRIPT: [[tool, input], ...]``: several tool calls, one after another.
 * ``STRUCTURED: <json>``: a call of the CLI's StructuredOutput tool (json_schema).
 * ``SLOW``: a text answer streamed one word every 0.2 s for about a minute, so
-  tests can cancel mid-answer.
+  tests can cancel mid-answer; ``SLOW <n>``: only n words.
 * anything else: the text ``echo: <prompt>``.
 
 Every request body is kept in ``requests`` so tests can check what the model
@@ -20,6 +20,7 @@ was sent.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -254,7 +255,9 @@ def script(body: dict[str, Any]) -> _Reply:
     if results:
         return _Reply(texts=["tool said: " + " | ".join(results)])
     if "SLOW" in prompt:
-        return _Reply(texts=[f"word{i} " for i in range(SLOW_WORDS)], delay=SLOW_DELAY)
+        count = re.search(r"SLOW (\d+)", prompt)
+        words = int(count.group(1)) if count else SLOW_WORDS
+        return _Reply(texts=[f"word{i} " for i in range(words)], delay=SLOW_DELAY)
     return _Reply(texts=["echo: ", prompt])
 
 

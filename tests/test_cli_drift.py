@@ -18,7 +18,14 @@ pytestmark = pytest.mark.timeout(120)
 
 # Accepted by 2.1.197 though `claude --help` does not list them; test_hidden_flags_are_accepted
 # proves each one.
-HIDDEN_FLAGS = frozenset({"--max-turns", "--system-prompt-file", "--append-system-prompt-file"})
+HIDDEN_FLAGS = frozenset(
+    {
+        "--max-turns",
+        "--system-prompt-file",
+        "--append-system-prompt-file",
+        "--permission-prompt-tool",
+    }
+)
 
 
 def every_flag(tmp_path: Path) -> set[str]:
@@ -60,6 +67,9 @@ def every_flag(tmp_path: Path) -> set[str]:
         "plugin_dir": [str(tmp_path / "dir")],
         "debug": True,
         "timeout_seconds": 5,  # the gateway's own: no flag
+        "detach": True,  # likewise
+        "stream": False,  # likewise
+        "approval": "http",
     }
     assert set(values) == set(ChatRequest.model_fields) - {"continue_conversation"}
     files = RunFiles(tmp_path)
@@ -119,6 +129,7 @@ def test_hidden_flags_are_accepted(real_claude: Path, tmp_path: Path) -> None:
         "--max-turns": "1",
         "--system-prompt-file": str(prompt),
         "--append-system-prompt-file": str(prompt),
+        "--permission-prompt-tool": "stdio",
     }
     assert set(values) == HIDDEN_FLAGS
 

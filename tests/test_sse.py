@@ -21,10 +21,10 @@ class TestFrame:
             b'id: 1\nevent: process\ndata: {"process_id":"x"}\n\n'
         )
 
-    def test_messages_are_numbered_in_one_write(self) -> None:
-        """A batch of lines becomes consecutive message events in one bytes object."""
+    def test_messages_are_numbered(self) -> None:
+        """A batch of lines becomes consecutive message events."""
         out = frame_messages(5, [b"a", b"b"])
-        assert out == b"id: 5\nevent: message\ndata: a\n\nid: 6\nevent: message\ndata: b\n\n"
+        assert out == [b"id: 5\nevent: message\ndata: a\n\n", b"id: 6\nevent: message\ndata: b\n\n"]
 
     def test_carriage_return_cannot_break_framing(self) -> None:
         """A CR inside a line becomes a second data field, not a broken event."""

@@ -1,0 +1,267 @@
+"""The stream-json dialogue with one CLI: turns, follow-up messages, interrupt, tool approvals."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import trio
+
+from .cli_args import user_message
+from .errors import ApprovalAnswered, NotFound, RunEnded
+
+Behavior = Literal["allow", "deny"]
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class Approval:
+    """A tool call the CLI asked the gateway about (``can_use_tool``)."""
+
+    approval_id: str
+    request_id: str  # the CLI's id for its control request
+    tool_name: str
+    input: dict[str, Any]
+    suggestions: list[Any]
+    requested_at: str = field(
+        default_factory=lambda: datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    )
+    answer: str | None = None  # allow, deny, timeout, or expired once answered
+
+    def describe(self) -> dict[str, Any]:
+        """Return the approval as the ``approval`` event and the listing show it."""
+        return {
+            "approval_id": self.approval_id,
+            "tool_name": self.tool_name,
+            "input": self.input,
+            "suggestions": self.suggestions,
+            "requested_at": self.requested_at,
+        }
+
+
+def _line(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def _control_response(request_id: str, response: dict[str, Any]) -> bytes:
+    body = {"subtype": "success", "request_id": request_id, "response": response}
+    return _line({"type": "control_response", "response": body})
+
+
+class Conversation:
+    """What the gateway says to the CLI on stdin, and what it makes of the CLI's replies.
+
+    Stdin stays open while a turn is in progress and, after the last turn's
+    ``result``, for ``followup_grace`` seconds more; then it closes and the CLI
+    ends. Lines to send wait in :attr:`outgoing` for the run's stdin writer.
+    """
+
+    def __init__(
+        self, prompt: str, *, followup_grace: float, approval_timeout: float, emit: Emit
+    ) -> None:
+        self._out, self.outgoing = trio.open_memory_channel[bytes](math.inf)
+        self._out.send_nowait(user_message(prompt))
+        self._turns = 1  # user messages sent and not yet answered with a result
+        self._held: deque[str] = deque()  # follow-ups waiting for the current turn
+        self._grace = followup_grace
+        self._approval_timeout = approval_timeout
+        self._emit = emit
+        self._acks: dict[str, trio.Event] = {}
+        self._idle = trio.Event()  # no turn in progress: the grace runs
+        self._nursery: trio.Nursery | None = None
+        self.approvals: dict[str, Approval] = {}
+        self.input_closed = False
+        self.interrupt_requested = False
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the timers (the follow-up grace, approval timeouts) until cancelled.
+
+        Cancellation: the timers stop; nothing is sent.
+        """
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            while True:
+                await self._idle.wait()
+                idle = self._idle
+                await trio.sleep(self._grace)
+                if idle is self._idle:  # no follow-up came meanwhile
+                    self.close_input()
+                    return
+
+    def close_input(self) -> None:
+        """Close the CLI's stdin once what is queued has been written; idempotent."""
+        if not self.input_closed:
+            self.input_closed = True
+            self._out.close()
+            for approval in self.pending():
+                approval.answer = "expired"
+
+    def pending(self) -> list[Approval]:
+        """Return the approvals still waiting for an answer, oldest first."""
+        return [a for a in self.approvals.values() if a.answer is None]
+
+    # -- what the CLI says --------------------------------------------------
+
+    def on_line(self, line: dict[str, Any]) -> bool:
+        """Take in a line of the CLI's; return False when it is protocol, not for clients."""
+        kind = line.get("type")
+        if kind == "result":
+            self._turn_ended()
+        elif kind == "control_request":
+            self._on_control_request(line)
+            return False
+        elif kind == "control_response":
+            response = line.get("response")
+            request_id = response.get("request_id") if isinstance(response, dict) else None
+            if isinstance(request_id, str) and request_id in self._acks:
+                self._acks.pop(request_id).set()
+            return False
+        return True
+
+    def _turn_ended(self) -> None:
+        self._turns = max(0, self._turns - 1)
+        for approval in self.pending():
+            approval.answer = "expired"
+        if self.interrupt_requested:
+            self.close_input()
+        elif self._held:
+            self._write(user_message(self._held.popleft()))
+            self._turns += 1
+        elif self._turns == 0:
+            if self._grace <= 0:
+                self.close_input()
+            else:
+                self._idle.set()
+
+    def _on_control_request(self, line: dict[str, Any]) -> None:
+        request_id = line.get("request_id")
+        request = line.get("request")
+        if not isinstance(request_id, str) or not isinstance(request, dict):
+            return
+        if request.get("subtype") != "can_use_tool":
+            # Left unanswered, the CLI would wait for ever.
+            body = {
+                "subtype": "error",
+                "request_id": request_id,
+                "error": f"cc2api does not handle {request.get('subtype')!r} requests",
+            }
+            self._write(_line({"type": "control_response", "response": body}))
+            return
+        tool_input = request.get("input")
+        suggestions = request.get("permission_suggestions")
+        approval = Approval(
+            approval_id=str(uuid.uuid4()),
+            request_id=request_id,
+            tool_name=str(request.get("tool_name", "")),
+            input=tool_input if isinstance(tool_input, dict) else {},
+            suggestions=suggestions if isinstance(suggestions, list) else [],
+        )
+        self.approvals[approval.approval_id] = approval
+        self._emit("approval", approval.describe())
+        if self._approval_timeout > 0 and self._nursery is not None:
+            self._nursery.start_soon(self._expire, approval)
+
+    async def _expire(self, approval: Approval) -> None:
+        await trio.sleep(self._approval_timeout)
+        if approval.answer is None and not self.input_closed:
+            message = (
+                f"No answer within {self._approval_timeout:g} s: the request to use "
+                f"{approval.tool_name} timed out and was denied (nobody refused it)."
+            )
+            self._reply(approval, "deny", None, message, answer="timeout")
+
+    # -- what clients ask ---------------------------------------------------
+
+    def follow_up(self, prompt: str) -> int:
+        """Send ``prompt`` as the next user message; return how many wait before it.
+
+        Raises:
+            RunEnded: the run's input is closed or it is being interrupted.
+        """
+        if self.input_closed or self.interrupt_requested:
+            raise RunEnded("the run takes no more messages: it has ended or is ending")
+        if self._turns == 0:
+            self._idle = trio.Event()  # the grace is over: a turn is in progress
+            self._write(user_message(prompt))
+            self._turns = 1
+            return 0
+        self._held.append(prompt)
+        return len(self._held)
+
+    async def interrupt(self, patience: float) -> bool:
+        """Ask the CLI to stop the current turn; return whether it acknowledged in time.
+
+        Follow-ups not yet sent are dropped; once the turn's result is in, the
+        input closes. Cancellation: the wait stops; the request stays sent.
+        """
+        self.interrupt_requested = True
+        self._held.clear()
+        if self.input_closed:
+            return True
+        if self._turns == 0:
+            self.close_input()
+            return True
+        request_id = str(uuid.uuid4())
+        acknowledged = self._acks[request_id] = trio.Event()
+        request = {"subtype": "interrupt"}
+        self._write(
+            _line({"type": "control_request", "request_id": request_id, "request": request})
+        )
+        with trio.move_on_after(patience):
+            await acknowledged.wait()
+            return True
+        return False
+
+    def answer(
+        self,
+        approval_id: str,
+        behavior: Behavior,
+        updated_input: dict[str, Any] | None,
+        message: str | None,
+    ) -> Approval:
+        """Answer a pending approval.
+
+        Raises:
+            NotFound: the run never had such an approval.
+            ApprovalAnswered: it was answered already (or timed out, or expired).
+        """
+        approval = self.approvals.get(approval_id)
+        if approval is None:
+            raise NotFound(f"no approval {approval_id} in this run", code="approval_not_found")
+        if approval.answer is not None:
+            raise ApprovalAnswered(
+                f"approval {approval_id} was answered already: {approval.answer}"
+            )
+        self._reply(approval, behavior, updated_input, message, answer=behavior)
+        return approval
+
+    def _reply(
+        self,
+        approval: Approval,
+        behavior: Behavior,
+        updated_input: dict[str, Any] | None,
+        message: str | None,
+        *,
+        answer: str,
+    ) -> None:
+        approval.answer = answer
+        if behavior == "allow":
+            response: dict[str, Any] = {
+                "behavior": "allow",
+                "updatedInput": approval.input if updated_input is None else updated_input,
+            }
+        else:
+            response = {"behavior": "deny", "message": message or "Denied by the approver."}
+        self._write(_control_response(approval.request_id, response))
+        self._emit("approval_answered", {"approval_id": approval.approval_id, "answer": answer})
+
+    def _write(self, line: bytes) -> None:
+        if not self.input_closed:
+            self._out.send_nowait(line)

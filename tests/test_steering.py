@@ -1,0 +1,376 @@
+"""Steering runs with the fake CLI: detach and replay, approvals, interrupt, stream: false."""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from .helpers import (
+    Event,
+    Served,
+    alive,
+    chat_body,
+    collect,
+    make_settings,
+    post_chat,
+    served,
+    sse_events,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def start_and_hang_up(gw: Served, body: dict[str, object], until: str) -> tuple[str, int]:
+    """Start a run, read until an event whose data holds ``until``, then hang up.
+
+    Returns the process id and the last event id read.
+    """
+    async with gw.client.stream("POST", "/chat", json=body) as response:
+        process_id = response.headers["x-process-id"]
+        async with aclosing(sse_events(response)) as events:
+            async for event in events:
+                if until in event.data:
+                    assert event.id is not None
+                    return process_id, event.id
+    raise AssertionError(f"the stream ended without {until!r}")
+
+
+async def replay(gw: Served, process_id: str, **headers: str) -> list[Event]:
+    """Read GET /chat/{id}/events to its end."""
+    path = f"/chat/{process_id}/events"
+    async with gw.client.stream("GET", path, headers=headers) as response:
+        assert response.status_code == 200, await response.aread()
+        return await collect(response)
+
+
+async def status_of(gw: Served, process_id: str) -> str:
+    """Return the run's status as GET /processes lists it."""
+    listing = (await gw.client.get("/processes")).json()["processes"]
+    return str(next(p["status"] for p in listing if p["process_id"] == process_id))
+
+
+class TestDetach:
+    async def test_detached_run_survives_a_hang_up_and_replays_from_last_event_id(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """After a dropped connection a detached run goes on; replay continues with no gap."""
+        async with served(make_settings(), fake_environ) as gw:
+            body = chat_body("ask echo hi", workdir, detach=True, approval="http")
+            process_id, last = await start_and_hang_up(gw, body, '"approval_id"')
+            await trio.sleep(0.3)
+            assert await status_of(gw, process_id) == "running"
+            approvals = (await gw.client.get(f"/chat/{process_id}/approvals")).json()
+            approval_id = approvals["approvals"][0]["approval_id"]
+            await gw.client.post(
+                f"/chat/{process_id}/approvals/{approval_id}", json={"behavior": "allow"}
+            )
+            rest = await replay(gw, process_id, **{"Last-Event-ID": str(last)})
+        assert [e.id for e in rest] == list(range(last + 1, last + 1 + len(rest)))
+        assert rest[-1].event == "done"
+        assert rest[-1].json()["status"] == "completed"
+
+    async def test_replay_by_query_parameter_from_the_start(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """last_event_id in the query works like the header; without either, replay starts at 1."""
+        async with served(make_settings(), fake_environ) as gw:
+            response, first = await post_chat(gw.client, chat_body("echo x", workdir, detach=True))
+            process_id = response.headers["x-process-id"]
+            whole = await replay(gw, process_id)
+            async with gw.client.stream(
+                "GET", f"/chat/{process_id}/events", params={"last_event_id": "2"}
+            ) as r:
+                tail = await collect(r)
+        assert [(e.id, e.event, e.data) for e in whole] == [(e.id, e.event, e.data) for e in first]
+        assert [e.id for e in tail] == [e.id for e in first[2:]]
+
+    async def test_without_detach_a_hang_up_still_ends_the_run(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A run without detach is torn down when its client hangs up, as before."""
+        async with served(make_settings(), fake_environ) as gw:
+            process_id, _ = await start_and_hang_up(gw, chat_body("hang", workdir), '"pid"')
+            await wait_until(lambda: True, 0)
+
+            async def gone() -> bool:
+                listing = (await gw.client.get("/processes")).json()["processes"]
+                return all(p["process_id"] != process_id for p in listing)
+
+            with trio.fail_after(10):
+                while not await gone():
+                    await trio.sleep(0.05)
+
+    async def test_finished_detached_run_is_kept_then_evicted(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A finished detached run is listed with its status until DETACHED_TTL_SECONDS pass."""
+        async with served(make_settings(detached_ttl_seconds=1.5), fake_environ) as gw:
+            response, _ = await post_chat(gw.client, chat_body("echo x", workdir, detach=True))
+            process_id = response.headers["x-process-id"]
+            listed = (await gw.client.get("/processes")).json()["processes"]
+            health = (await gw.client.get("/health")).json()
+            await trio.sleep(2)
+            later = await gw.client.get(f"/chat/{process_id}/events")
+        assert [(p["process_id"], p["status"], p["detached"]) for p in listed] == [
+            (process_id, "completed", True)
+        ]
+        assert listed[0]["finished_at"] is not None
+        assert health["active_processes"] == 0
+        assert later.status_code == 404
+
+    async def test_several_readers_at_once(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Two readers of one live run both get the whole run."""
+        async with served(make_settings(), fake_environ) as gw:
+            body = chat_body("ask echo hi", workdir, detach=True, approval="http")
+            process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
+            results: list[list[Event]] = []
+
+            async def read() -> None:
+                results.append(await replay(gw, process_id))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read)
+                nursery.start_soon(read)
+                await trio.sleep(0.3)
+                approval = (await gw.client.get(f"/chat/{process_id}/approvals")).json()
+                approval_id = approval["approvals"][0]["approval_id"]
+                await gw.client.post(
+                    f"/chat/{process_id}/approvals/{approval_id}", json={"behavior": "deny"}
+                )
+        assert len(results) == 2
+        assert [(e.id, e.data) for e in results[0]] == [(e.id, e.data) for e in results[1]]
+        assert results[0][-1].event == "done"
+
+    async def test_buffer_overflow_is_announced_in_the_replay(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """When the run outgrew RUN_BUFFER_BYTES, a replay starts with a dropped event."""
+        settings = make_settings(run_buffer_bytes=64 * 1024)
+        async with served(settings, fake_environ) as gw:
+            body = chat_body("lines 200 2000", workdir, detach=True)
+            process_id, _ = await start_and_hang_up(gw, body, '"process_id"')
+            await wait_until(lambda: True, 0)
+            with trio.fail_after(20):
+                while await status_of(gw, process_id) == "running":
+                    await trio.sleep(0.1)
+            events = await replay(gw, process_id)
+        assert events[0].event == "dropped"
+        first = events[0].json()["first_id"]
+        assert events[0].json()["dropped"] == first - 1
+        assert [e.id for e in events[1:]] == list(range(first, first + len(events) - 1))
+        assert events[-1].event == "done"
+
+    @pytest.mark.parametrize(
+        ("value", "fragment"), [("abc", "whole number"), ("999", "does not exist")]
+    )
+    async def test_bad_last_event_id_is_400(
+        self, fake_environ: dict[str, str], workdir: Path, value: str, fragment: str
+    ) -> None:
+        """A Last-Event-ID that is not a number, or names no event yet, gets 400 naming it."""
+        async with served(make_settings(), fake_environ) as gw:
+            response, _ = await post_chat(gw.client, chat_body("echo", workdir, detach=True))
+            answer = await gw.client.get(
+                f"/chat/{response.headers['x-process-id']}/events",
+                headers={"Last-Event-ID": value},
+            )
+        assert answer.status_code == 400
+        assert answer.json()["code"] == "invalid_last_event_id"
+        assert fragment in answer.json()["detail"]
+
+
+class TestApprovalsWithTheFake:
+    async def test_pending_approval_dies_with_a_run_that_was_not_detached(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A client hanging up on a pending approval (no detach) ends the run and its CLI."""
+        async with served(make_settings(), fake_environ) as gw:
+            body = chat_body("ask rm -rf /", workdir, approval="http")
+            process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
+            with trio.fail_after(10):
+                while (await gw.client.get("/processes")).json()["count"]:
+                    await trio.sleep(0.05)
+            answer = await gw.client.get(f"/chat/{process_id}/approvals")
+        assert answer.status_code == 404
+
+    async def test_answers_are_checked(self, fake_environ: dict[str, str], workdir: Path) -> None:
+        """Unknown approvals get 404, answered ones 409, and a bad answer body 422."""
+        async with served(make_settings(), fake_environ) as gw:
+            body = chat_body("ask ls", workdir, approval="http", detach=True)
+            process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
+            base = f"/chat/{process_id}/approvals"
+            approval_id = (await gw.client.get(base)).json()["approvals"][0]["approval_id"]
+            bad = await gw.client.post(f"{base}/{approval_id}", json={"behavior": "maybe"})
+            unknown = await gw.client.post(f"{base}/nope", json={"behavior": "allow"})
+            first = await gw.client.post(
+                f"{base}/{approval_id}",
+                json={"behavior": "allow", "updated_input": {"command": "ls -l"}},
+            )
+            again = await gw.client.post(f"{base}/{approval_id}", json={"behavior": "deny"})
+            events = await replay(gw, process_id)
+        assert bad.status_code == 422
+        assert "behavior" in bad.json()["detail"]
+        assert unknown.status_code == 404
+        assert unknown.json()["code"] == "approval_not_found"
+        assert first.json() == {"approval_id": approval_id, "answer": "allow"}
+        assert again.status_code == 409
+        assert again.json()["code"] == "approval_answered"
+        decision = next(e.json()["decision"] for e in events if "decision" in e.data)
+        assert decision == {"behavior": "allow", "updatedInput": {"command": "ls -l"}}
+        answered = next(e.json() for e in events if e.event == "approval_answered")
+        assert answered == {"approval_id": approval_id, "answer": "allow"}
+
+    async def test_unanswered_approval_times_out_as_a_denial_that_says_so(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """After APPROVAL_TIMEOUT_SECONDS the call is denied with a message naming the timeout."""
+        async with served(make_settings(approval_timeout_seconds=0.5), fake_environ) as gw:
+            _, events = await post_chat(gw.client, chat_body("ask ls", workdir, approval="http"))
+        decision = next(e.json()["decision"] for e in events if "decision" in e.data)
+        assert decision["behavior"] == "deny"
+        assert "timed out" in decision["message"]
+        answered = next(e.json() for e in events if e.event == "approval_answered")
+        assert answered["answer"] == "timeout"
+        assert events[-1].json()["status"] == "completed"
+
+    async def test_detached_run_keeps_its_approval_after_a_hang_up(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A detached run's pending approval survives the client's hang-up and can be denied."""
+        async with served(make_settings(), fake_environ) as gw:
+            body = chat_body("ask ls", workdir, approval="http", detach=True)
+            process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
+            await trio.sleep(0.5)
+            pending = (await gw.client.get(f"/chat/{process_id}/approvals")).json()
+            approval_id = pending["approvals"][0]["approval_id"]
+            await gw.client.post(
+                f"/chat/{process_id}/approvals/{approval_id}",
+                json={"behavior": "deny", "message": "not today"},
+            )
+            events = await replay(gw, process_id)
+        assert pending["count"] == 1
+        assert pending["approvals"][0]["input"] == {"command": "ls"}
+        decision = next(e.json()["decision"] for e in events if "decision" in e.data)
+        assert decision == {"behavior": "deny", "message": "not today"}
+
+
+class TestInterruptWithTheFake:
+    async def test_cli_that_ignores_the_interrupt_is_torn_down(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """An interrupt the CLI does not acknowledge falls back to the hard teardown."""
+        settings = make_settings(interrupt_timeout_seconds=0.5)
+        async with served(settings, fake_environ) as gw:
+            process_id, _ = await start_and_hang_up(
+                gw, chat_body("hang", workdir, detach=True), '"pid"'
+            )
+            listing = (await gw.client.get("/processes")).json()["processes"]
+            pid = listing[0]["pid"]
+            answer = await gw.client.post(f"/chat/{process_id}/interrupt")
+            events = await replay(gw, process_id)
+        assert answer.json() == {"process_id": process_id, "status": "interrupted", "forced": True}
+        assert not alive(pid)
+        assert events[-1].json()["status"] == "interrupted"
+
+    async def test_interrupt_unknown_run_is_404(self, fake_environ: dict[str, str]) -> None:
+        """Interrupting a run that does not exist gets 404."""
+        async with served(make_settings(), fake_environ) as gw:
+            answer = await gw.client.post("/chat/0b6f4c1e-3b9a-4f7e-8d2c-5a1e9f3c7b21/interrupt")
+        assert answer.status_code == 404
+
+
+class TestFollowUpWithTheFake:
+    async def test_follow_up_to_an_ended_run_is_409(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A follow-up to a run that has ended gets 409 run_ended."""
+        async with served(make_settings(), fake_environ) as gw:
+            response, _ = await post_chat(gw.client, chat_body("echo", workdir, detach=True))
+            answer = await gw.client.post(
+                f"/chat/{response.headers['x-process-id']}/messages", json={"prompt": "more"}
+            )
+        assert answer.status_code == 409
+        assert answer.json()["code"] == "run_ended"
+
+    async def test_follow_up_body_is_validated(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A follow-up without a prompt, or with unknown fields, gets 422 naming them."""
+        async with served(make_settings(), fake_environ) as gw:
+            process_id, _ = await start_and_hang_up(
+                gw, chat_body("hang", workdir, detach=True), '"pid"'
+            )
+            answer = await gw.client.post(f"/chat/{process_id}/messages", json={"text": "more"})
+            await gw.client.delete(f"/chat/{process_id}")
+        assert answer.status_code == 422
+        assert "prompt: field required" in answer.json()["detail"]
+        assert "text: unknown field" in answer.json()["detail"]
+
+
+class TestDocument:
+    async def test_stream_false_answers_one_document(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """stream: false returns every line parsed, the result and the status as one JSON."""
+        async with served(make_settings(), fake_environ) as gw:
+            answer = await gw.client.post("/chat", json=chat_body("echo hi", workdir, stream=False))
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["process_id"] == answer.headers["x-process-id"]
+        assert body["status"] == "completed"
+        assert body["exit_code"] == 0
+        assert body["result"]["result"] == "echo hi"
+        assert [m["type"] for m in body["messages"]] == ["system", "assistant", "result"]
+        assert body["session_id"] == body["messages"][0]["session_id"]
+
+    @pytest.mark.parametrize(
+        ("prompt", "fields", "status", "code"),
+        [
+            ("crash", {}, 502, "cli_failed"),
+            ("hang", {"timeout_seconds": 0.5}, 504, "timeout"),
+        ],
+    )
+    async def test_stream_false_failures_get_their_status(
+        self,
+        fake_environ: dict[str, str],
+        workdir: Path,
+        *,
+        prompt: str,
+        fields: dict[str, object],
+        status: int,
+        code: str,
+    ) -> None:
+        """A failed or timed-out run without streaming answers with its HTTP status and code."""
+        async with served(make_settings(), fake_environ) as gw:
+            body = chat_body(prompt, workdir, stream=False, **fields)
+            answer = await gw.client.post("/chat", json=body)
+        assert answer.status_code == status
+        assert answer.json()["code"] == code
+        assert answer.json()["error"]["code"] == code
+
+    async def test_stream_false_cancelled_by_delete_is_409(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A run without streaming cancelled by DELETE answers 409 cancelled."""
+        async with served(make_settings(), fake_environ) as gw:
+            answers: list[httpx.Response] = []
+
+            async def ask() -> None:
+                body = chat_body("hang", workdir, stream=False)
+                answers.append(await gw.client.post("/chat", json=body))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ask)
+                with trio.fail_after(10):
+                    while not (listing := (await gw.client.get("/processes")).json()["processes"]):
+                        await trio.sleep(0.05)
+                await gw.client.delete(f"/chat/{listing[0]['process_id']}")
+        assert answers[0].status_code == 409
+        assert answers[0].json()["code"] == "cancelled"
+        assert answers[0].json()["status"] == "cancelled"
