@@ -35,12 +35,12 @@ from .docs import PUBLIC_PREFIXES, add_docs
 from .errors import (
     ApiError,
     InvalidCwd,
-    InvalidJSON,
     NotFound,
     Unauthorized,
     Unavailable,
     ValidationFailed,
 )
+from .jsonbody import load_object
 from .models import ChatRequest
 from .policy import Policy
 from .registry import Registry
@@ -109,16 +109,7 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         ValidationFailed: a field is missing, unknown, mistyped or has a refused value.
         InvalidCwd: ``cwd`` is not an absolute path of an existing directory.
     """
-    try:
-        body = json.loads(raw)
-    except UnicodeDecodeError:
-        raise InvalidJSON("the request body is not valid UTF-8") from None
-    except RecursionError:
-        raise InvalidJSON("the request body is nested too deeply") from None
-    except ValueError as error:
-        raise InvalidJSON(f"the request body is not valid JSON: {error}") from None
-    if not isinstance(body, dict):
-        raise InvalidJSON("the request body must be a JSON object")
+    body = load_object(raw)
     try:
         chat = ChatRequest.model_validate(body)
     except ValidationError as error:
@@ -177,6 +168,16 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
                 log.warning("failed login from %s", address)
             raise
         gateway.throttle.succeeded(address)
+
+    @app.after_request
+    async def _close_unread(response: Response) -> Response:
+        # A refusal sent before the body was read leaves the body in the connection,
+        # and quart-trio stops reading it: the next request on that connection would
+        # hang. Closing it is the only safe end.
+        has_body = "Content-Length" in request.headers or "Transfer-Encoding" in request.headers
+        if has_body and (response.status_code >= 400 or request.method != "POST"):
+            response.headers["Connection"] = "close"
+        return response
 
     @app.after_request
     async def _cors(response: Response) -> Response:
