@@ -36,7 +36,6 @@ from .errors import (
     ApiError,
     BadRequest,
     InvalidCwd,
-    InvalidJSON,
     NotFound,
     RunEnded,
     Unauthorized,
@@ -44,6 +43,7 @@ from .errors import (
     ValidationFailed,
 )
 from .eventlog import Reader
+from .jsonbody import load_object
 from .models import ApprovalAnswer, ChatRequest, FollowUp
 from .policy import Policy
 from .registry import Registry
@@ -113,16 +113,7 @@ def parse_body(raw: bytes, model: type[Body]) -> Body:
         InvalidJSON: the body is not a JSON object.
         ValidationFailed: a field is missing, unknown, mistyped or has a refused value.
     """
-    try:
-        body = json.loads(raw)
-    except UnicodeDecodeError:
-        raise InvalidJSON("the request body is not valid UTF-8") from None
-    except RecursionError:
-        raise InvalidJSON("the request body is nested too deeply") from None
-    except ValueError as error:
-        raise InvalidJSON(f"the request body is not valid JSON: {error}") from None
-    if not isinstance(body, dict):
-        raise InvalidJSON("the request body must be a JSON object")
+    body = load_object(raw)
     try:
         return model.model_validate(body)
     except ValidationError as error:
@@ -192,6 +183,16 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
                 log.warning("failed login from %s", address)
             raise
         gateway.throttle.succeeded(address)
+
+    @app.after_request
+    async def _close_unread(response: Response) -> Response:
+        # A refusal sent before the body was read leaves the body in the connection,
+        # and quart-trio stops reading it: the next request on that connection would
+        # hang. Closing it is the only safe end.
+        has_body = "Content-Length" in request.headers or "Transfer-Encoding" in request.headers
+        if has_body and (response.status_code >= 400 or request.method != "POST"):
+            response.headers["Connection"] = "close"
+        return response
 
     @app.after_request
     async def _cors(response: Response) -> Response:
@@ -307,6 +308,7 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
     @app.post("/chat/<process_id>/interrupt")
     async def interrupt(process_id: str) -> Response:
         run = registry.get(_process_id(process_id))
+        await _raw_body()  # whatever was sent is ignored, but read: the connection stays usable
         await run.interrupt()
         body = {
             "process_id": run.process_id,

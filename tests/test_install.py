@@ -38,9 +38,14 @@ def me() -> str:
 
 
 def test_shell_scripts_pass_shellcheck() -> None:
-    """install.sh and the project's other shell scripts are shellcheck clean."""
+    """install.sh and the project's other shell scripts (fake CLIs too) are shellcheck clean."""
     shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
-    scripts = [INSTALL, *sorted((REPO / "scripts").iterdir()), REPO / ".ci" / "run"]
+    scripts = [
+        INSTALL,
+        *sorted((REPO / "scripts").iterdir()),
+        REPO / ".ci" / "run",
+        *sorted(REPO.glob("*/*.sh")),
+    ]
     done = subprocess.run(
         [shellcheck, "--external-sources", *map(str, scripts)],
         capture_output=True,

@@ -1,0 +1,80 @@
+"""What every figure shares: the run's context, chat requests, and checks of a stream's bytes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .client import Address, build_request
+from .config import Sizes
+from .servers import AUTH, Server
+from .table import Report
+
+KEEP_BYTES = 4096  # of a stream's start and end, for its first and last events
+
+
+@dataclass
+class Bench:
+    """One benchmark run: its sizes, scratch folder, the shared gateway and the report."""
+
+    sizes: Sizes
+    folder: Path
+    workdir: Path  # the cwd of every run
+    gateway: Server
+    report: Report
+
+
+def chat_request(address: Address, prompt: str, cwd: Path) -> bytes:
+    """Return a ``POST /chat`` request for ``prompt`` in ``cwd``."""
+    body = json.dumps({"prompt": prompt, "cwd": str(cwd)}).encode()
+    return build_request("POST", "/chat", address, body=body, headers=AUTH)
+
+
+def event_data(frame: bytes) -> object:
+    """Return the JSON payload of one SSE event's bytes."""
+    return json.loads(frame.split(b"\ndata: ", 1)[1].rstrip(b"\n"))
+
+
+def done_status(tail: bytes) -> str | None:
+    """Return the ``done`` event's status if ``tail`` ends with one, else None."""
+    start = tail.rfind(b"\n\nid: ") + 2
+    last = tail[start:] if start >= 2 else tail
+    if b"\nevent: done\n" not in last:
+        return None
+    data = event_data(last)
+    return str(data.get("status")) if isinstance(data, dict) else None
+
+
+class Tally:
+    """Counts a stream's bytes and keeps its first and last few, parsing nothing else."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.head = b""
+        self.tail = b""
+
+    def add(self, piece: bytes) -> None:
+        """Count one piece of the body."""
+        self.total += len(piece)
+        if len(self.head) < KEEP_BYTES:
+            self.head += piece[: KEEP_BYTES - len(self.head)]
+        self.tail = (self.tail + piece[-KEEP_BYTES:])[-KEEP_BYTES:]
+
+    def problem(self, message_bytes: int) -> str | None:
+        """Return what is wrong with the stream, or None when it is whole.
+
+        Whole: a ``process`` event, then exactly ``message_bytes`` of ``message``
+        events, then ``done`` with status ``completed``.
+        """
+        if not self.head.startswith(b"id: 1\nevent: process\n"):
+            return "the stream did not start with a process event"
+        status = done_status(self.tail)
+        if status != "completed":
+            return f"the stream ended with done status {status}, not completed"
+        first = self.head.find(b"\n\n") + 2
+        last = len(self.tail) - (self.tail.rfind(b"\n\nid: ") + 2)
+        delivered = self.total - first - last
+        if delivered != message_bytes:
+            return f"{delivered} bytes of message events arrived, {message_bytes} were sent"
+        return None

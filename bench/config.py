@@ -1,0 +1,74 @@
+"""Sizes of a run (full or ``--quick``), and the rows the table always has."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each figure does."""
+
+    stream_bytes: int  # CLI output per throughput transfer
+    throughput_repeats: int  # transfers per line size (the median is reported)
+    first_event_runs: int
+    parallel: tuple[int, int]  # stream counts of the two parallel figures
+    parallel_lines: int  # lines per parallel stream after its gate opens
+    parallel_pad: int  # padding bytes per parallel line
+    cancel_runs: int  # per way of cancelling
+    rps_requests: int  # per endpoint
+    rps_clients: int = 100
+
+
+FULL = Sizes(
+    stream_bytes=256 * MiB,
+    throughput_repeats=3,
+    first_event_runs=50,
+    parallel=(64, 256),
+    parallel_lines=500,
+    parallel_pad=1000,
+    cancel_runs=20,
+    rps_requests=20_000,
+)
+
+QUICK = Sizes(
+    stream_bytes=8 * MiB,
+    throughput_repeats=1,
+    first_event_runs=10,
+    parallel=(8, 16),
+    parallel_lines=100,
+    parallel_pad=1000,
+    cancel_runs=3,
+    rps_requests=1_000,
+)
+
+SMALL_LINE = 2 * KiB
+LARGE_LINE = 1 * MiB
+
+
+def row_names(sizes: Sizes) -> list[str]:
+    """Return the figure column of every row the table prints, in order."""
+    names = [
+        "throughput, 2 KiB lines",
+        "throughput, 1 MiB lines",
+        "time to first event, overhead",
+    ]
+    for count in sizes.parallel:
+        names += [
+            f"{count} streams: completed",
+            f"{count} streams: events/s",
+            f"{count} streams: memory/stream open",
+            f"{count} streams: memory/stream peak",
+        ]
+    names += [
+        "cancel by DELETE: median",
+        "cancel by DELETE: worst",
+        "cancel by hang-up: median",
+        "cancel by hang-up: worst",
+        f"GET /health, {sizes.rps_clients} clients",
+        f"GET /processes, {sizes.rps_clients} clients",
+    ]
+    return names
