@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Callable
 
 import trio
@@ -32,9 +34,10 @@ class EventLog:
         self, max_bytes: int, stall_timeout: float, on_stall: Callable[[Reader], None]
     ) -> None:
         self._frames: list[bytes] = []  # _frames[i] is event _base + i
+        self._ends: list[int] = []  # _ends[i]: bytes logged up to the end of _frames[i]
+        self._dropped_bytes = 0  # bytes logged before _frames[0]
         self._base = 1
         self._next = 1
-        self._bytes = 0
         self._max_bytes = max_bytes
         self._stall_timeout = stall_timeout
         self._on_stall = on_stall
@@ -80,9 +83,11 @@ class EventLog:
         if not frames:
             return
         self._last_batch = self._next
+        logged = self._ends[-1] if self._ends else self._dropped_bytes
+        self._ends.extend(itertools.accumulate(map(len, frames), initial=logged))
+        del self._ends[len(self._frames)]  # the initial value accumulate repeats
         self._frames.extend(frames)
         self._next += len(frames)
-        self._bytes += sum(map(len, frames))
         self._trim()
         self._grown.set()
         self._grown = trio.Event()
@@ -100,13 +105,16 @@ class EventLog:
         return [r for r in self._readers if r.cursor < self._last_batch]
 
     def _trim(self) -> None:
+        if not self._ends or self._ends[-1] - self._dropped_bytes <= self._max_bytes:
+            return
         floor = min((reader.cursor for reader in self._readers), default=self._next)
-        drop = 0
-        while self._bytes > self._max_bytes and self._base + drop < floor:
-            self._bytes -= len(self._frames[drop])
-            drop += 1
-        if drop:
+        # Keep the newest events that fit; drop the rest unless a reader needs them.
+        last_to_drop = bisect.bisect_left(self._ends, self._ends[-1] - self._max_bytes)
+        drop = min(last_to_drop + 1, floor - self._base)
+        if drop > 0:
+            self._dropped_bytes = self._ends[drop - 1]
             del self._frames[:drop]
+            del self._ends[:drop]
             self._base += drop
 
     def take(self, reader: Reader) -> bytes:
@@ -117,10 +125,9 @@ class EventLog:
             gap = frame_json(None, "dropped", {"dropped": dropped, "first_id": self._base})
             reader.cursor = self._base
         start = reader.cursor - self._base
-        end, size = start, 0
-        while end < len(self._frames) and size < MAX_READ_BYTES:
-            size += len(self._frames[end])
-            end += 1
+        before = self._ends[start - 1] if start else self._dropped_bytes
+        # At least one event, then as many as fit in MAX_READ_BYTES.
+        end = max(start + 1, bisect.bisect_right(self._ends, before + MAX_READ_BYTES, lo=start))
         taken = gap + b"".join(self._frames[start:end])
         reader.cursor += end - start
         self._read.set()

@@ -35,12 +35,9 @@ class LineFramer:
             if len(self._partial) > self._max:
                 raise LineTooLong(self._max, [])
             return []
-        if self._partial:
-            self._partial += chunk
-            data = bytes(self._partial)
-        else:
-            data = chunk
-        lines = data.split(b"\n")
+        lines = chunk.split(b"\n")
+        if self._partial:  # only the line that began earlier is copied, not the chunk
+            lines[0] = bytes(self._partial) + lines[0]
         self._partial = bytearray(lines.pop())
         for index, line in enumerate(lines):
             if len(line) > self._max:

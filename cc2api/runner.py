@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -29,7 +31,9 @@ from .sse import frame_json, frame_messages
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 256 * 1024
+# As much as the CLI's stdout pipe holds once enlarged (the kernel's default cap for
+# F_SETPIPE_SZ): fewer, larger reads, each framed and sent as one batch.
+READ_CHUNK = 1024 * 1024
 STDERR_TAIL_BYTES = 8 * 1024
 # Once the CLI has exited, what is left in its pipes arrives at once; a descendant
 # that inherited them could hold them open for ever, so waiting this long in all
@@ -67,6 +71,10 @@ class RunLimits:
     followup_grace: float = 0.0  # input stays open this long after the last result
     approval_timeout: float = 300.0  # 0: wait for ever
     interrupt_patience: float = 5.0  # for the CLI to acknowledge an interrupt
+
+
+def _mentions_marker(chunk: bytes) -> bool:
+    return any(marker in chunk for marker in _INSPECT_MARKERS)
 
 
 def _parse_head_line(line: bytes) -> dict[str, Any] | None:
@@ -307,6 +315,8 @@ class Run:
             return
         self.pid = proc.pid
         self._processes.started(proc.pid)
+        if isinstance(proc.stdout, trio.lowlevel.FdStream):
+            _enlarge_pipe(proc.stdout.fileno())
         log.info("run %s started pid %d: %s", self.process_id, proc.pid, log_safe_argv(argv))
         try:
             async with trio.open_nursery() as nursery:
@@ -405,16 +415,22 @@ class Run:
                     self.error = {"code": "line_too_long", "message": str(error)}
                     scope.cancel()
                     return
-                await self._emit_lines(lines)
+                await self._emit_lines(lines, chunk)
             await self._emit_lines(framer.finish())
         finally:
             self.conversation.close_input()  # no more output: nothing left to say
 
-    async def _emit_lines(self, lines: list[bytes]) -> None:
+    async def _emit_lines(self, lines: list[bytes], chunk: bytes | None = None) -> None:
+        """Log the CLI's complete lines; ``chunk`` is the read that completed them.
+
+        Every line but the first lies wholly in ``chunk``, so one scan of the chunk
+        (in C) answers for all of them: per line, Python does no more than frame.
+        """
         if not lines:
             return
+        suspects = lines if chunk is None or _mentions_marker(chunk) else lines[:1]
         hidden: list[bytes] = []
-        for line in lines:
+        for line in suspects:
             head = _parse_head_line(line)
             if head is None:
                 continue
@@ -430,10 +446,15 @@ class Run:
                 hidden.append(line)
         if hidden:  # the control protocol is the gateway's business, not the client's
             lines = [line for line in lines if not any(line is h for h in hidden)]
-        lines = valid_utf8(lines)
+            if not lines:
+                return
+        first = lines[0]
+        if chunk is None or not (chunk.isascii() and first.isascii()):
+            lines = valid_utf8(lines)
+        plain = chunk is not None and b"\r" not in chunk and b"\r" not in first
         if self.lines is not None:
             self.lines.extend(lines)
-        await self.log.append(lambda first: frame_messages(first, lines))
+        await self.log.append(lambda first_id: frame_messages(first_id, lines, plain=plain))
 
     async def _drain_stderr(self, stderr: trio.abc.ReceiveStream) -> None:
         # Read all the time: a CLI blocked on a full stderr pipe would stall the run.
@@ -524,6 +545,13 @@ class Run:
             self._emit("error", self.error)
         self._emit("done", done)
         self.log.close()
+
+
+def _enlarge_pipe(fd: int) -> None:
+    # A 64 KiB pipe means a read, a framing and a send every 64 KiB; the fixed cost
+    # of each halves throughput. Refused (a lower pipe-max-size), the default stays.
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, READ_CHUNK)
 
 
 def valid_utf8(lines: list[bytes]) -> list[bytes]:

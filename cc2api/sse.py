@@ -29,8 +29,17 @@ def frame_json(seq: int | None, event: str, data: dict[str, Any]) -> bytes:
     return frame(seq, event, json.dumps(data, separators=(",", ":")).encode())
 
 
-def frame_messages(first_seq: int, lines: Iterable[bytes]) -> list[bytes]:
-    """Return a ``message`` event for each line, numbered from ``first_seq``."""
+def frame_messages(first_seq: int, lines: Iterable[bytes], *, plain: bool = False) -> list[bytes]:
+    """Return a ``message`` event for each line, numbered from ``first_seq``.
+
+    ``plain`` promises that no line holds a CR or LF (the caller checked the
+    whole batch at once), which saves a scan of each line.
+    """
+    if plain:
+        return [
+            b"id: %d\nevent: message\ndata: %s\n\n" % (seq, line)
+            for seq, line in enumerate(lines, first_seq)
+        ]
     return [
         b"id: %d\nevent: message\n%s\n" % (seq, _data_lines(line))
         for seq, line in enumerate(lines, first_seq)
