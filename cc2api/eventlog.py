@@ -2,46 +2,63 @@
 
 from __future__ import annotations
 
-import bisect
-import itertools
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import trio
 
 from .sse import frame_json
 
-# Frames events given the id of the first: ids are handed out only when events are
-# added, so that events added while another batch waits get the next ones.
-Build = Callable[[int], list[bytes]]
-# A reader gets what is there when it asks, but at most this much in one write, so
-# that a replay of a full buffer does not become one huge copy.
+# Frames events given the id of the first, and returns them as one bytes object with
+# their count: ids are handed out only when events are added, so that events added
+# while another batch waits get the next ones.
+Build = Callable[[int], tuple[bytes, int]]
+# A reader gets what is there when it asks, but batches are joined only up to this
+# much, so that a replay of a full buffer does not become one huge copy.
 MAX_READ_BYTES = 1024 * 1024
 
 
+@dataclass(frozen=True)
+class _Batch:
+    first: int  # id of its first event
+    count: int
+    data: bytes  # the framed events, ready to send
+
+    @property
+    def after(self) -> int:
+        return self.first + self.count  # the id that follows
+
+    def since(self, event_id: int) -> bytes:
+        """Return the frames from event ``event_id`` (one of this batch's) on."""
+        if event_id == self.first:
+            return self.data  # the common case: no copy
+        # Data fields cannot hold a newline, so an id line after a blank line is
+        # always the start of an event.
+        return self.data[self.data.index(b"\n\nid: %d\n" % event_id) + 2 :]
+
+
 class EventLog:
-    """Events numbered from 1, kept while they fit in ``max_bytes``.
+    """Events numbered from 1, kept in batches while they fit in ``max_bytes``.
 
     Every connected reader gets every event: :meth:`append` waits while a reader
     has not taken the batch before the last one (backpressure, so a slow client
     slows the CLI rather than growing memory). A reader that takes nothing for
     ``stall_timeout`` while the log waits on it is cut off and reported to
-    ``on_stall``. Events no reader needs go first when the log outgrows
-    ``max_bytes``; a reader that arrives later learns of the gap from a
-    ``dropped`` event.
+    ``on_stall``. Batches no reader needs go first when the log outgrows
+    ``max_bytes`` (the newest always stays); a reader that arrives later learns
+    of the gap from a ``dropped`` event.
     """
 
     def __init__(
         self, max_bytes: int, stall_timeout: float, on_stall: Callable[[Reader], None]
     ) -> None:
-        self._frames: list[bytes] = []  # _frames[i] is event _base + i
-        self._ends: list[int] = []  # _ends[i]: bytes logged up to the end of _frames[i]
-        self._dropped_bytes = 0  # bytes logged before _frames[0]
-        self._base = 1
+        self._batches: deque[_Batch] = deque()
+        self._bytes = 0
         self._next = 1
         self._max_bytes = max_bytes
         self._stall_timeout = stall_timeout
         self._on_stall = on_stall
-        self._last_batch = 1  # first id of the latest batch
         self._readers: set[Reader] = set()
         self._grown = trio.Event()
         self._read = trio.Event()
@@ -79,15 +96,12 @@ class EventLog:
 
     def append_nowait(self, build: Build) -> None:
         """Add events at once, whoever is behind (for the last few, and the small)."""
-        frames = build(self._next)
-        if not frames:
+        data, count = build(self._next)
+        if not count:
             return
-        self._last_batch = self._next
-        logged = self._ends[-1] if self._ends else self._dropped_bytes
-        self._ends.extend(itertools.accumulate(map(len, frames), initial=logged))
-        del self._ends[len(self._frames)]  # the initial value accumulate repeats
-        self._frames.extend(frames)
-        self._next += len(frames)
+        self._batches.append(_Batch(self._next, count, data))
+        self._bytes += len(data)
+        self._next += count
         self._trim()
         self._grown.set()
         self._grown = trio.Event()
@@ -102,38 +116,41 @@ class EventLog:
         await self._grown.wait()
 
     def _laggards(self) -> list[Reader]:
-        return [r for r in self._readers if r.cursor < self._last_batch]
+        newest = self._batches[-1].first if self._batches else self._next
+        return [r for r in self._readers if r.cursor < newest]
 
     def _trim(self) -> None:
-        if not self._ends or self._ends[-1] - self._dropped_bytes <= self._max_bytes:
-            return
         floor = min((reader.cursor for reader in self._readers), default=self._next)
-        # Keep the newest events that fit; drop the rest unless a reader needs them.
-        last_to_drop = bisect.bisect_left(self._ends, self._ends[-1] - self._max_bytes)
-        drop = min(last_to_drop + 1, floor - self._base)
-        if drop > 0:
-            self._dropped_bytes = self._ends[drop - 1]
-            del self._frames[:drop]
-            del self._ends[:drop]
-            self._base += drop
+        batches = self._batches
+        while self._bytes > self._max_bytes and len(batches) > 1 and batches[0].after <= floor:
+            self._bytes -= len(batches.popleft().data)
 
     def take(self, reader: Reader) -> bytes:
         """Return the frames ``reader`` is owed and move its cursor past them."""
-        gap = b""
-        if reader.cursor < self._base:
-            dropped = self._base - reader.cursor
-            gap = frame_json(None, "dropped", {"dropped": dropped, "first_id": self._base})
-            reader.cursor = self._base
-        start = reader.cursor - self._base
-        before = self._ends[start - 1] if start else self._dropped_bytes
-        # At least one event, then as many as fit in MAX_READ_BYTES.
-        end = max(start + 1, bisect.bisect_right(self._ends, before + MAX_READ_BYTES, lo=start))
-        taken = gap + b"".join(self._frames[start:end])
-        reader.cursor += end - start
+        batches = self._batches
+        first = batches[0].first
+        pieces = []
+        if reader.cursor < first:
+            gap = {"dropped": first - reader.cursor, "first_id": first}
+            pieces.append(frame_json(None, "dropped", gap))
+            reader.cursor = first
+        # Batches are in id order; find the one holding the cursor from the end,
+        # where a reader that keeps up always is.
+        index = len(batches) - 1
+        while batches[index].first > reader.cursor:
+            index -= 1
+        size = 0
+        while index < len(batches) and (not pieces or size < MAX_READ_BYTES):
+            batch = batches[index]
+            piece = batch.since(reader.cursor)
+            pieces.append(piece)
+            size += len(piece)
+            reader.cursor = batch.after
+            index += 1
         self._read.set()
         self._read = trio.Event()
         self._trim()
-        return taken
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def forget(self, reader: Reader) -> None:
         """Stop waiting on ``reader``; its events may go."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
-from .models import ChatRequest
+from .models import ApprovalAnswer, ChatRequest, FollowUp
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -42,9 +42,13 @@ EVENTS = {
     "process": "ProcessEvent",
     "queued": "QueuedEvent",
     "message": None,
+    "approval": "Approval",
+    "approval_answered": "ApprovalAnswered",
+    "dropped": "DroppedEvent",
     "error": "ErrorEvent",
     "done": "DoneEvent",
 }
+FINAL_STATUSES = ["completed", "failed", "cancelled", "timeout", "interrupted"]
 
 
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -59,6 +63,9 @@ from 1) and an `event:` name:
 - `queued` (second, only while the run waits for one of MAX_CONCURRENT_RUNS slots):
   `QueuedEvent`
 - `message`: one stdout line of the CLI, passed on byte for byte (JSON from the CLI)
+- `approval` (with `approval: "http"`): a tool call waits for an answer: `Approval`
+- `approval_answered`: it was answered (`allow`, `deny`) or timed out: `ApprovalAnswered`
+- `dropped` (first in a replay, without an id, when older events were dropped): `DroppedEvent`
 - `error` (only when the run failed or timed out, just before `done`): `ErrorEvent`
 - `done` (always last): `DoneEvent`
 
@@ -113,6 +120,10 @@ SCHEMAS: dict[str, Any] = {
             "started_at",
             "status",
             "queue_position",
+            "detached",
+            "finished_at",
+            "last_event_id",
+            "pending_approvals",
         ],
         "properties": {
             "process_id": {"type": "string", "format": "uuid"},
@@ -121,12 +132,20 @@ SCHEMAS: dict[str, Any] = {
             "model": {"type": ["string", "null"]},
             "session_id": {"type": ["string", "null"]},
             "started_at": {"type": "string", "format": "date-time"},
-            "status": {"type": "string", "enum": ["queued", "running", "cancelling"]},
+            "status": {
+                "type": "string",
+                "enum": ["queued", "running", "cancelling", *FINAL_STATUSES],
+                "description": "A final status only for a finished detached run, still kept.",
+            },
             "queue_position": {
                 "type": "integer",
                 "minimum": 0,
                 "description": "Place in the queue from 1 while queued, else 0.",
             },
+            "detached": {"type": "boolean"},
+            "finished_at": {"type": ["string", "null"], "format": "date-time"},
+            "last_event_id": {"type": "integer", "minimum": 0},
+            "pending_approvals": {"type": "integer", "minimum": 0},
         },
     },
     "Processes": {
@@ -142,10 +161,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["process_id", "status"],
         "properties": {
             "process_id": {"type": "string", "format": "uuid"},
-            "status": {
-                "type": "string",
-                "enum": ["cancelled", "completed", "failed", "timeout"],
-            },
+            "status": {"type": "string", "enum": FINAL_STATUSES},
         },
     },
     "ProcessEvent": {
@@ -198,11 +214,92 @@ SCHEMAS: dict[str, Any] = {
             "process_id": {"type": "string", "format": "uuid"},
             "status": {
                 "type": "string",
-                "enum": ["completed", "failed", "cancelled", "timeout"],
+                "enum": FINAL_STATUSES,
             },
             "exit_code": {"type": ["integer", "null"]},
             "session_id": {"type": ["string", "null"]},
             "duration_ms": {"type": "integer", "minimum": 0},
+        },
+    },
+    "DroppedEvent": {
+        "type": "object",
+        "description": "Data of the `dropped` event: the replay starts after a gap.",
+        "required": ["dropped", "first_id"],
+        "properties": {
+            "dropped": {"type": "integer", "minimum": 1, "description": "Events gone."},
+            "first_id": {"type": "integer", "minimum": 2, "description": "The first kept."},
+        },
+    },
+    "Approval": {
+        "type": "object",
+        "description": "A tool call waiting for an answer (the `approval` event's data).",
+        "required": ["approval_id", "tool_name", "input", "suggestions", "requested_at"],
+        "properties": {
+            "approval_id": {"type": "string", "format": "uuid"},
+            "tool_name": {"type": "string"},
+            "input": {"type": "object", "description": "The tool's input, as the model gave it."},
+            "suggestions": {
+                "type": "array",
+                "description": "The CLI's permission suggestions, as it gave them.",
+            },
+            "requested_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "ApprovalAnswered": {
+        "type": "object",
+        "description": "An approval's answer.",
+        "required": ["approval_id", "answer"],
+        "properties": {
+            "approval_id": {"type": "string", "format": "uuid"},
+            "answer": {"type": "string", "enum": ["allow", "deny", "timeout"]},
+        },
+    },
+    "Approvals": {
+        "type": "object",
+        "required": ["approvals", "count"],
+        "properties": {
+            "approvals": {"type": "array", "items": {"$ref": "#/components/schemas/Approval"}},
+            "count": {"type": "integer", "minimum": 0},
+        },
+    },
+    "Interrupted": {
+        "type": "object",
+        "required": ["process_id", "status", "forced"],
+        "properties": {
+            "process_id": {"type": "string", "format": "uuid"},
+            "status": {"type": "string", "enum": FINAL_STATUSES},
+            "forced": {
+                "type": "boolean",
+                "description": "The CLI did not acknowledge; the run was torn down.",
+            },
+        },
+    },
+    "FollowUpAccepted": {
+        "type": "object",
+        "required": ["process_id", "ahead"],
+        "properties": {
+            "process_id": {"type": "string", "format": "uuid"},
+            "ahead": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Messages that will be answered first.",
+            },
+        },
+    },
+    "Document": {
+        "type": "object",
+        "description": "The answer with `stream: false`; failures add `detail`, `code`, `error`.",
+        "required": ["process_id", "session_id", "status", "exit_code", "result", "messages"],
+        "properties": {
+            "process_id": {"type": "string", "format": "uuid"},
+            "session_id": {"type": ["string", "null"]},
+            "status": {"type": "string", "enum": FINAL_STATUSES},
+            "exit_code": {"type": ["integer", "null"]},
+            "result": {"type": ["object", "null"], "description": "The CLI's last result line."},
+            "messages": {"type": "array", "description": "Every line the CLI printed, parsed."},
+            "detail": {"type": "string"},
+            "code": {"type": "string"},
+            "error": {"$ref": "#/components/schemas/ErrorEvent"},
         },
     },
 }
@@ -219,12 +316,13 @@ def _stream_event() -> dict[str, Any]:
     return {
         "type": "object",
         "description": "One event of the stream; `data` is JSON, its schema named by `event`.",
-        "required": ["id", "event", "data"],
+        "required": ["event", "data"],
         "properties": {
             "id": {
                 "type": "string",
                 "pattern": "^[1-9][0-9]*$",
-                "description": "The event's sequence number in the run, from 1.",
+                "description": "The event's sequence number in the run, from 1 "
+                "(every event but `dropped` has one).",
             },
             "event": {"type": "string", "enum": list(EVENTS)},
             "data": {"type": "string"},
@@ -235,13 +333,11 @@ def _stream_event() -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of the gateway."""
-    request_schema = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-    schemas = {
-        **SCHEMAS,
-        "StreamEvent": _stream_event(),
-        **request_schema.pop("$defs", {}),
-        "ChatRequest": request_schema,
-    }
+    schemas: dict[str, Any] = {**SCHEMAS, "StreamEvent": _stream_event()}
+    for model in (ChatRequest, FollowUp, ApprovalAnswer):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
     auth: list[dict[str, list[str]]] = [{"basic": []}]
     process_id = {
         "name": "process_id",
@@ -297,7 +393,10 @@ def openapi_document() -> dict[str, Any]:
                             "content": {
                                 "text/event-stream": {
                                     "schema": {"$ref": "#/components/schemas/StreamEvent"}
-                                }
+                                },
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Document"}
+                                },
                             },
                         },
                         "400": _error("Body not JSON (`invalid_json`) or bad cwd (`invalid_cwd`)."),
@@ -307,7 +406,10 @@ def openapi_document() -> dict[str, Any]:
                             "`permission_mode_forbidden`, `full_access_forbidden`, "
                             "`root_full_access`, `caller_config_forbidden`)."
                         ),
-                        "409": _error("The session is in use by a live run (`session_busy`)."),
+                        "409": _error(
+                            "The session is in use by a live run (`session_busy`); with "
+                            "`stream: false`, the run was cancelled (`cancelled`, a Document)."
+                        ),
                         "413": _error(
                             "Body over MAX_BODY_BYTES, 10 MiB by default "
                             "(`request_entity_too_large`)."
@@ -322,12 +424,21 @@ def openapi_document() -> dict[str, Any]:
                             "try again.",
                             RETRY_AFTER,
                         ),
+                        "502": _json(
+                            "With `stream: false`: the run failed (a Document with `code`).",
+                            {"$ref": "#/components/schemas/Document"},
+                        ),
                         "503": _error(
                             "No usable CLI or shutting down (`cli_unavailable`, `shutting_down`)."
+                        ),
+                        "504": _json(
+                            "With `stream: false`: the run timed out (a Document, `timeout`).",
+                            {"$ref": "#/components/schemas/Document"},
                         ),
                     },
                 }
             },
+            **_steering_paths(auth, process_id, unauthorized, locked_out),
             "/chat/{process_id}": {
                 "delete": {
                     "operationId": "cancel",
@@ -354,5 +465,127 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+        },
+    }
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+    }
+
+
+def _steering_paths(
+    auth: list[dict[str, list[str]]],
+    process_id: dict[str, Any],
+    unauthorized: dict[str, Any],
+    locked_out: dict[str, Any],
+) -> dict[str, Any]:
+    """Return the paths that read and steer a run after it started."""
+    common = {
+        "401": unauthorized,
+        "404": _error("No such run (`process_not_found`)."),
+        "429": locked_out,
+    }
+    invalid = _error("A field is missing, unknown or invalid (`validation_error`).")
+    not_json = _error("Body not a JSON object (`invalid_json`).")
+    approval_id = {
+        "name": "approval_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+    last_event_id = {
+        "description": "Resume after this event id.",
+        "required": False,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+    return {
+        "/chat/{process_id}/events": {
+            "get": {
+                "operationId": "events",
+                "summary": "Read a run from its first kept event, or after Last-Event-ID",
+                "security": auth,
+                "parameters": [
+                    process_id,
+                    {"name": "Last-Event-ID", "in": "header", **last_event_id},
+                    {"name": "last_event_id", "in": "query", **last_event_id},
+                ],
+                "responses": {
+                    "200": {
+                        "description": STREAM_DESCRIPTION,
+                        "content": {
+                            "text/event-stream": {
+                                "schema": {"$ref": "#/components/schemas/StreamEvent"}
+                            }
+                        },
+                    },
+                    "400": _error("Not an event id of the run (`invalid_last_event_id`)."),
+                    **common,
+                },
+            }
+        },
+        "/chat/{process_id}/interrupt": {
+            "post": {
+                "operationId": "interrupt",
+                "summary": "Stop the current turn; answers once the run has ended",
+                "security": auth,
+                "parameters": [process_id],
+                "responses": {
+                    "200": _json("Interrupted", {"$ref": "#/components/schemas/Interrupted"}),
+                    **common,
+                },
+            }
+        },
+        "/chat/{process_id}/messages": {
+            "post": {
+                "operationId": "follow_up",
+                "summary": "Send a follow-up message into a live run",
+                "security": auth,
+                "parameters": [process_id],
+                "requestBody": _body("FollowUp"),
+                "responses": {
+                    "202": _json("Accepted", {"$ref": "#/components/schemas/FollowUpAccepted"}),
+                    "400": not_json,
+                    "409": _error("The run has ended or is ending (`run_ended`)."),
+                    "413": _error("Body over MAX_BODY_BYTES (`request_entity_too_large`)."),
+                    "422": invalid,
+                    **common,
+                },
+            }
+        },
+        "/chat/{process_id}/approvals": {
+            "get": {
+                "operationId": "approvals",
+                "summary": "The run's tool calls waiting for an answer",
+                "security": auth,
+                "parameters": [process_id],
+                "responses": {
+                    "200": _json("Pending approvals", {"$ref": "#/components/schemas/Approvals"}),
+                    **common,
+                },
+            }
+        },
+        "/chat/{process_id}/approvals/{approval_id}": {
+            "post": {
+                "operationId": "answer_approval",
+                "summary": "Allow or deny a tool call",
+                "security": auth,
+                "parameters": [process_id, approval_id],
+                "requestBody": _body("ApprovalAnswer"),
+                "responses": {
+                    "200": _json("Answered", {"$ref": "#/components/schemas/ApprovalAnswered"}),
+                    "400": not_json,
+                    "404": _error(
+                        "No such run or approval (`process_not_found`, `approval_not_found`)."
+                    ),
+                    "409": _error("Answered already, timed out or expired (`approval_answered`)."),
+                    "413": _error("Body over MAX_BODY_BYTES (`request_entity_too_large`)."),
+                    "422": invalid,
+                    "401": unauthorized,
+                    "429": locked_out,
+                },
+            }
         },
     }

@@ -44,7 +44,8 @@ DRAIN_AFTER_EXIT_SECONDS = 1.0
 EXIT_AFTER_INPUT_SECONDS = 30.0
 ROOT_REFUSAL = b"cannot be used with root/sudo privileges"
 # Only lines whose start names one of these are parsed; the rest pass untouched.
-_INSPECT_MARKERS = (b'"init"', b'"result"', b'"control_request"', b'"control_response"')
+_INSPECT_MARKERS = (b'"init"', b'"result"', b'"control_')
+HEAD_BYTES = 64
 
 
 class Status(StrEnum):
@@ -73,15 +74,16 @@ class RunLimits:
     interrupt_patience: float = 5.0  # for the CLI to acknowledge an interrupt
 
 
-def _mentions_marker(chunk: bytes) -> bool:
-    return any(marker in chunk for marker in _INSPECT_MARKERS)
+def _suspects(lines: list[bytes]) -> list[bytes]:
+    """Return the lines whose head names a marker: the heads are searched as one."""
+    heads = b"\n".join([line[:HEAD_BYTES] for line in lines])
+    if not any(marker in heads for marker in _INSPECT_MARKERS):
+        return []
+    return [line for line in lines if any(m in line[:HEAD_BYTES] for m in _INSPECT_MARKERS)]
 
 
 def _parse_head_line(line: bytes) -> dict[str, Any] | None:
     """Return an init or result line as a dict; None for any other line."""
-    head = line[:64]
-    if not any(marker in head for marker in _INSPECT_MARKERS):
-        return None
     try:
         value = json.loads(line)
     except (ValueError, RecursionError):
@@ -423,14 +425,13 @@ class Run:
     async def _emit_lines(self, lines: list[bytes], chunk: bytes | None = None) -> None:
         """Log the CLI's complete lines; ``chunk`` is the read that completed them.
 
-        Every line but the first lies wholly in ``chunk``, so one scan of the chunk
-        (in C) answers for all of them: per line, Python does no more than frame.
+        Every line but the first lies wholly in ``chunk``, so a scan of the chunk
+        (in C) answers for all of them whether a CR or non-ASCII byte is there.
         """
         if not lines:
             return
-        suspects = lines if chunk is None or _mentions_marker(chunk) else lines[:1]
         hidden: list[bytes] = []
-        for line in suspects:
+        for line in _suspects(lines):
             head = _parse_head_line(line)
             if head is None:
                 continue
@@ -454,7 +455,9 @@ class Run:
         plain = chunk is not None and b"\r" not in chunk and b"\r" not in first
         if self.lines is not None:
             self.lines.extend(lines)
-        await self.log.append(lambda first_id: frame_messages(first_id, lines, plain=plain))
+        await self.log.append(
+            lambda first_id: (frame_messages(first_id, lines, plain=plain), len(lines))
+        )
 
     async def _drain_stderr(self, stderr: trio.abc.ReceiveStream) -> None:
         # Read all the time: a CLI blocked on a full stderr pipe would stall the run.
@@ -481,7 +484,7 @@ class Run:
 
     def _emit(self, event: str, data: dict[str, Any]) -> None:
         """Log a gateway event at once (small, so readers' pace does not matter)."""
-        self.log.append_nowait(lambda first: [frame_json(first, event, data)])
+        self.log.append_nowait(lambda first: (frame_json(first, event, data), 1))
 
     def _reader_stalled(self, reader: Reader) -> None:
         # A client that vanished without closing its connection (a dead network

@@ -20,7 +20,10 @@ def events(count: int, size: int = 10) -> list[bytes]:
 
 def build(payloads: list[bytes]) -> Build:
     """Return a builder framing ``payloads`` as message events from the id it is given."""
-    return lambda first: [frame(first + i, "message", p) for i, p in enumerate(payloads)]
+    return lambda first: (
+        b"".join(frame(first + i, "message", p) for i, p in enumerate(payloads)),
+        len(payloads),
+    )
 
 
 def new_log(max_bytes: int = 1 << 20, stall: float = 10.0) -> tuple[EventLog, list[Reader]]:

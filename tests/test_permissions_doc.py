@@ -90,6 +90,15 @@ def mcp_only(work: Path, events: list[Event]) -> None:
     assert "gauge boiler reads 42" in lines(events)[-1]["result"]
 
 
+def approval_http(work: Path, events: list[Event]) -> None:
+    asked = [e.json()["tool_name"] for e in events if e.event == "approval"]
+    answers = [e.json()["answer"] for e in events if e.event == "approval_answered"]
+    assert asked == ["Bash"]  # Read ran without asking
+    assert answers == ["timeout"]  # nobody answered: denied
+    assert not (work / "made.txt").exists()
+    assert "OTTER" in str(lines(events))
+
+
 def accept_edits(work: Path, events: list[Event]) -> None:
     assert lines(events)[0]["permissionMode"] == "acceptEdits"
     assert (work / "CHANGES.txt").read_text() == "v1"
@@ -124,6 +133,13 @@ CASES: dict[str, tuple[Callable[[Path], str], Check]] = {
         read_only,
     ),
     "mcp-only": (lambda w: 'CALL mcp__gauge__read_gauge {"name": "boiler"}', mcp_only),
+    "approval-http": (
+        lambda w: script(
+            ("Read", {"file_path": str(w / "notes.txt")}),
+            ("Bash", {"command": "touch made.txt"}),
+        ),
+        approval_http,
+    ),
     "accept-edits": (
         lambda w: script(("Write", {"file_path": str(w / "CHANGES.txt"), "content": "v1"})),
         accept_edits,
@@ -153,7 +169,9 @@ async def test_example(
     (bin_dir / "gauge-server").write_text(f"#!/bin/sh\nexec {sys.executable} {MCP_SERVER}\n")
     (bin_dir / "gauge-server").chmod(0o755)
     environ = {**real_environ, "PATH": f"{bin_dir}:{real_environ['PATH']}"}
-    async with served(make_settings(claude_path=real_claude), environ) as gw:
+    # Approvals nobody answers are denied quickly (approval-http).
+    settings = make_settings(claude_path=real_claude, approval_timeout_seconds=1)
+    async with served(settings, environ) as gw:
         response, events = await post_chat(gw.client, body)
     assert response.status_code == 200, response.text
     assert events[-1].json()["status"] == "completed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -21,10 +22,11 @@ class TestFrame:
             b'id: 1\nevent: process\ndata: {"process_id":"x"}\n\n'
         )
 
-    def test_messages_are_numbered(self) -> None:
-        """A batch of lines becomes consecutive message events."""
-        out = frame_messages(5, [b"a", b"b"])
-        assert out == [b"id: 5\nevent: message\ndata: a\n\n", b"id: 6\nevent: message\ndata: b\n\n"]
+    @pytest.mark.parametrize("plain", [False, True])
+    def test_messages_are_numbered_in_one_write(self, plain: bool) -> None:
+        """A batch of lines becomes consecutive message events in one bytes object."""
+        out = frame_messages(5, [b"a", b"b"], plain=plain)
+        assert out == b"id: 5\nevent: message\ndata: a\n\nid: 6\nevent: message\ndata: b\n\n"
 
     def test_carriage_return_cannot_break_framing(self) -> None:
         """A CR inside a line becomes a second data field, not a broken event."""
