@@ -1,6 +1,6 @@
 """The API keeps to its own OpenAPI document: schemathesis fuzzes a real server process with it.
 
-The server (``python -m cc2api serve``) runs tests/fuzz_claude.py as its CLI, which
+The server (``python -m cc2api serve``) runs tests/fast_claude.sh as its CLI, which
 answers any prompt at once, so the event streams of successful runs end quickly.
 Generated bodies mostly name folders that do not exist; every other body whose
 ``cwd`` is a string is pointed at a real folder, so that runs succeed too.
@@ -36,7 +36,7 @@ from .helpers import PASSWORD, USER, start_server_process
 
 pytestmark = pytest.mark.timeout(120)
 
-FUZZ_CLAUDE = Path(__file__).resolve().parent / "fuzz_claude.py"
+FUZZ_CLAUDE = Path(__file__).resolve().parent / "fast_claude.sh"
 MAX_EXAMPLES = 100
 SEED = 20_261_127
 CHECKS: list[CheckFunction] = [
