@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -58,6 +59,11 @@ class Registry:
         self._runs: dict[str, Run] = {}
         self._sessions: dict[str, str] = {}  # session id -> the live run holding it
         self._projects: dict[str, set[str]] = {}  # project key -> its live runs
+        self._project_of: dict[str, str] = {}  # live run -> its project key
+        self._claims_of: dict[str, list[str]] = {}  # live run -> the sessions it holds
+        self._retained: deque[str] = deque()  # finished detached runs, oldest first
+        # Each keeps up to RUN_BUFFER_BYTES of events: their number is bounded too.
+        self._retain_limit = settings.max_concurrent_runs + settings.max_queued_runs
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self._reader_timeout = reader_timeout
@@ -150,7 +156,9 @@ class Registry:
         self._runs[run.process_id] = run
         for claim in claims:
             self._sessions[claim] = run.process_id
+        self._claims_of[run.process_id] = claims
         self._projects.setdefault(project, set()).add(run.process_id)
+        self._project_of[run.process_id] = project
         self._nursery.start_soon(run.supervise, name=f"run {run.process_id}")
         if not run.detached and request.stream:
             self._nursery.start_soon(run.cancel_unless_read, self._reader_timeout)
@@ -202,22 +210,29 @@ class Registry:
 
     def _claim_session(self, run: Run, session_id: str) -> None:
         owner = self._sessions.setdefault(session_id, run.process_id)
-        if owner != run.process_id:
+        if owner == run.process_id:
+            self._claims_of.setdefault(run.process_id, []).append(session_id)
+        else:
             log.warning("runs %s and %s both use session %s", owner, run.process_id, session_id)
 
     def _forget(self, run: Run) -> None:
         # A detached run stays readable for a while; its session is free at once.
         ttl = self._settings.detached_ttl_seconds
         if run.detached and ttl > 0 and self._nursery is not None:
+            self._retained.append(run.process_id)
+            while len(self._retained) > self._retain_limit:
+                self._runs.pop(self._retained.popleft(), None)
             self._nursery.start_soon(self._evict_later, run, ttl)
         else:
             self._runs.pop(run.process_id, None)
-        for project in list(self._projects):
-            self._projects[project].discard(run.process_id)
-            if not self._projects[project]:
+        project = self._project_of.pop(run.process_id, None)
+        if project is not None:
+            live = self._projects[project]
+            live.discard(run.process_id)
+            if not live:
                 del self._projects[project]
-        for session, owner in list(self._sessions.items()):
-            if owner == run.process_id:
+        for session in self._claims_of.pop(run.process_id, ()):
+            if self._sessions.get(session) == run.process_id:
                 del self._sessions[session]
         log.info("run %s ended: %s", run.process_id, run.status)
 
@@ -225,4 +240,5 @@ class Registry:
         try:
             await trio.sleep(ttl)
         finally:  # at shutdown too: nothing is kept past the registry
-            self._runs.pop(run.process_id, None)
+            if self._runs.pop(run.process_id, None) is not None:
+                self._retained.remove(run.process_id)

@@ -123,6 +123,23 @@ class TestDetach:
         assert health["active_processes"] == 0
         assert later.status_code == 404
 
+    async def test_only_so_many_finished_runs_are_kept(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """At most MAX_CONCURRENT_RUNS + MAX_QUEUED_RUNS finished detached runs are kept."""
+        settings = make_settings(max_concurrent_runs=1, max_queued_runs=1)
+        async with served(settings, fake_environ) as gw:
+            ids = []
+            for _ in range(3):
+                response, _ = await post_chat(gw.client, chat_body("echo", workdir, detach=True))
+                ids.append(response.headers["x-process-id"])
+            listed = [
+                p["process_id"] for p in (await gw.client.get("/processes")).json()["processes"]
+            ]
+            oldest = await gw.client.get(f"/chat/{ids[0]}/events")
+        assert listed == ids[1:]
+        assert oldest.status_code == 404
+
     async def test_several_readers_at_once(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
