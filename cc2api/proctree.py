@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import trio
 
@@ -98,18 +99,26 @@ def _prctl(option: int, value: int) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class _Proc:
+class _Proc(NamedTuple):
     pid: int
     ppid: int
     zombie: bool
     start: int  # start time in clock ticks: with the pid, it names one process for good
 
 
-def _read_stat(pid: int) -> _Proc | None:
+def _read(path: str) -> bytes | None:
+    # Plain open() rather than pathlib: a scan reads every process's files, and a
+    # busy host has thousands.
     try:
-        raw = (_PROC / str(pid) / "stat").read_bytes()
+        with open(path, "rb") as file:
+            return file.read()
     except OSError:
+        return None
+
+
+def _read_stat(pid: int) -> _Proc | None:
+    raw = _read(f"{_PROC}/{pid}/stat")
+    if raw is None:
         return None
     # The command name is in parentheses and may itself hold spaces or ')'.
     fields = raw[raw.rindex(b")") + 2 :].split()
@@ -120,18 +129,17 @@ def _read_stat(pid: int) -> _Proc | None:
 
 def _snapshot() -> dict[int, _Proc]:
     procs: dict[int, _Proc] = {}
-    for entry in _PROC.iterdir():
-        if entry.name.isdigit():
-            info = _read_stat(int(entry.name))
+    for name in os.listdir(_PROC):
+        if name.isdigit():
+            info = _read_stat(int(name))
             if info is not None:
                 procs[info.pid] = info
     return procs
 
 
 def _has_marker(pid: int, marker: bytes) -> bool:
-    try:
-        environ = (_PROC / str(pid) / "environ").read_bytes()
-    except OSError:
+    environ = _read(f"{_PROC}/{pid}/environ")
+    if environ is None:
         return False
     return environ.startswith(marker) or (b"\0" + marker) in environ
 
