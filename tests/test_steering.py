@@ -371,6 +371,20 @@ class TestDocument:
         assert answer.json()["code"] == code
         assert answer.json()["error"]["code"] == code
 
+    async def test_stream_false_hang_up_cancels_the_run(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A client waiting for a document that hangs up cancels the run (without detach)."""
+        async with served(make_settings(), fake_environ) as gw:
+            async with httpx.AsyncClient(base_url=gw.url, auth=gw.client.auth) as impatient:
+                with pytest.raises(httpx.ReadTimeout):
+                    await impatient.post(
+                        "/chat", json=chat_body("hang", workdir, stream=False), timeout=1.5
+                    )
+            with trio.fail_after(10):
+                while (await gw.client.get("/processes")).json()["count"]:
+                    await trio.sleep(0.05)
+
     async def test_stream_false_cancelled_by_delete_is_409(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
