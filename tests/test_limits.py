@@ -32,24 +32,6 @@ from .helpers import (
 pytestmark = pytest.mark.timeout(90)
 
 
-async def first_events(gw: Served, body: dict[str, object], count: int) -> list[Event]:
-    """Return the first ``count`` events of a new stream, leaving the run going."""
-    events: list[Event] = []
-
-    async def read(task_status: trio.TaskStatus[None]) -> None:
-        async with gw.client.stream("POST", "/chat", json=body) as response:
-            async with aclosing(sse_events(response)) as stream:
-                async for event in stream:
-                    if event.event != ":":
-                        events.append(event)
-                    if len(events) == count:
-                        task_status.started()
-                        await trio.sleep_forever()
-
-    await gw.app.nursery.start(read)
-    return events
-
-
 class Streams:
     """Streams read to their end in the background; each one's events by name."""
 
