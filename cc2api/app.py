@@ -271,10 +271,15 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
         run = registry.start(chat_request, plan, claude.path)
         if not chat_request.stream:
             return await _document(run)
-        return _event_stream(run, run.attach_reader(), run.stream_closed)
+        return _event_stream(run, run.attach_reader(), run.stream_closed, run.stream_started)
 
-    def _event_stream(run: Run, reader: Reader, on_close: Callable[[], None]) -> Response:
-        body = stream(reader, settings.heartbeat_seconds, on_close)
+    def _event_stream(
+        run: Run,
+        reader: Reader,
+        on_close: Callable[[], None],
+        on_start: Callable[[], None] | None = None,
+    ) -> Response:
+        body = stream(reader, settings.heartbeat_seconds, on_close, on_start)
         # A client that hangs up before Quart starts the body drops it unstarted,
         # and its cleanup never runs: do it the moment the body is dropped.
         token = trio.lowlevel.current_trio_token()
@@ -292,7 +297,9 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
             await run.finished.wait()
         finally:
             run.stream_closed()  # the client hung up (or the run is over: no-op)
-        return _json(*run_document(run), headers={"X-Process-ID": run.process_id})
+        body, status = run_document(run)
+        run.lines = None  # answered: the document need not be kept with the run
+        return _json(body, status, headers={"X-Process-ID": run.process_id})
 
     @app.delete("/chat/<process_id>")
     async def cancel(process_id: str) -> Response:
@@ -321,8 +328,8 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
     async def follow_up(process_id: str) -> Response:
         run = registry.get(_process_id(process_id))
         message = parse_body(await _raw_body(), FollowUp)
-        if run.finished.is_set():
-            raise RunEnded(f"run {run.process_id} has ended ({run.status})")
+        if run.status not in (Status.QUEUED, Status.RUNNING):
+            raise RunEnded(f"run {run.process_id} has ended or is ending ({run.status})")
         ahead = run.conversation.follow_up(message.prompt)
         return _json({"process_id": run.process_id, "ahead": ahead}, 202)
 
@@ -370,7 +377,7 @@ def _last_event_id(run: Run) -> int:
     given = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
     if given is None or given == "":
         return 0
-    if not given.isascii() or not given.isdigit():
+    if not given.isascii() or not given.isdigit() or len(given) > 18:
         raise BadRequest(
             f"Last-Event-ID / last_event_id must be an event id (a whole number), got {given!r}",
             code="invalid_last_event_id",

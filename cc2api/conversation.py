@@ -14,10 +14,12 @@ from typing import Any, Literal
 import trio
 
 from .cli_args import user_message
-from .errors import ApprovalAnswered, NotFound, RunEnded
+from .errors import ApprovalAnswered, NotFound, RunEnded, TooManyMessages
 
 Behavior = Literal["allow", "deny"]
 Emit = Callable[[str, dict[str, Any]], None]
+# Follow-ups a run holds while a turn is in progress, at most; each may be 10 MiB.
+MAX_HELD_MESSAGES = 16
 
 
 @dataclass
@@ -32,7 +34,8 @@ class Approval:
     requested_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat().replace("+00:00", "Z")
     )
-    answer: str | None = None  # allow, deny, timeout, or expired once answered
+    answer: str | None = None  # allow, deny, timeout, cancelled (by the CLI), expired
+    timer: trio.CancelScope = field(default_factory=trio.CancelScope)  # the timeout's
 
     def describe(self) -> dict[str, Any]:
         """Return the approval as the ``approval`` event and the listing show it."""
@@ -77,7 +80,7 @@ class Conversation:
         self._nursery: trio.Nursery | None = None
         self.approvals: dict[str, Approval] = {}
         self.input_closed = False
-        self.interrupt_requested = False
+        self.interrupt_requested = False  # an interrupt was sent while a turn ran
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the timers (the follow-up grace, approval timeouts) until cancelled.
@@ -100,8 +103,13 @@ class Conversation:
         if not self.input_closed:
             self.input_closed = True
             self._out.close()
-            for approval in self.pending():
-                approval.answer = "expired"
+            self._expire_pending("expired")
+
+    def _expire_pending(self, answer: str) -> None:
+        for approval in self.pending():
+            approval.answer = answer
+            approval.timer.cancel()
+            approval.input = {}  # what it would have run is no longer needed
 
     def pending(self) -> list[Approval]:
         """Return the approvals still waiting for an answer, oldest first."""
@@ -116,19 +124,27 @@ class Conversation:
             self._turn_ended()
         elif kind == "control_request":
             self._on_control_request(line)
-            return False
         elif kind == "control_response":
             response = line.get("response")
             request_id = response.get("request_id") if isinstance(response, dict) else None
             if isinstance(request_id, str) and request_id in self._acks:
                 self._acks.pop(request_id).set()
-            return False
-        return True
+        elif kind == "control_cancel_request":  # the CLI withdrew a request of its own
+            withdrawn = line.get("request_id")
+            for approval in self.pending():
+                if approval.request_id == withdrawn:
+                    approval.answer = "cancelled"
+                    approval.timer.cancel()
+                    self._emit(
+                        "approval_answered",
+                        {"approval_id": approval.approval_id, "answer": "cancelled"},
+                    )
+        # Every control_* line is protocol between the gateway and the CLI.
+        return not (isinstance(kind, str) and kind.startswith("control_"))
 
     def _turn_ended(self) -> None:
         self._turns = max(0, self._turns - 1)
-        for approval in self.pending():
-            approval.answer = "expired"
+        self._expire_pending("expired")
         if self.interrupt_requested:
             self.close_input()
         elif self._held:
@@ -145,6 +161,8 @@ class Conversation:
         request = line.get("request")
         if not isinstance(request_id, str) or not isinstance(request, dict):
             return
+        if self.input_closed:
+            return  # nothing can answer it any more; the CLI is ending
         if request.get("subtype") != "can_use_tool":
             # Left unanswered, the CLI would wait for ever.
             body = {
@@ -169,7 +187,8 @@ class Conversation:
             self._nursery.start_soon(self._expire, approval)
 
     async def _expire(self, approval: Approval) -> None:
-        await trio.sleep(self._approval_timeout)
+        with approval.timer:
+            await trio.sleep(self._approval_timeout)
         if approval.answer is None and not self.input_closed:
             message = (
                 f"No answer within {self._approval_timeout:g} s: the request to use "
@@ -184,9 +203,15 @@ class Conversation:
 
         Raises:
             RunEnded: the run's input is closed or it is being interrupted.
+            TooManyMessages: MAX_HELD_MESSAGES follow-ups wait already.
         """
         if self.input_closed or self.interrupt_requested:
             raise RunEnded("the run takes no more messages: it has ended or is ending")
+        if len(self._held) >= MAX_HELD_MESSAGES:
+            raise TooManyMessages(
+                f"{MAX_HELD_MESSAGES} follow-ups wait for the current turn already",
+                retry_after=5,
+            )
         if self._turns == 0:
             self._idle = trio.Event()  # the grace is over: a turn is in progress
             self._write(user_message(prompt))
@@ -199,25 +224,26 @@ class Conversation:
         """Ask the CLI to stop the current turn; return whether it acknowledged in time.
 
         Follow-ups not yet sent are dropped; once the turn's result is in, the
-        input closes. Cancellation: the wait stops; the request stays sent.
+        input closes. With no turn in progress there is nothing to interrupt: the
+        input just closes (and the run ends as it would have). Cancellation: the
+        wait stops; the request stays sent.
         """
-        self.interrupt_requested = True
         self._held.clear()
-        if self.input_closed:
-            return True
-        if self._turns == 0:
+        if self.input_closed or self._turns == 0:
             self.close_input()
             return True
+        self.interrupt_requested = True
         request_id = str(uuid.uuid4())
         acknowledged = self._acks[request_id] = trio.Event()
-        request = {"subtype": "interrupt"}
-        self._write(
-            _line({"type": "control_request", "request_id": request_id, "request": request})
-        )
-        with trio.move_on_after(patience):
-            await acknowledged.wait()
-            return True
-        return False
+        request = {"type": "control_request", "request_id": request_id}
+        self._write(_line({**request, "request": {"subtype": "interrupt"}}))
+        try:
+            with trio.move_on_after(patience):
+                await acknowledged.wait()
+                return True
+            return False
+        finally:
+            self._acks.pop(request_id, None)
 
     def answer(
         self,
@@ -235,7 +261,7 @@ class Conversation:
         approval = self.approvals.get(approval_id)
         if approval is None:
             raise NotFound(f"no approval {approval_id} in this run", code="approval_not_found")
-        if approval.answer is not None:
+        if approval.answer is not None or self.input_closed:
             raise ApprovalAnswered(
                 f"approval {approval_id} was answered already: {approval.answer}"
             )
@@ -252,6 +278,7 @@ class Conversation:
         answer: str,
     ) -> None:
         approval.answer = answer
+        approval.timer.cancel()
         if behavior == "allow":
             response: dict[str, Any] = {
                 "behavior": "allow",
@@ -260,6 +287,7 @@ class Conversation:
         else:
             response = {"behavior": "deny", "message": message or "Denied by the approver."}
         self._write(_control_response(approval.request_id, response))
+        approval.input = {}  # sent: no need to keep it
         self._emit("approval_answered", {"approval_id": approval.approval_id, "answer": answer})
 
     def _write(self, line: bytes) -> None:

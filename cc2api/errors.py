@@ -130,3 +130,9 @@ class BadRequest(ApiError):
 
     status = 400
     code = "bad_request"
+
+
+class TooManyMessages(TooManyRequests):
+    """Raised when a run holds as many follow-up messages as it may."""
+
+    code = "too_many_messages"

@@ -43,11 +43,11 @@ class EventLog:
 
     Every connected reader gets every event: :meth:`append` waits while a reader
     has not taken the batch before the last one (backpressure, so a slow client
-    slows the CLI rather than growing memory). A reader that takes nothing for
-    ``stall_timeout`` while the log waits on it is cut off and reported to
-    ``on_stall``. Batches no reader needs go first when the log outgrows
-    ``max_bytes`` (the newest always stays); a reader that arrives later learns
-    of the gap from a ``dropped`` event.
+    slows the CLI rather than growing memory). A reader the log waits on that has
+    taken nothing for ``stall_timeout`` is cut off and reported to ``on_stall``.
+    Batches no reader needs go first when the log outgrows ``max_bytes`` (the
+    newest always stays); a reader that arrives later learns of the gap from a
+    ``dropped`` event.
     """
 
     def __init__(
@@ -84,18 +84,26 @@ class EventLog:
 
         Cancellation: cancelled while waiting for readers, nothing is added.
         """
-        with trio.move_on_after(self._stall_timeout):
-            while laggards := self._laggards():
-                await self._read.wait()
-            self.append_nowait(build)
-            return
-        for reader in laggards:
-            reader.cut_off()
-            self._on_stall(reader)
+        while laggards := self._laggards():
+            # Stalled means idle: a reader that keeps taking, however slowly, is kept.
+            now = trio.current_time()
+            idle = [r for r in laggards if now - r.last_take >= self._stall_timeout]
+            for reader in idle:
+                reader.cut_off()
+                self._on_stall(reader)
+            if not idle:
+                oldest = min(reader.last_take for reader in laggards)
+                with trio.move_on_at(oldest + self._stall_timeout):
+                    await self._read.wait()
         self.append_nowait(build)
 
     def append_nowait(self, build: Build) -> None:
-        """Add events at once, whoever is behind (for the last few, and the small)."""
+        """Add events at once, whoever is behind (for the last few, and the small).
+
+        Nothing is added once the log is closed: ``done`` stays the last event.
+        """
+        if self.closed:
+            return
         data, count = build(self._next)
         if not count:
             return
@@ -117,7 +125,7 @@ class EventLog:
 
     def _laggards(self) -> list[Reader]:
         newest = self._batches[-1].first if self._batches else self._next
-        return [r for r in self._readers if r.cursor < newest]
+        return [r for r in self._readers if r.cursor < newest or r.pending]
 
     def _trim(self) -> None:
         floor = min((reader.cursor for reader in self._readers), default=self._next)
@@ -126,7 +134,17 @@ class EventLog:
             self._bytes -= len(batches.popleft().data)
 
     def take(self, reader: Reader) -> bytes:
-        """Return the frames ``reader`` is owed and move its cursor past them."""
+        """Return the frames ``reader`` is owed and move its cursor past them.
+
+        A write is at most about MAX_READ_BYTES: what is left of a larger batch (a
+        huge line) waits in the reader, so a slow reader keeps taking, and is seen
+        to, while it is sent.
+        """
+        reader.last_take = trio.current_time()
+        self._read.set()
+        self._read = trio.Event()
+        if reader.pending:
+            return reader.take_pending()
         batches = self._batches
         first = batches[0].first
         pieces = []
@@ -147,10 +165,12 @@ class EventLog:
             size += len(piece)
             reader.cursor = batch.after
             index += 1
-        self._read.set()
-        self._read = trio.Event()
         self._trim()
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        taken = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if len(taken) <= MAX_READ_BYTES:
+            return taken
+        reader.pending = memoryview(taken)
+        return reader.take_pending()
 
     def forget(self, reader: Reader) -> None:
         """Stop waiting on ``reader``; its events may go."""
@@ -165,6 +185,8 @@ class Reader:
     def __init__(self, log: EventLog, cursor: int, *, owner: bool) -> None:
         self.cursor = cursor  # the id of the next event it wants
         self.owner = owner  # the stream of the POST /chat that started the run
+        self.last_take = trio.current_time()
+        self.pending = memoryview(b"")  # the rest of a batch too big for one write
         self._log = log
         self._cut_off = False
 
@@ -178,12 +200,17 @@ class Reader:
             while True:
                 if self._cut_off:
                     return b""
-                if self.cursor < log.next_id():
+                if self.pending or self.cursor < log.next_id():
                     return log.take(self)
                 if log.closed:
                     return b""
                 await log.wait_for_more()
         return None
+
+    def take_pending(self) -> bytes:
+        """Return the next write's worth of what is left of a big batch."""
+        piece, self.pending = self.pending[:MAX_READ_BYTES], self.pending[MAX_READ_BYTES:]
+        return bytes(piece)
 
     def cut_off(self) -> None:
         """End this reader's stream: it stopped taking events."""

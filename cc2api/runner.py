@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 # As much as the CLI's stdout pipe holds once enlarged (the kernel's default cap for
 # F_SETPIPE_SZ): fewer, larger reads, each framed and sent as one batch.
 READ_CHUNK = 1024 * 1024
+# The most a stream: false answer holds (every line, kept until the run ends).
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 STDERR_TAIL_BYTES = 8 * 1024
 # Once the CLI has exited, what is left in its pipes arrives at once; a descendant
 # that inherited them could hold them open for ever, so waiting this long in all
@@ -46,6 +48,10 @@ ROOT_REFUSAL = b"cannot be used with root/sudo privileges"
 # Only lines whose start names one of these are parsed; the rest pass untouched.
 _INSPECT_MARKERS = (b'"init"', b'"result"', b'"control_')
 HEAD_BYTES = 64
+
+
+class DocumentTooLarge(Exception):
+    """Raised when a stream: false run prints more than MAX_DOCUMENT_BYTES."""
 
 
 class Status(StrEnum):
@@ -120,7 +126,7 @@ class Run:
         self.started_at = datetime.now(UTC)
         self.finished_at: datetime | None = None
         self.pid: int | None = None
-        self.status = Status.RUNNING
+        self.status = Status.RUNNING if slot.granted else Status.QUEUED
         self.exit_code: int | None = None
         self.error: dict[str, Any] | None = None
         self.result: dict[str, Any] | None = None  # the CLI's last result line
@@ -135,6 +141,7 @@ class Run:
             emit=self._emit,
         )
         self.lines: list[bytes] | None = None if request.stream else []  # for stream: false
+        self._lines_bytes = 0
         self._plan = plan
         self._claude = claude
         self._environ = environ
@@ -152,6 +159,9 @@ class Run:
         self._drain_budget: dict[int, float] = {}  # id(stream) -> seconds left after exit
         self._reader_attached = trio.Event()
         self._conversation_scope = trio.CancelScope()
+        self._interrupt_scope = trio.CancelScope()
+        self._interrupting = False
+        self._cli_nursery: trio.Nursery | None = None
         self._emit("process", {"process_id": process_id})
 
     # -- public -----------------------------------------------------------
@@ -164,8 +174,11 @@ class Run:
 
     def attach_reader(self) -> Reader:
         """Return the reader of the stream the run was started with (from the first event)."""
-        self._reader_attached.set()
         return self.log.reader(owner=True)
+
+    def stream_started(self) -> None:
+        """Note that the starting client's stream body has begun (see cancel_unless_read)."""
+        self._reader_attached.set()
 
     def stream_closed(self) -> None:
         """Note that the starting client's stream ended; a run not detached ends with it."""
@@ -175,21 +188,35 @@ class Run:
     async def interrupt(self) -> None:
         """Stop the current turn through the CLI's control protocol and wait for the end.
 
-        A queued run is simply cancelled. If the CLI does not acknowledge within
-        the interrupt patience, the run is torn down as by :meth:`cancel`.
-        Cancellation: the wait stops; the interrupt goes on.
+        A queued run (or one whose CLI has not started) is simply cancelled. If
+        the CLI does not acknowledge within the interrupt patience, or does not end
+        its turn as long after, the run is torn down as by :meth:`cancel`.
+        Cancellation: the wait stops; the interrupt goes on in the run's own task.
         """
-        if self.status is Status.QUEUED:
+        if self.status is Status.QUEUED or (self.status is Status.RUNNING and self.pid is None):
             self.cancel()
         elif (
             self.status is Status.RUNNING
-            and not self.conversation.interrupt_requested
-            and not await self.conversation.interrupt(self._limits.interrupt_patience)
+            and not self._interrupting
+            and self._cli_nursery is not None
         ):
-            log.warning("run %s: the CLI ignored the interrupt; tearing down", self.process_id)
+            self._interrupting = True
+            self._cli_nursery.start_soon(self._interrupt)
+        await self.finished.wait()
+
+    async def _interrupt(self) -> None:
+        # Cancelled when the CLI exits: whatever happened, it need not be forced.
+        with self._interrupt_scope:
+            patience = self._limits.interrupt_patience
+            if await self.conversation.interrupt(patience):
+                # The turn's result closes the input; a CLI that acknowledged but
+                # never ends its turn is not waited on for ever.
+                with trio.move_on_after(patience):
+                    await self._stdin_closed.wait()
+                    return
+            log.warning("run %s: the CLI did not stop its turn; tearing down", self.process_id)
             self.interrupt_forced = True
             self.cancel_scope.cancel()
-        await self.finished.wait()
 
     async def cancel_unless_read(self, patience: float) -> None:
         """Cancel the run if no reader takes its stream within ``patience`` seconds.
@@ -273,17 +300,15 @@ class Run:
             self.finished.set()
 
     async def _wait_for_slot(self) -> None:
-        if self._slot.granted:
-            return
-        self.status = Status.QUEUED
-        slots = self._slot.slots
-        queued = {
-            "position": self._slot.position,
-            "running": slots.running,
-            "max_concurrent_runs": slots.limit,
-        }
-        self._emit("queued", queued)
-        await self._slot.wait()
+        if not self._slot.granted:
+            slots = self._slot.slots
+            queued = {
+                "position": self._slot.position,
+                "running": slots.running,
+                "max_concurrent_runs": slots.limit,
+            }
+            self._emit("queued", queued)
+            await self._slot.wait()
         if self.status is Status.QUEUED:
             self.status = Status.RUNNING
 
@@ -325,12 +350,14 @@ class Run:
                 assert proc.stdin is not None  # noqa: S101 (all three are PIPE)
                 assert proc.stdout is not None  # noqa: S101
                 assert proc.stderr is not None  # noqa: S101
+                self._cli_nursery = nursery
                 nursery.start_soon(self._converse)
                 nursery.start_soon(self._pump_stdout, proc.stdout, nursery.cancel_scope)
                 nursery.start_soon(self._drain_stderr, proc.stderr)
                 nursery.start_soon(self._feed_stdin, proc.stdin)
                 nursery.start_soon(self._watch_exit, proc, nursery.cancel_scope)
         finally:
+            self._cli_nursery = None
             with trio.CancelScope(shield=True):
                 await self._teardown(proc)
 
@@ -377,6 +404,7 @@ class Run:
             nursery.cancel_scope.cancel()
         self._cli_exited.set()
         self._conversation_scope.cancel()
+        self._interrupt_scope.cancel()
         for read in list(self._pending_reads):
             read.cancel()  # switch the readers to draining with a deadline
         # What the CLI left running (a tool's background job, a stuck MCP server)
@@ -419,6 +447,13 @@ class Run:
                     return
                 await self._emit_lines(lines, chunk)
             await self._emit_lines(framer.finish())
+        except DocumentTooLarge:
+            self.error = {
+                "code": "document_too_large",
+                "message": f"the run printed more than {MAX_DOCUMENT_BYTES} bytes, the most "
+                "a stream: false answer holds; stream it instead",
+            }
+            scope.cancel()
         finally:
             self.conversation.close_input()  # no more output: nothing left to say
 
@@ -427,12 +462,20 @@ class Run:
 
         Every line but the first lies wholly in ``chunk``, so a scan of the chunk
         (in C) answers for all of them whether a CR or non-ASCII byte is there.
+        Control lines are the gateway's business, not the client's: they are
+        taken out, and the events they cause come after the lines before them.
         """
         if not lines:
             return
-        hidden: list[bytes] = []
-        for line in _suspects(lines):
-            head = _parse_head_line(line)
+        ascii_only = chunk is not None and chunk.isascii() and lines[0].isascii()
+        plain = chunk is not None and b"\r" not in chunk and b"\r" not in lines[0]
+        suspects = {id(line) for line in _suspects(lines)}
+        if not suspects:
+            await self._log_lines(lines, ascii_only=ascii_only, plain=plain)
+            return
+        start = 0
+        for index, line in enumerate(lines):
+            head = _parse_head_line(line) if id(line) in suspects else None
             if head is None:
                 continue
             kind = head.get("type")
@@ -443,17 +486,21 @@ class Run:
                     self._on_session(self, session)
             if kind == "result":
                 self.result = head
-            if not self.conversation.on_line(head):
-                hidden.append(line)
-        if hidden:  # the control protocol is the gateway's business, not the client's
-            lines = [line for line in lines if not any(line is h for h in hidden)]
-            if not lines:
-                return
-        first = lines[0]
-        if chunk is None or not (chunk.isascii() and first.isascii()):
+            if isinstance(kind, str) and kind.startswith("control_"):
+                await self._log_lines(lines[start:index], ascii_only=ascii_only, plain=plain)
+                start = index + 1
+            self.conversation.on_line(head)
+        await self._log_lines(lines[start:], ascii_only=ascii_only, plain=plain)
+
+    async def _log_lines(self, lines: list[bytes], *, ascii_only: bool, plain: bool) -> None:
+        if not lines:
+            return
+        if not ascii_only:
             lines = valid_utf8(lines)
-        plain = chunk is not None and b"\r" not in chunk and b"\r" not in first
         if self.lines is not None:
+            self._lines_bytes += sum(map(len, lines))
+            if self._lines_bytes > MAX_DOCUMENT_BYTES:
+                raise DocumentTooLarge
             self.lines.extend(lines)
         await self.log.append(
             lambda first_id: (frame_messages(first_id, lines, plain=plain), len(lines))
@@ -499,10 +546,12 @@ class Run:
 
     def _settle(self, cancelled: bool) -> None:
         tail = bytes(self._stderr_tail[-STDERR_TAIL_BYTES:])
-        if self.conversation.interrupt_requested and (self.interrupt_forced or not cancelled):
+        interrupted = self.conversation.interrupt_requested and (
+            self.interrupt_forced or not cancelled
+        )
+        if interrupted and self.error is None and not self._timed_out:
             # The CLI ends an interrupted turn with an error result and exit status 1.
             self.status = Status.INTERRUPTED
-            self.error = None
             return
         if cancelled:
             self.status = Status.CANCELLED

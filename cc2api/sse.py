@@ -58,14 +58,20 @@ class Source(Protocol):
 
 
 async def stream(
-    source: Source, heartbeat: float, on_close: Callable[[], None]
+    source: Source,
+    heartbeat: float,
+    on_close: Callable[[], None],
+    on_start: Callable[[], None] | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield framed events from ``source``, and ``: ping`` after every quiet ``heartbeat``.
 
     Holds no nursery or cancel scope across a ``yield``. Ends when the source does.
-    However it ends (the client hung up: cancellation or an early close), the
-    source is closed and ``on_close`` called.
+    ``on_start`` is called once the body is being sent. However it ends (the
+    client hung up: cancellation or an early close), the source is closed and
+    ``on_close`` called.
     """
+    if on_start is not None:
+        on_start()
     try:
         while (chunk := await source.receive(heartbeat)) != b"":
             yield PING if chunk is None else chunk

@@ -70,7 +70,7 @@ def spawn_escaper(ignore_term: bool, seconds: float = 600) -> int:
     return child.pid
 
 
-def main() -> int:  # noqa: PLR0912
+def main() -> int:  # noqa: PLR0911, PLR0912 (one branch a mode)
     if "--version" in sys.argv:
         print("9.9.9 (Fake Claude Code)")
         return 0
@@ -134,16 +134,34 @@ def main() -> int:  # noqa: PLR0912
         sys.stdout.buffer.write(b'"}\n')
         sys.stdout.flush()
         result()
-    elif word == "ask":
-        # Asks the gateway about a tool call (approval: "http") and reports the answer.
+    elif word in ("ask", "ask-withdraw"):
+        # Asks the gateway about a tool call (approval: "http") and reports the answer;
+        # the tool call and the question come in one write, as one read.
         request = {"subtype": "can_use_tool", "tool_name": "Bash", "input": {"command": arg}}
-        out({"type": "control_request", "request_id": "req-1", "request": request})
+        call = {"type": "assistant", "tool_use": arg}
+        ask = {"type": "control_request", "request_id": "req-1", "request": request}
+        sys.stdout.write(json.dumps(call) + "\n" + json.dumps(ask) + "\n")
+        sys.stdout.flush()
+        if word == "ask-withdraw":
+            time.sleep(0.3)
+            out({"type": "control_cancel_request", "request_id": "req-1"})
+            result()
+            wait_for_stdin_close()
+            return 0
         while line := sys.stdin.readline():
             message = json.loads(line)
             if message.get("type") == "control_response":
                 out({"type": "assistant", "decision": message["response"]["response"]})
                 break
         result()
+    elif word == "ask-late":
+        # Asks after its result, when the gateway has closed its input already.
+        result()
+        wait_for_stdin_close()
+        request = {"subtype": "can_use_tool", "tool_name": "Bash", "input": {"command": "ls"}}
+        out({"type": "control_request", "request_id": "req-2", "request": request})
+        time.sleep(0.3)
+        return 0
     elif word == "non-json":
         sys.stdout.write("this is not JSON\n")
         sys.stdout.flush()

@@ -78,6 +78,7 @@ async def test_run_with_a_reader_is_not_cancelled(
     async with registry_serving(fake_environ, reader_timeout=0.2) as registry:
         run = start(registry, "hang", workdir)
         events = run.attach_reader()
+        run.stream_started()
         await events.receive(60)  # the process event
         await trio.sleep(0.6)
         assert run.status is Status.RUNNING

@@ -9,6 +9,9 @@ import httpx
 import pytest
 import trio
 
+from cc2api import runner
+from cc2api.conversation import MAX_HELD_MESSAGES
+
 from .helpers import (
     Event,
     Served,
@@ -182,7 +185,8 @@ class TestDetach:
         assert events[-1].event == "done"
 
     @pytest.mark.parametrize(
-        ("value", "fragment"), [("abc", "whole number"), ("999", "does not exist")]
+        ("value", "fragment"),
+        [("abc", "whole number"), ("999", "does not exist"), ("9" * 5000, "whole number")],
     )
     async def test_bad_last_event_id_is_400(
         self, fake_environ: dict[str, str], workdir: Path, value: str, fragment: str
@@ -273,8 +277,75 @@ class TestApprovalsWithTheFake:
         decision = next(e.json()["decision"] for e in events if "decision" in e.data)
         assert decision == {"behavior": "deny", "message": "not today"}
 
+    async def test_approval_comes_after_the_lines_before_it(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """An approval event follows the tool call that led to it, even from the same read."""
+        async with served(make_settings(approval_timeout_seconds=0.5), fake_environ) as gw:
+            _, events = await post_chat(gw.client, chat_body("ask ls", workdir, approval="http"))
+        names = [e.event for e in events]
+        call = next(i for i, e in enumerate(events) if '"tool_use"' in e.data)
+        assert names.index("approval") == call + 1
+        assert [e.id for e in events] == list(range(1, len(events) + 1))
+        assert not any('"control_' in e.data for e in events if e.event == "message")
+
+    async def test_request_withdrawn_by_the_cli_is_cancelled(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A control_cancel_request is not passed on; it ends its approval as cancelled."""
+        async with served(make_settings(), fake_environ) as gw:
+            body = chat_body("ask-withdraw ls", workdir, approval="http", detach=True)
+            _, events = await post_chat(gw.client, body)
+            process_id = events[0].json()["process_id"]
+            approval_id = next(e.json()["approval_id"] for e in events if e.event == "approval")
+            late = await gw.client.post(
+                f"/chat/{process_id}/approvals/{approval_id}", json={"behavior": "allow"}
+            )
+        answered = next(e.json() for e in events if e.event == "approval_answered")
+        assert answered["answer"] == "cancelled"
+        assert not any("control_" in e.data for e in events if e.event == "message")
+        assert late.status_code == 409
+
+    async def test_question_after_the_input_closed_is_ignored(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A can_use_tool after the run's input closed makes no approval, and done stays last."""
+        async with served(make_settings(), fake_environ) as gw:
+            body = chat_body("ask-late", workdir, approval="http", detach=True)
+            _, events = await post_chat(gw.client, body)
+            listed = (await gw.client.get("/processes")).json()["processes"]
+        assert "approval" not in [e.event for e in events]
+        assert events[-1].event == "done"
+        assert listed[0]["pending_approvals"] == 0
+
 
 class TestInterruptWithTheFake:
+    async def test_interrupt_goes_on_when_its_caller_gives_up(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A client that stops waiting on POST /interrupt does not stop the forced teardown."""
+        settings = make_settings(interrupt_timeout_seconds=0.5)
+        async with served(settings, fake_environ) as gw:
+            process_id, _ = await start_and_hang_up(
+                gw, chat_body("hang", workdir, detach=True), '"pid"'
+            )
+            async with httpx.AsyncClient(base_url=gw.url, auth=gw.client.auth) as impatient:
+                with pytest.raises(httpx.ReadTimeout):
+                    await impatient.post(f"/chat/{process_id}/interrupt", timeout=0.1)
+            events = await replay(gw, process_id)
+        assert events[-1].json()["status"] == "interrupted"
+
+    async def test_interrupt_with_no_turn_in_progress_ends_the_run_as_it_was(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Interrupting a run waiting for follow-ups ends it; its status stays completed."""
+        settings = make_settings(followup_grace_seconds=30)
+        async with served(settings, fake_environ) as gw:
+            body = chat_body("echo x", workdir, detach=True)
+            process_id, _ = await start_and_hang_up(gw, body, '"type":"result"')
+            answer = await gw.client.post(f"/chat/{process_id}/interrupt")
+        assert answer.json() == {"process_id": process_id, "status": "completed", "forced": False}
+
     async def test_cli_that_ignores_the_interrupt_is_torn_down(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
@@ -300,6 +371,25 @@ class TestInterruptWithTheFake:
 
 
 class TestFollowUpWithTheFake:
+    async def test_too_many_waiting_follow_ups_get_429(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Past MAX_HELD_MESSAGES follow-ups waiting on one turn, another gets 429."""
+        async with served(make_settings(), fake_environ) as gw:
+            process_id, _ = await start_and_hang_up(
+                gw, chat_body("hang", workdir, detach=True), '"pid"'
+            )
+            path = f"/chat/{process_id}/messages"
+            answers = [
+                await gw.client.post(path, json={"prompt": f"m{i}"})
+                for i in range(MAX_HELD_MESSAGES + 1)
+            ]
+            await gw.client.delete(f"/chat/{process_id}")
+        assert [a.json()["ahead"] for a in answers[:-1]] == list(range(1, MAX_HELD_MESSAGES + 1))
+        assert answers[-1].status_code == 429
+        assert answers[-1].json()["code"] == "too_many_messages"
+        assert "retry-after" in answers[-1].headers
+
     async def test_follow_up_to_an_ended_run_is_409(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
@@ -367,6 +457,17 @@ class TestDocument:
         assert answer.status_code == status
         assert answer.json()["code"] == code
         assert answer.json()["error"]["code"] == code
+
+    async def test_stream_false_output_over_the_cap_fails(
+        self, fake_environ: dict[str, str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A run printing more than a document may hold ends with document_too_large (502)."""
+        monkeypatch.setattr(runner, "MAX_DOCUMENT_BYTES", 100_000)
+        async with served(make_settings(), fake_environ) as gw:
+            body = chat_body("lines 200 1000", workdir, stream=False)
+            answer = await gw.client.post("/chat", json=body)
+        assert answer.status_code == 502
+        assert answer.json()["code"] == "document_too_large"
 
     async def test_stream_false_hang_up_cancels_the_run(
         self, fake_environ: dict[str, str], workdir: Path
