@@ -12,6 +12,7 @@ import trio
 from .helpers import (
     Event,
     Served,
+    alive,
     chat_body,
     collect,
     make_settings,
@@ -21,6 +22,7 @@ from .helpers import (
     wait_until,
 )
 from .scripted_api import ScriptedAPI, all_user_text
+from .test_e2e_real_cli import tool_process
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -130,6 +132,22 @@ class TestInterrupt:
         assert resumed[1][-1].json()["status"] == "completed"
         assert "SLOW story" in all_user_text(scripted_api.requests[-1])
 
+    async def test_interrupt_kills_the_running_tool(
+        self, settings: Any, real_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """An interrupt while a Bash command runs ends that command and the run, not forced."""
+        command = ["sleep", "600"]
+        body = chat_body("RUN_BASH: sleep 600", workdir, detach=True)
+        async with served(settings, real_environ) as gw:
+            async with gw.client.stream("POST", "/chat", json=body) as response:
+                process_id = response.headers["x-process-id"]
+            await wait_until(lambda: tool_process(process_id, command) is not None, 60)
+            pid = tool_process(process_id, command)
+            assert pid is not None
+            answer = await gw.client.post(f"/chat/{process_id}/interrupt")
+        assert answer.json() == {"process_id": process_id, "status": "interrupted", "forced": False}
+        assert not alive(pid)
+
 
 class TestFollowUp:
     async def test_follow_up_is_answered_in_the_same_run(
@@ -169,7 +187,10 @@ class TestFollowUp:
                         events.append(event)
                         if '"type":"result"' in event.data:
                             break
-                    await gw.client.post(f"/chat/{process_id}/messages", json={"prompt": "second"})
+                    sent = await gw.client.post(
+                        f"/chat/{process_id}/messages", json={"prompt": "second"}
+                    )
+                    assert sent.status_code == 202
                     events += [e async for e in stream if e.event != ":"]
         assert [r["result"] for r in results(events)] == ["echo: first", "echo: second"]
 

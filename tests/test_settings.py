@@ -26,6 +26,21 @@ class TestSettings:
         assert settings.max_line_bytes == 32 * 1024 * 1024
         assert settings.cors_origins == []
 
+    def test_defaults_of_limits_and_steering(self) -> None:
+        """Limits and steering default to the values README and .env.example state."""
+        settings = load(auth_password="pw")
+        assert (settings.max_concurrent_runs, settings.max_queued_runs) == (16, 64)
+        assert settings.run_timeout_seconds is None
+        assert settings.max_body_bytes == 10 * 1024 * 1024
+        assert settings.client_stall_seconds == 60
+        assert (settings.auth_max_failures, settings.auth_failure_window_seconds) == (10, 60)
+        assert settings.auth_lockout_seconds == 300
+        assert settings.run_buffer_bytes == 8 * 1024 * 1024
+        assert settings.detached_ttl_seconds == 600
+        assert settings.followup_grace_seconds == 0
+        assert settings.approval_timeout_seconds == 300
+        assert settings.interrupt_timeout_seconds == 5
+
     def test_reads_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Each setting comes from the upper-case environment variable of its name."""
         monkeypatch.setenv("AUTH_PASSWORD", "pw")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from contextlib import aclosing
 from pathlib import Path
 
@@ -97,6 +98,7 @@ class TestDetach:
         """A run without detach is torn down when its client hangs up, as before."""
         async with served(make_settings(), fake_environ) as gw:
             process_id, _ = await start_and_hang_up(gw, chat_body("hang", workdir), '"pid"')
+            pid = next(p["pid"] for p in (await gw.client.get("/processes")).json()["processes"])
 
             async def gone() -> bool:
                 listing = (await gw.client.get("/processes")).json()["processes"]
@@ -105,6 +107,7 @@ class TestDetach:
             with trio.fail_after(10):
                 while not await gone():
                     await trio.sleep(0.05)
+        assert not alive(pid)
 
     async def test_finished_detached_run_is_kept_then_evicted(
         self, fake_environ: dict[str, str], workdir: Path
@@ -178,6 +181,10 @@ class TestDetach:
                 while await status_of(gw, process_id) == "running":
                     await trio.sleep(0.1)
             events = await replay(gw, process_id)
+            resumed = await replay(gw, process_id, **{"Last-Event-ID": "3"})
+        assert [(e.id, e.data) for e in resumed[1:]] == [(e.id, e.data) for e in events[1:]]
+        assert resumed[0].event == "dropped"
+        assert resumed[0].json()["dropped"] == resumed[0].json()["first_id"] - 4  # after 3
         assert events[0].event == "dropped"
         first = events[0].json()["first_id"]
         assert events[0].json()["dropped"] == first - 1
@@ -318,6 +325,23 @@ class TestApprovalsWithTheFake:
         assert events[-1].event == "done"
         assert listed[0]["pending_approvals"] == 0
 
+    async def test_approval_timeout_zero_waits_for_ever(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """With APPROVAL_TIMEOUT_SECONDS=0 an approval waits past any timer for its answer."""
+        async with served(make_settings(approval_timeout_seconds=0), fake_environ) as gw:
+            body = chat_body("ask ls", workdir, approval="http", detach=True)
+            process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
+            await trio.sleep(1.5)
+            pending = (await gw.client.get(f"/chat/{process_id}/approvals")).json()
+            approval_id = pending["approvals"][0]["approval_id"]
+            await gw.client.post(
+                f"/chat/{process_id}/approvals/{approval_id}", json={"behavior": "allow"}
+            )
+            events = await replay(gw, process_id)
+        assert pending["count"] == 1
+        assert events[-1].json()["status"] == "completed"
+
 
 class TestInterruptWithTheFake:
     async def test_interrupt_goes_on_when_its_caller_gives_up(
@@ -417,6 +441,62 @@ class TestFollowUpWithTheFake:
         assert "text: unknown field" in answer.json()["detail"]
 
 
+class TestFollowUpGrace:
+    async def test_run_ends_when_the_grace_runs_out(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """With FOLLOWUP_GRACE_SECONDS the run ends that long after its last answer, completed."""
+        async with served(make_settings(followup_grace_seconds=1), fake_environ) as gw:
+            start = trio.current_time()
+            _, events = await post_chat(gw.client, chat_body("echo x", workdir))
+            took = trio.current_time() - start
+        assert events[-1].json()["status"] == "completed"
+        assert 1 <= took < 10
+
+
+class TestNewRoutes:
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("GET", "/chat/{id}/events"),
+            ("POST", "/chat/{id}/interrupt"),
+            ("POST", "/chat/{id}/messages"),
+            ("GET", "/chat/{id}/approvals"),
+            ("POST", "/chat/{id}/approvals/x"),
+        ],
+    )
+    @pytest.mark.parametrize("process_id", ["0b6f4c1e-3b9a-4f7e-8d2c-5a1e9f3c7b21", "nope"])
+    async def test_unknown_or_malformed_process_id_is_404(
+        self, fake_environ: dict[str, str], method: str, path: str, process_id: str
+    ) -> None:
+        """Every route on a run answers 404 JSON for an unknown or non-UUID process id."""
+        async with served(make_settings(), fake_environ) as gw:
+            answer = await gw.client.request(
+                method, path.format(id=process_id), json={"prompt": "x", "behavior": "allow"}
+            )
+        assert answer.status_code == 404
+        assert answer.json()["code"] == "process_not_found"
+
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("POST", "/chat/{id}/events"),
+            ("GET", "/chat/{id}/interrupt"),
+            ("DELETE", "/chat/{id}/messages"),
+            ("POST", "/chat/{id}/approvals"),
+            ("GET", "/chat/{id}/approvals/x"),
+        ],
+    )
+    async def test_wrong_method_is_405(
+        self, fake_environ: dict[str, str], method: str, path: str
+    ) -> None:
+        """A method a run's route does not take gets 405 JSON naming it."""
+        async with served(make_settings(), fake_environ) as gw:
+            answer = await gw.client.request(method, path.format(id=uuid.uuid4()))
+        assert answer.status_code == 405
+        assert method in answer.json()["detail"]
+
+
 class TestDocument:
     async def test_stream_false_answers_one_document(
         self, fake_environ: dict[str, str], workdir: Path
@@ -482,6 +562,52 @@ class TestDocument:
             with trio.fail_after(10):
                 while (await gw.client.get("/processes")).json()["count"]:
                     await trio.sleep(0.05)
+
+    async def test_stream_false_interrupted_is_200(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A run without streaming that is interrupted answers 200 with status interrupted."""
+        settings = make_settings(interrupt_timeout_seconds=0.5)
+        async with served(settings, fake_environ) as gw:
+            answers: list[httpx.Response] = []
+
+            async def ask() -> None:
+                body = chat_body("hang", workdir, stream=False)
+                answers.append(await gw.client.post("/chat", json=body))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ask)
+                with trio.fail_after(10):
+                    while not (listing := (await gw.client.get("/processes")).json()["processes"]):
+                        await trio.sleep(0.05)
+                    while listing[0]["pid"] is None:
+                        listing = (await gw.client.get("/processes")).json()["processes"]
+                await gw.client.post(f"/chat/{listing[0]['process_id']}/interrupt")
+        assert answers[0].status_code == 200
+        assert answers[0].json()["status"] == "interrupted"
+
+    async def test_stream_false_obeys_the_server_timeout(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """RUN_TIMEOUT_SECONDS ends a run without streaming too: 504 timeout."""
+        async with served(make_settings(run_timeout_seconds=0.5), fake_environ) as gw:
+            answer = await gw.client.post("/chat", json=chat_body("hang", workdir, stream=False))
+        assert answer.status_code == 504
+        assert answer.json()["status"] == "timeout"
+
+    async def test_stream_false_detached_survives_a_hang_up(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A detached run without streaming goes on after its client hangs up."""
+        async with served(make_settings(), fake_environ) as gw:
+            async with httpx.AsyncClient(base_url=gw.url, auth=gw.client.auth) as impatient:
+                body = chat_body("hang", workdir, stream=False, detach=True)
+                with pytest.raises(httpx.ReadTimeout):
+                    await impatient.post("/chat", json=body, timeout=1)
+            await trio.sleep(0.5)
+            listing = (await gw.client.get("/processes")).json()["processes"]
+            await gw.client.delete(f"/chat/{listing[0]['process_id']}")
+        assert listing[0]["status"] == "running"
 
     async def test_stream_false_cancelled_by_delete_is_409(
         self, fake_environ: dict[str, str], workdir: Path
