@@ -198,6 +198,7 @@ SCHEMAS: dict[str, Any] = {
                     "line_too_long",
                     "cli_did_not_exit",
                     "timeout",
+                    "document_too_large",
                     "internal_error",
                 ],
             },
@@ -251,7 +252,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["approval_id", "answer"],
         "properties": {
             "approval_id": {"type": "string", "format": "uuid"},
-            "answer": {"type": "string", "enum": ["allow", "deny", "timeout"]},
+            "answer": {"type": "string", "enum": ["allow", "deny", "timeout", "cancelled"]},
         },
     },
     "Approvals": {
@@ -546,12 +547,17 @@ def _steering_paths(
                 "parameters": [process_id],
                 "requestBody": _body("FollowUp"),
                 "responses": {
+                    **common,
                     "202": _json("Accepted", {"$ref": "#/components/schemas/FollowUpAccepted"}),
                     "400": not_json,
                     "409": _error("The run has ended or is ending (`run_ended`)."),
+                    "429": _error(
+                        "16 follow-ups wait already (`too_many_messages`), or this address "
+                        "failed to log in too often (`too_many_failed_logins`).",
+                        RETRY_AFTER,
+                    ),
                     "413": _error("Body over MAX_BODY_BYTES (`request_entity_too_large`)."),
                     "422": invalid,
-                    **common,
                 },
             }
         },
