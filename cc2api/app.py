@@ -297,7 +297,8 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
             await run.finished.wait()
         finally:
             run.stream_closed()  # the client hung up (or the run is over: no-op)
-        body, status = run_document(run)
+        # Parsing up to 64 MiB of lines is no work for the event loop.
+        body, status = await trio.to_thread.run_sync(run_document, run)
         run.lines = None  # answered: the document need not be kept with the run
         return _json(body, status, headers={"X-Process-ID": run.process_id})
 

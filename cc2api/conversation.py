@@ -87,16 +87,19 @@ class Conversation:
 
         Cancellation: the timers stop; nothing is sent.
         """
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            task_status.started()
-            while True:
-                await self._idle.wait()
-                idle = self._idle
-                await trio.sleep(self._grace)
-                if idle is self._idle:  # no follow-up came meanwhile
-                    self.close_input()
-                    return
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                while True:
+                    await self._idle.wait()
+                    idle = self._idle
+                    await trio.sleep(self._grace)
+                    if idle is self._idle:  # no follow-up came meanwhile
+                        self.close_input()
+                        return
+        finally:
+            self._nursery = None  # closed: no timer can start any more
 
     def close_input(self) -> None:
         """Close the CLI's stdin once what is queued has been written; idempotent."""

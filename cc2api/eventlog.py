@@ -107,6 +107,11 @@ class EventLog:
         data, count = build(self._next)
         if not count:
             return
+        # A reader that was waiting, caught up, has been idle only from now on.
+        now = trio.current_time()
+        for reader in self._readers:
+            if reader.cursor >= self._next and not reader.pending:
+                reader.last_take = now
         self._batches.append(_Batch(self._next, count, data))
         self._bytes += len(data)
         self._next += count

@@ -201,7 +201,9 @@ class Run:
             and self._cli_nursery is not None
         ):
             self._interrupting = True
-            self._cli_nursery.start_soon(self._interrupt)
+            # The nursery may be closing as the CLI ends: then so is the run.
+            with contextlib.suppress(RuntimeError):
+                self._cli_nursery.start_soon(self._interrupt)
         await self.finished.wait()
 
     async def _interrupt(self) -> None:
@@ -402,6 +404,8 @@ class Run:
             nursery.start_soon(hung_after_input)
             await proc.wait()
             nursery.cancel_scope.cancel()
+        # Nobody is left to talk to: what is still in the pipe is only passed on.
+        self.conversation.close_input()
         self._cli_exited.set()
         self._conversation_scope.cancel()
         self._interrupt_scope.cancel()
@@ -448,6 +452,7 @@ class Run:
                 await self._emit_lines(lines, chunk)
             await self._emit_lines(framer.finish())
         except DocumentTooLarge:
+            self.lines = []  # the answer says why; it need not carry the 64 MiB too
             self.error = {
                 "code": "document_too_large",
                 "message": f"the run printed more than {MAX_DOCUMENT_BYTES} bytes, the most "
@@ -546,8 +551,10 @@ class Run:
 
     def _settle(self, cancelled: bool) -> None:
         tail = bytes(self._stderr_tail[-STDERR_TAIL_BYTES:])
+        # An interrupted CLI exits 1 (or is killed by us when forced); another status
+        # means it failed on its own.
         interrupted = self.conversation.interrupt_requested and (
-            self.interrupt_forced or not cancelled
+            self.interrupt_forced or (not cancelled and self.exit_code in (0, 1))
         )
         if interrupted and self.error is None and not self._timed_out:
             # The CLI ends an interrupted turn with an error result and exit status 1.

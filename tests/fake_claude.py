@@ -154,6 +154,14 @@ def main() -> int:  # noqa: PLR0911, PLR0912 (one branch a mode)
                 out({"type": "assistant", "decision": message["response"]["response"]})
                 break
         result()
+    elif word == "ask-and-exit":
+        # Much output, then a question, then gone: the gateway reads the question
+        # only after the CLI has exited.
+        for i in range(int(arg or 40)):
+            out({"type": "assistant", "n": i, "pad": "p" * 65536})
+        request = {"subtype": "can_use_tool", "tool_name": "Bash", "input": {"command": "ls"}}
+        out({"type": "control_request", "request_id": "req-3", "request": request})
+        return 0
     elif word == "ask-late":
         # Asks after its result, when the gateway has closed its input already.
         result()

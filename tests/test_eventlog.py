@@ -7,7 +7,7 @@ import re
 import pytest
 import trio
 
-from cc2api.eventlog import Build, EventLog, Reader
+from cc2api.eventlog import MAX_READ_BYTES, Build, EventLog, Reader
 from cc2api.sse import frame
 
 pytestmark = pytest.mark.timeout(20)
@@ -164,3 +164,47 @@ async def test_quiet_log_returns_none_for_a_heartbeat() -> None:
     assert await reader.receive(0.05) is None
     log.append_nowait(build(events(1)))
     assert ids(await reader.receive(1) or b"") == [1]
+
+
+async def test_a_reader_waiting_for_events_is_not_stalled() -> None:
+    """A caught-up reader that waited long is idle only from when events came."""
+    log, stalled = new_log(stall=0.2)
+    reader = log.reader()
+    got: list[bytes] = []
+
+    async def follow() -> None:
+        got.append(await read_all(reader))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(follow)
+        await trio.sleep(0.3)  # caught up and waiting, longer than the stall timeout
+        for _ in range(3):  # one read of the CLI, split in three without a checkpoint
+            await log.append(build(events(1)))
+        log.close()
+    assert stalled == []
+    assert ids(got[0]) == [1, 2, 3]
+
+
+async def test_a_big_batch_goes_out_a_mebibyte_at_a_time() -> None:
+    """A batch over MAX_READ_BYTES (a huge line) is handed out in pieces of at most that."""
+    log, _ = new_log(max_bytes=1 << 30)
+    reader = log.reader()
+    log.append_nowait(build([b"y" * (3 * MAX_READ_BYTES)]))
+    log.close()
+    sizes = []
+    while (chunk := await reader.receive(1)) != b"":
+        sizes.append(len(chunk or b""))
+    assert max(sizes) <= MAX_READ_BYTES
+    assert sum(sizes) > 3 * MAX_READ_BYTES
+
+
+async def test_a_slow_reader_that_keeps_taking_is_kept() -> None:
+    """A reader that takes a piece every so often, each within the stall timeout, stays."""
+    log, stalled = new_log(max_bytes=1 << 30, stall=0.3)
+    reader = log.reader()
+    log.append_nowait(build([b"z" * (3 * MAX_READ_BYTES)]))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(log.append, build(events(1)))  # waits on the slow reader
+        while (chunk := await reader.receive(1)) and b"id: 2" not in chunk:
+            await trio.sleep(0.15)
+    assert stalled == []

@@ -325,6 +325,20 @@ class TestApprovalsWithTheFake:
         assert events[-1].event == "done"
         assert listed[0]["pending_approvals"] == 0
 
+    async def test_question_read_after_the_cli_exited_is_ignored(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A can_use_tool still in the pipe when the CLI exits does not fail the run."""
+        async with served(make_settings(), fake_environ) as gw:
+            body = chat_body("ask-and-exit 40", workdir, approval="http")
+            async with gw.client.stream("POST", "/chat", json=body) as response:
+                await trio.sleep(1.5)  # the CLI exits while its output waits for us
+                events = await collect(response)
+        # Whether the question is read before or after the exit is the scheduler's
+        # choice; either way the run ends cleanly, with no approval left open.
+        assert "error" not in [e.event for e in events]
+        assert events[-1].json()["status"] == "completed"
+
     async def test_approval_timeout_zero_waits_for_ever(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
