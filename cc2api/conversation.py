@@ -120,8 +120,8 @@ class Conversation:
 
     # -- what the CLI says --------------------------------------------------
 
-    def on_line(self, line: dict[str, Any]) -> bool:
-        """Take in a line of the CLI's; return False when it is protocol, not for clients."""
+    def on_line(self, line: dict[str, Any]) -> None:
+        """Take in a line of the CLI's that names a result or a control message."""
         kind = line.get("type")
         if kind == "result":
             self._turn_ended()
@@ -142,8 +142,6 @@ class Conversation:
                         "approval_answered",
                         {"approval_id": approval.approval_id, "answer": "cancelled"},
                     )
-        # Every control_* line is protocol between the gateway and the CLI.
-        return not (isinstance(kind, str) and kind.startswith("control_"))
 
     def _turn_ended(self) -> None:
         self._turns = max(0, self._turns - 1)

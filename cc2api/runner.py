@@ -89,7 +89,7 @@ def _suspects(lines: list[bytes]) -> list[bytes]:
 
 
 def _parse_head_line(line: bytes) -> dict[str, Any] | None:
-    """Return an init or result line as a dict; None for any other line."""
+    """Return a line as a dict; None when it is not a JSON object."""
     try:
         value = json.loads(line)
     except (ValueError, RecursionError):
