@@ -60,6 +60,7 @@ class EventLog:
         self._stall_timeout = stall_timeout
         self._on_stall = on_stall
         self._readers: set[Reader] = set()
+        self._unbounded = False  # see stop_holding_back
         self._grown = trio.Event()
         self._read = trio.Event()
         self.closed = False
@@ -84,7 +85,7 @@ class EventLog:
 
         Cancellation: cancelled while waiting for readers, nothing is added.
         """
-        while laggards := self._laggards():
+        while not self._unbounded and (laggards := self._laggards()):
             # Stalled means idle: a reader that keeps taking, however slowly, is kept.
             now = trio.current_time()
             idle = [r for r in laggards if now - r.last_take >= self._stall_timeout]
@@ -118,6 +119,17 @@ class EventLog:
         self._trim()
         self._grown.set()
         self._grown = trio.Event()
+
+    def stop_holding_back(self) -> None:
+        """Let :meth:`append` add at once from now on, however far readers are behind.
+
+        For the end of a run (an interrupt): what the CLI says then (its
+        acknowledgement, its last result) must be read, not wait for a slow client.
+        Readers still lose nothing; the log keeps what they need.
+        """
+        self._unbounded = True
+        self._read.set()
+        self._read = trio.Event()
 
     def close(self) -> None:
         """Mark the end: readers finish once they have taken the rest."""

@@ -209,6 +209,8 @@ class Run:
     async def _interrupt(self) -> None:
         # Cancelled when the CLI exits: whatever happened, it need not be forced.
         with self._interrupt_scope:
+            # The acknowledgement must not queue behind a slow client's backlog.
+            self.log.stop_holding_back()
             patience = self._limits.interrupt_patience
             if await self.conversation.interrupt(patience):
                 # The turn's result closes the input; a CLI that acknowledged but

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -162,6 +163,38 @@ def main() -> int:  # noqa: PLR0911, PLR0912 (one branch a mode)
         request = {"subtype": "can_use_tool", "tool_name": "Bash", "input": {"command": "ls"}}
         out({"type": "control_request", "request_id": "req-3", "request": request})
         return 0
+    elif word == "interruptible":
+        # Prints without end (blocking once nobody reads) until an interrupt arrives,
+        # then acknowledges it and ends its turn as the real CLI does.
+        lock, stop = threading.Lock(), threading.Event()
+
+        def listen() -> None:
+            for raw in sys.stdin:
+                message = json.loads(raw)
+                if message.get("type") == "control_request":
+                    stop.set()
+                    ack = {"subtype": "success", "request_id": message["request_id"]}
+                    with lock:
+                        out({"type": "control_response", "response": ack})
+                        out(
+                            {
+                                "type": "result",
+                                "subtype": "error_during_execution",
+                                "is_error": True,
+                                "terminal_reason": "aborted_streaming",
+                                "session_id": SESSION,
+                            }
+                        )
+                    return
+
+        threading.Thread(target=listen, daemon=True).start()
+        printed = 0
+        while not stop.is_set():
+            with lock:  # a write blocked on a full pipe holds the lock: so would the CLI
+                out({"type": "assistant", "n": printed, "pad": "p" * 65536})
+            printed += 1
+        time.sleep(0.2)
+        return 1
     elif word == "ask-late":
         # Asks after its result, when the gateway has closed its input already.
         result()

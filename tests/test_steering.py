@@ -401,6 +401,23 @@ class TestInterruptWithTheFake:
         assert not alive(pid)
         assert events[-1].json()["status"] == "interrupted"
 
+    async def test_interrupt_is_heard_while_a_slow_client_holds_the_run_back(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """An interrupt is acknowledged, not forced, even while the client reads nothing."""
+        settings = make_settings(interrupt_timeout_seconds=2)
+        async with served(settings, fake_environ) as gw:
+            body = chat_body("interruptible", workdir)
+            async with gw.client.stream("POST", "/chat", json=body) as response:
+                process_id = response.headers["x-process-id"]
+                await trio.sleep(1.5)  # reads nothing: the CLI blocks on its stdout
+                async with httpx.AsyncClient(base_url=gw.url, auth=gw.client.auth) as other:
+                    answer = await other.post(f"/chat/{process_id}/interrupt")
+                events = await collect(response)
+        assert answer.json() == {"process_id": process_id, "status": "interrupted", "forced": False}
+        assert events[-1].json()["status"] == "interrupted"
+        assert "aborted_streaming" in events[-2].data
+
     async def test_interrupt_unknown_run_is_404(self, fake_environ: dict[str, str]) -> None:
         """Interrupting a run that does not exist gets 404."""
         async with served(make_settings(), fake_environ) as gw:
