@@ -127,10 +127,11 @@ async def test_cancel_does_not_wait_for_a_stalled_reader(
 ) -> None:
     """Cancel returns as soon as the processes are gone even if the reader has stalled."""
     async with registry_serving(fake_environ, kill_grace_seconds=1.0) as registry:
-        run = start(registry, "lines 50 1000", workdir)
+        run = start(registry, "lines 50 100000", workdir)
         events = run.attach_reader()  # taken, then never read: the CLI blocks on stdout
         await wait_until(lambda: run.pid is not None, timeout=5)
         await trio.sleep(0.5)
+        assert run.status is Status.RUNNING  # 5 MB: more than a pipe and a read hold
         with trio.fail_after(1.0):
             await registry.cancel(run.process_id)
         received = await drain(events)
