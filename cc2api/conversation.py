@@ -37,6 +37,12 @@ class Approval:
     answer: str | None = None  # allow, deny, timeout, cancelled (by the CLI), expired
     timer: trio.CancelScope = field(default_factory=trio.CancelScope)  # the timeout's
 
+    def settle(self, answer: str) -> None:
+        """Record the answer, stop the timeout, and let go of the tool's input."""
+        self.answer = answer
+        self.timer.cancel()
+        self.input = {}
+
     def describe(self) -> dict[str, Any]:
         """Return the approval as the ``approval`` event and the listing show it."""
         return {
@@ -110,9 +116,7 @@ class Conversation:
 
     def _expire_pending(self, answer: str) -> None:
         for approval in self.pending():
-            approval.answer = answer
-            approval.timer.cancel()
-            approval.input = {}  # what it would have run is no longer needed
+            approval.settle(answer)
 
     def pending(self) -> list[Approval]:
         """Return the approvals still waiting for an answer, oldest first."""
@@ -136,8 +140,7 @@ class Conversation:
             withdrawn = line.get("request_id")
             for approval in self.pending():
                 if approval.request_id == withdrawn:
-                    approval.answer = "cancelled"
-                    approval.timer.cancel()
+                    approval.settle("cancelled")
                     self._emit(
                         "approval_answered",
                         {"approval_id": approval.approval_id, "answer": "cancelled"},
@@ -278,8 +281,6 @@ class Conversation:
         *,
         answer: str,
     ) -> None:
-        approval.answer = answer
-        approval.timer.cancel()
         if behavior == "allow":
             response: dict[str, Any] = {
                 "behavior": "allow",
@@ -288,7 +289,7 @@ class Conversation:
         else:
             response = {"behavior": "deny", "message": message or "Denied by the approver."}
         self._write(_control_response(approval.request_id, response))
-        approval.input = {}  # sent: no need to keep it
+        approval.settle(answer)
         self._emit("approval_answered", {"approval_id": approval.approval_id, "answer": answer})
 
     def _write(self, line: bytes) -> None:

@@ -128,8 +128,7 @@ class EventLog:
         Readers still lose nothing; the log keeps what they need.
         """
         self._unbounded = True
-        self._read.set()
-        self._read = trio.Event()
+        self._wake_writer()
 
     def close(self) -> None:
         """Mark the end: readers finish once they have taken the rest."""
@@ -158,8 +157,7 @@ class EventLog:
         to, while it is sent.
         """
         reader.last_take = trio.current_time()
-        self._read.set()
-        self._read = trio.Event()
+        self._wake_writer()
         if reader.pending:
             return reader.take_pending()
         batches = self._batches
@@ -189,11 +187,15 @@ class EventLog:
         reader.pending = memoryview(taken)
         return reader.take_pending()
 
+    def _wake_writer(self) -> None:
+        """Let a waiting :meth:`append` look at its readers again."""
+        self._read.set()
+        self._read = trio.Event()
+
     def forget(self, reader: Reader) -> None:
         """Stop waiting on ``reader``; its events may go."""
         self._readers.discard(reader)
-        self._read.set()
-        self._read = trio.Event()
+        self._wake_writer()
 
 
 class Reader:

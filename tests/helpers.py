@@ -137,6 +137,20 @@ def chat_body(prompt: str, cwd: Path | str, **fields: Any) -> dict[str, Any]:
     return {"prompt": prompt, "cwd": str(cwd), **fields}
 
 
+async def listing(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+    """Return GET /processes' runs."""
+    runs: list[dict[str, Any]] = (await client.get("/processes")).json()["processes"]
+    return runs
+
+
+async def started_run(client: httpx.AsyncClient, timeout: float = 20) -> dict[str, Any]:
+    """Return the first listed run once its CLI has a pid (the run has really started)."""
+    with trio.fail_after(timeout):
+        while not (runs := [run for run in await listing(client) if run["pid"] is not None]):
+            await trio.sleep(0.02)
+    return runs[0]
+
+
 def alive(pid: int) -> bool:
     """Return whether a process exists and is not a zombie."""
     try:

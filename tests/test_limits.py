@@ -21,6 +21,7 @@ from .helpers import (
     Served,
     alive,
     chat_body,
+    listing,
     make_settings,
     post_chat,
     served,
@@ -70,8 +71,8 @@ class Streams:
 
     async def status(self, name: str) -> str:
         """Return a run's status as GET /processes lists it."""
-        listing = (await self.gw.client.get("/processes")).json()["processes"]
-        return str(next(p["status"] for p in listing if p["process_id"] == self.ids[name]))
+        runs = await listing(self.gw.client)
+        return str(next(p["status"] for p in runs if p["process_id"] == self.ids[name]))
 
 
 class TestQueue:
@@ -104,9 +105,7 @@ class TestQueue:
             await streams.open("first", chat_body("hang", workdir))
             for name in "bcde":
                 await streams.open(name, chat_body("hang", workdir))
-            positions = [
-                p["queue_position"] for p in (await gw.client.get("/processes")).json()["processes"]
-            ]
+            positions = [p["queue_position"] for p in (await listing(gw.client))]
             assert positions == [0, 1, 2, 3, 4]
             order = ["first", *"bcde"]
             for index, name in enumerate(order):
@@ -129,7 +128,7 @@ class TestQueue:
             assert response.json()["code"] == "queue_full"
             assert "MAX_QUEUED_RUNS=1" in response.json()["detail"]
             assert int(response.headers["retry-after"]) > 0
-            assert len((await gw.client.get("/processes")).json()["processes"]) == 2
+            assert len(await listing(gw.client)) == 2
             for name in "ab":
                 await gw.client.delete(f"/chat/{streams.ids[name]}")
 
@@ -168,7 +167,7 @@ class TestQueue:
                             break
 
             async def one_run() -> bool:
-                return len((await gw.client.get("/processes")).json()["processes"]) == 1
+                return len(await listing(gw.client)) == 1
 
             with trio.fail_after(10):
                 while not await one_run():

@@ -23,6 +23,7 @@ from .helpers import (
     served,
     server_process,
     sse_events,
+    started_run,
     wait_until,
 )
 
@@ -72,21 +73,6 @@ class TestBrokenCli:
         assert '"status":"completed"' in text
 
 
-async def cli_pid(client: httpx.AsyncClient) -> int:
-    """Return the pid of the only live run's CLI, once it has one."""
-    pids: list[int] = []
-
-    async def poll() -> None:
-        while not pids:
-            listing = (await client.get("/processes")).json()["processes"]
-            pids.extend(p["pid"] for p in listing if p["pid"] is not None)
-            await trio.sleep(0.02)
-
-    with trio.fail_after(20):
-        await poll()
-    return pids[0]
-
-
 class TestMemoryStaysBounded:
     async def test_hundred_mebibyte_line_ends_the_run_and_memory_stays_bounded(
         self, tmp_path: Path, workdir: Path
@@ -113,7 +99,7 @@ class TestMemoryStaysBounded:
             before = server.memory_info().rss
             body = chat_body(f"lines {count} {size}", workdir)
             async with client.stream("POST", "/chat", json=body) as response:
-                pid = await cli_pid(client)
+                pid = (await started_run(client))["pid"]
                 await trio.sleep(3)  # reads nothing meanwhile
                 grown = server.memory_info().rss - before
                 still_writing = alive(pid)
@@ -142,7 +128,7 @@ class TestMemoryStaysBounded:
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
             ).encode()
             await stream.send_all(request + body)
-            pid = await cli_pid(client)
+            pid = (await started_run(client))["pid"]
 
             async def no_runs() -> bool:
                 return bool((await client.get("/processes")).json()["count"] == 0)

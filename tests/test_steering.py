@@ -19,10 +19,12 @@ from .helpers import (
     alive,
     chat_body,
     collect,
+    listing,
     make_settings,
     post_chat,
     served,
     sse_events,
+    started_run,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -53,8 +55,27 @@ async def replay(gw: Served, process_id: str, **headers: str) -> list[Event]:
 
 async def status_of(gw: Served, process_id: str) -> str:
     """Return the run's status as GET /processes lists it."""
-    listing = (await gw.client.get("/processes")).json()["processes"]
-    return str(next(p["status"] for p in listing if p["process_id"] == process_id))
+    runs = await listing(gw.client)
+    return str(next(run["status"] for run in runs if run["process_id"] == process_id))
+
+
+async def document_after(
+    gw: Served, body: dict[str, object], method: str, action: str
+) -> httpx.Response:
+    """POST ``body`` with stream: false; once its CLI runs, send ``method /chat/{id}/action``.
+
+    Returns the answer to the POST.
+    """
+    answers: list[httpx.Response] = []
+
+    async def ask() -> None:
+        answers.append(await gw.client.post("/chat", json={**body, "stream": False}))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ask)
+        process_id = (await started_run(gw.client))["process_id"]
+        await gw.client.request(method, f"/chat/{process_id}/{action}".rstrip("/"))
+    return answers[0]
 
 
 class TestDetach:
@@ -98,11 +119,11 @@ class TestDetach:
         """A run without detach is torn down when its client hangs up, as before."""
         async with served(make_settings(), fake_environ) as gw:
             process_id, _ = await start_and_hang_up(gw, chat_body("hang", workdir), '"pid"')
-            pid = next(p["pid"] for p in (await gw.client.get("/processes")).json()["processes"])
+            pid = next(p["pid"] for p in (await listing(gw.client)))
 
             async def gone() -> bool:
-                listing = (await gw.client.get("/processes")).json()["processes"]
-                return all(p["process_id"] != process_id for p in listing)
+                runs = await listing(gw.client)
+                return all(p["process_id"] != process_id for p in runs)
 
             with trio.fail_after(10):
                 while not await gone():
@@ -116,7 +137,7 @@ class TestDetach:
         async with served(make_settings(detached_ttl_seconds=1.5), fake_environ) as gw:
             response, _ = await post_chat(gw.client, chat_body("echo x", workdir, detach=True))
             process_id = response.headers["x-process-id"]
-            listed = (await gw.client.get("/processes")).json()["processes"]
+            listed = await listing(gw.client)
             health = (await gw.client.get("/health")).json()
             await trio.sleep(2)
             later = await gw.client.get(f"/chat/{process_id}/events")
@@ -137,9 +158,7 @@ class TestDetach:
             for _ in range(3):
                 response, _ = await post_chat(gw.client, chat_body("echo", workdir, detach=True))
                 ids.append(response.headers["x-process-id"])
-            listed = [
-                p["process_id"] for p in (await gw.client.get("/processes")).json()["processes"]
-            ]
+            listed = [p["process_id"] for p in (await listing(gw.client))]
             oldest = await gw.client.get(f"/chat/{ids[0]}/events")
         assert listed == ids[1:]
         assert oldest.status_code == 404
@@ -320,7 +339,7 @@ class TestApprovalsWithTheFake:
         async with served(make_settings(), fake_environ) as gw:
             body = chat_body("ask-late", workdir, approval="http", detach=True)
             _, events = await post_chat(gw.client, body)
-            listed = (await gw.client.get("/processes")).json()["processes"]
+            listed = await listing(gw.client)
         assert "approval" not in [e.event for e in events]
         assert events[-1].event == "done"
         assert listed[0]["pending_approvals"] == 0
@@ -393,8 +412,8 @@ class TestInterruptWithTheFake:
             process_id, _ = await start_and_hang_up(
                 gw, chat_body("hang", workdir, detach=True), '"pid"'
             )
-            listing = (await gw.client.get("/processes")).json()["processes"]
-            pid = listing[0]["pid"]
+            runs = await listing(gw.client)
+            pid = runs[0]["pid"]
             answer = await gw.client.post(f"/chat/{process_id}/interrupt")
             events = await replay(gw, process_id)
         assert answer.json() == {"process_id": process_id, "status": "interrupted", "forced": True}
@@ -600,22 +619,9 @@ class TestDocument:
         """A run without streaming that is interrupted answers 200 with status interrupted."""
         settings = make_settings(interrupt_timeout_seconds=0.5)
         async with served(settings, fake_environ) as gw:
-            answers: list[httpx.Response] = []
-
-            async def ask() -> None:
-                body = chat_body("hang", workdir, stream=False)
-                answers.append(await gw.client.post("/chat", json=body))
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(ask)
-                with trio.fail_after(10):
-                    while not (listing := (await gw.client.get("/processes")).json()["processes"]):
-                        await trio.sleep(0.05)
-                    while listing[0]["pid"] is None:
-                        listing = (await gw.client.get("/processes")).json()["processes"]
-                await gw.client.post(f"/chat/{listing[0]['process_id']}/interrupt")
-        assert answers[0].status_code == 200
-        assert answers[0].json()["status"] == "interrupted"
+            answer = await document_after(gw, chat_body("hang", workdir), "POST", "interrupt")
+        assert answer.status_code == 200
+        assert answer.json()["status"] == "interrupted"
 
     async def test_stream_false_obeys_the_server_timeout(
         self, fake_environ: dict[str, str], workdir: Path
@@ -636,27 +642,16 @@ class TestDocument:
                 with pytest.raises(httpx.ReadTimeout):
                     await impatient.post("/chat", json=body, timeout=1)
             await trio.sleep(0.5)
-            listing = (await gw.client.get("/processes")).json()["processes"]
-            await gw.client.delete(f"/chat/{listing[0]['process_id']}")
-        assert listing[0]["status"] == "running"
+            runs = await listing(gw.client)
+            await gw.client.delete(f"/chat/{runs[0]['process_id']}")
+        assert runs[0]["status"] == "running"
 
     async def test_stream_false_cancelled_by_delete_is_409(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
         """A run without streaming cancelled by DELETE answers 409 cancelled."""
         async with served(make_settings(), fake_environ) as gw:
-            answers: list[httpx.Response] = []
-
-            async def ask() -> None:
-                body = chat_body("hang", workdir, stream=False)
-                answers.append(await gw.client.post("/chat", json=body))
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(ask)
-                with trio.fail_after(10):
-                    while not (listing := (await gw.client.get("/processes")).json()["processes"]):
-                        await trio.sleep(0.05)
-                await gw.client.delete(f"/chat/{listing[0]['process_id']}")
-        assert answers[0].status_code == 409
-        assert answers[0].json()["code"] == "cancelled"
-        assert answers[0].json()["status"] == "cancelled"
+            answer = await document_after(gw, chat_body("hang", workdir), "DELETE", "")
+        assert answer.status_code == 409
+        assert answer.json()["code"] == "cancelled"
+        assert answer.json()["status"] == "cancelled"
