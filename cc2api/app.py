@@ -11,6 +11,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,7 +44,7 @@ from .errors import (
     ValidationFailed,
 )
 from .eventlog import Reader
-from .jsonbody import load_object
+from .jsonbody import load_object, off_loop
 from .models import ApprovalAnswer, ChatRequest, FollowUp
 from .policy import Policy
 from .registry import Registry
@@ -75,6 +76,8 @@ class Gateway:
             clock=trio.current_time,
         )
         self.policy = Policy(settings, self.environ, euid=os.geteuid())
+        # Large bodies are parsed in worker threads, two at a time at most.
+        self.parsers = trio.CapacityLimiter(2)
 
 
 def gateway_of(app: QuartTrio) -> Gateway:
@@ -92,9 +95,15 @@ def _json(
     )
 
 
+# A validation error names at most this many problems: a body with thousands of
+# unknown keys gets a short answer, not one that lists them all.
+MAX_REPORTED_PROBLEMS = 5
+
+
 def _field_errors(error: ValidationError) -> str:
     parts = []
-    for problem in error.errors():
+    problems = error.errors(include_url=False, include_context=False, include_input=False)
+    for problem in problems[:MAX_REPORTED_PROBLEMS]:
         field = ".".join(str(part) for part in problem["loc"]) or "body"
         if problem["type"] == "extra_forbidden":
             message = "unknown field"
@@ -103,6 +112,8 @@ def _field_errors(error: ValidationError) -> str:
         else:
             message = problem["msg"].removeprefix("Value error, ")
         parts.append(f"{field}: {message}")
+    if len(problems) > MAX_REPORTED_PROBLEMS:
+        parts.append(f"and {len(problems) - MAX_REPORTED_PROBLEMS} more problems")
     return "; ".join(parts)
 
 
@@ -111,6 +122,7 @@ def parse_body(raw: bytes, model: type[Body]) -> Body:
 
     Raises:
         InvalidJSON: the body is not a JSON object.
+        BodyTooComplex: it holds more values than any request needs.
         ValidationFailed: a field is missing, unknown, mistyped or has a refused value.
     """
     body = load_object(raw)
@@ -252,7 +264,7 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
 
     @app.post("/chat")
     async def chat() -> Response:
-        chat_request = parse_chat_request(await _raw_body())
+        chat_request = await off_loop(parse_chat_request, await _raw_body(), gateway.parsers)
         claude = gateway.claude
         if not claude.usable or claude.path is None:
             raise Unavailable(f"cannot start runs: {claude.problem}", code="cli_unavailable")
@@ -328,7 +340,9 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
     @app.post("/chat/<process_id>/messages")
     async def follow_up(process_id: str) -> Response:
         run = registry.get(_process_id(process_id))
-        message = parse_body(await _raw_body(), FollowUp)
+        message = await off_loop(
+            partial(parse_body, model=FollowUp), await _raw_body(), gateway.parsers
+        )
         if run.status not in (Status.QUEUED, Status.RUNNING):
             raise RunEnded(f"run {run.process_id} has ended or is ending ({run.status})")
         ahead = run.conversation.follow_up(message.prompt)
@@ -343,7 +357,9 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
     @app.post("/chat/<process_id>/approvals/<approval_id>")
     async def answer(process_id: str, approval_id: str) -> Response:
         run = registry.get(_process_id(process_id))
-        reply = parse_body(await _raw_body(), ApprovalAnswer)
+        reply = await off_loop(
+            partial(parse_body, model=ApprovalAnswer), await _raw_body(), gateway.parsers
+        )
         approval = run.conversation.answer(
             approval_id, reply.behavior, reply.updated_input, reply.message
         )

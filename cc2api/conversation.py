@@ -18,8 +18,29 @@ from .errors import ApprovalAnswered, NotFound, RunEnded, TooManyMessages
 
 Behavior = Literal["allow", "deny"]
 Emit = Callable[[str, dict[str, Any]], None]
-# Follow-ups a run holds while a turn is in progress, at most; each may be 10 MiB.
+# Follow-ups a run holds while a turn is in progress, at most; FOLLOWUP_MAX_BYTES and
+# FOLLOWUPS_TOTAL_MAX_BYTES bound their size, one run's and all runs' together.
 MAX_HELD_MESSAGES = 16
+RETRY_HELD_SECONDS = 5
+
+
+class HeldBytes:
+    """The bytes of follow-up messages that all runs hold together, against one limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        """Count ``size`` more bytes held, if they fit; return whether they did."""
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        """Count ``size`` bytes no longer held."""
+        self.held -= size
 
 
 @dataclass
@@ -72,12 +93,22 @@ class Conversation:
     """
 
     def __init__(
-        self, prompt: str, *, followup_grace: float, approval_timeout: float, emit: Emit
+        self,
+        prompt: str,
+        *,
+        followup_grace: float,
+        approval_timeout: float,
+        emit: Emit,
+        held_limit: int,
+        held_total: HeldBytes,
     ) -> None:
         self._out, self.outgoing = trio.open_memory_channel[bytes](math.inf)
         self._out.send_nowait(user_message(prompt))
         self._turns = 1  # user messages sent and not yet answered with a result
-        self._held: deque[str] = deque()  # follow-ups waiting for the current turn
+        self._held: deque[bytes] = deque()  # follow-ups waiting for the current turn
+        self._held_bytes = 0
+        self._held_limit = held_limit
+        self._held_total = held_total
         self._grace = followup_grace
         self._approval_timeout = approval_timeout
         self._emit = emit
@@ -112,7 +143,19 @@ class Conversation:
         if not self.input_closed:
             self.input_closed = True
             self._out.close()
+            self._drop_held()
             self._expire_pending("expired")
+
+    def _drop_held(self) -> None:
+        self._held.clear()
+        self._held_total.give(self._held_bytes)
+        self._held_bytes = 0
+
+    def _next_held(self) -> bytes:
+        line = self._held.popleft()
+        self._held_bytes -= len(line)
+        self._held_total.give(len(line))
+        return line
 
     def _expire_pending(self, answer: str) -> None:
         for approval in self.pending():
@@ -152,7 +195,7 @@ class Conversation:
         if self.interrupt_requested:
             self.close_input()
         elif self._held:
-            self._write(user_message(self._held.popleft()))
+            self._write(self._next_held())
             self._turns += 1
         elif self._turns == 0:
             if self._grace <= 0:
@@ -207,21 +250,36 @@ class Conversation:
 
         Raises:
             RunEnded: the run's input is closed or it is being interrupted.
-            TooManyMessages: MAX_HELD_MESSAGES follow-ups wait already.
+            TooManyMessages: MAX_HELD_MESSAGES follow-ups wait already, or holding this
+                one too would pass the run's or all runs' byte limit.
         """
         if self.input_closed or self.interrupt_requested:
             raise RunEnded("the run takes no more messages: it has ended or is ending")
+        line = user_message(prompt)
+        if self._turns == 0:
+            self._idle = trio.Event()  # the grace is over: a turn is in progress
+            self._write(line)
+            self._turns = 1
+            return 0
         if len(self._held) >= MAX_HELD_MESSAGES:
             raise TooManyMessages(
                 f"{MAX_HELD_MESSAGES} follow-ups wait for the current turn already",
-                retry_after=5,
+                retry_after=RETRY_HELD_SECONDS,
             )
-        if self._turns == 0:
-            self._idle = trio.Event()  # the grace is over: a turn is in progress
-            self._write(user_message(prompt))
-            self._turns = 1
-            return 0
-        self._held.append(prompt)
+        if self._held_bytes + len(line) > self._held_limit:
+            raise TooManyMessages(
+                f"the follow-ups waiting for the current turn would hold more than "
+                f"{self._held_limit} bytes (FOLLOWUP_MAX_BYTES)",
+                retry_after=RETRY_HELD_SECONDS,
+            )
+        if not self._held_total.take(len(line)):
+            raise TooManyMessages(
+                f"the server holds {self._held_total.limit} bytes of follow-ups for "
+                "turns in progress already (FOLLOWUPS_TOTAL_MAX_BYTES)",
+                retry_after=RETRY_HELD_SECONDS,
+            )
+        self._held.append(line)
+        self._held_bytes += len(line)
         return len(self._held)
 
     async def interrupt(self, patience: float) -> bool:
@@ -232,7 +290,7 @@ class Conversation:
         input just closes (and the run ends as it would have). Cancellation: the
         wait stops; the request stays sent.
         """
-        self._held.clear()
+        self._drop_held()
         if self.input_closed or self._turns == 0:
             self.close_input()
             return True

@@ -136,3 +136,10 @@ class TooManyMessages(TooManyRequests):
     """Raised when a run holds as many follow-up messages as it may."""
 
     code = "too_many_messages"
+
+
+class BodyTooComplex(ApiError):
+    """Raised when a request body holds more keys, strings or values than any request needs."""
+
+    status = 413
+    code = "body_too_complex"

@@ -413,7 +413,8 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         "413": _error(
                             "Body over MAX_BODY_BYTES, 10 MiB by default "
-                            "(`request_entity_too_large`)."
+                            "(`request_entity_too_large`), or holding more than 20,000 "
+                            "strings or values (`body_too_complex`)."
                         ),
                         "422": _error(
                             "A field is missing, unknown or invalid (`validation_error`)."
@@ -491,6 +492,10 @@ def _steering_paths(
     }
     invalid = _error("A field is missing, unknown or invalid (`validation_error`).")
     not_json = _error("Body not a JSON object (`invalid_json`).")
+    too_large = _error(
+        "Body over MAX_BODY_BYTES (`request_entity_too_large`), or holding more than "
+        "20,000 strings or values (`body_too_complex`)."
+    )
     approval_id = {
         "name": "approval_id",
         "in": "path",
@@ -552,11 +557,12 @@ def _steering_paths(
                     "400": not_json,
                     "409": _error("The run has ended or is ending (`run_ended`)."),
                     "429": _error(
-                        "16 follow-ups wait already (`too_many_messages`), or this address "
-                        "failed to log in too often (`too_many_failed_logins`).",
+                        "16 follow-ups, or FOLLOWUP_MAX_BYTES of them, wait already, or all "
+                        "runs hold FOLLOWUPS_TOTAL_MAX_BYTES (`too_many_messages`); or this "
+                        "address failed to log in too often (`too_many_failed_logins`).",
                         RETRY_AFTER,
                     ),
-                    "413": _error("Body over MAX_BODY_BYTES (`request_entity_too_large`)."),
+                    "413": too_large,
                     "422": invalid,
                 },
             }
@@ -587,7 +593,7 @@ def _steering_paths(
                         "No such run or approval (`process_not_found`, `approval_not_found`)."
                     ),
                     "409": _error("Answered already, timed out or expired (`approval_answered`)."),
-                    "413": _error("Body over MAX_BODY_BYTES (`request_entity_too_large`)."),
+                    "413": too_large,
                     "422": invalid,
                     "401": unauthorized,
                     "429": locked_out,

@@ -13,6 +13,7 @@ from pathlib import Path
 import trio
 
 from .cli_args import cli_environment
+from .conversation import HeldBytes
 from .errors import NotFound, SessionBusy, Unavailable
 from .models import ChatRequest
 from .policy import Plan
@@ -77,7 +78,9 @@ class Registry:
             followup_grace=settings.followup_grace_seconds,
             approval_timeout=settings.approval_timeout_seconds,
             interrupt_patience=settings.interrupt_timeout_seconds,
+            followup_max_bytes=settings.followup_max_bytes,
         )
+        self.held = HeldBytes(settings.followups_total_max_bytes)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the runs' nursery until cancelled.
@@ -149,6 +152,7 @@ class Registry:
             environ=self._environ,
             limits=self._limits,
             slot=slot,
+            held_total=self.held,
             on_session=self._claim_session,
             on_finish=self._forget,
             reap=self.reap,

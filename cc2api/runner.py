@@ -10,17 +10,18 @@ import math
 import shutil
 import subprocess
 import tempfile
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 import trio
 
 from .cli_args import RunFiles, build_argv
-from .conversation import Conversation
+from .conversation import Conversation, HeldBytes
 from .eventlog import EventLog, Reader
 from .framing import LineFramer, LineTooLong
 from .models import ChatRequest
@@ -48,6 +49,7 @@ ROOT_REFUSAL = b"cannot be used with root/sudo privileges"
 # Only lines whose start names one of these are parsed; the rest pass untouched.
 _INSPECT_MARKERS = (b'"init"', b'"result"', b'"control_')
 HEAD_BYTES = 64
+P = ParamSpec("P")
 
 
 class DocumentTooLarge(Exception):
@@ -78,6 +80,7 @@ class RunLimits:
     followup_grace: float = 0.0  # input stays open this long after the last result
     approval_timeout: float = 300.0  # 0: wait for ever
     interrupt_patience: float = 5.0  # for the CLI to acknowledge an interrupt
+    followup_max_bytes: int = 16 * 1024 * 1024  # follow-ups one run holds for a turn
 
 
 def _suspects(lines: list[bytes]) -> list[bytes]:
@@ -115,6 +118,7 @@ class Run:
         environ: Mapping[str, str],
         limits: RunLimits,
         slot: Slot,
+        held_total: HeldBytes,
         on_session: Callable[[Run, str], None],
         on_finish: Callable[[Run], None],
         reap: Callable[[], None],
@@ -133,12 +137,17 @@ class Run:
         self.cancel_scope = trio.CancelScope()
         self.finished = trio.Event()
         self.interrupt_forced = False
-        self.log = EventLog(limits.buffer_bytes, limits.stall_timeout, self._reader_stalled)
+        # The log and the conversation call back into the run weakly: a run they kept
+        # alive through a reference cycle would be freed only by the cycle collector,
+        # late, with every event and message it holds.
+        self.log = EventLog(limits.buffer_bytes, limits.stall_timeout, weakly(self._reader_stalled))
         self.conversation = Conversation(
             request.prompt,
             followup_grace=limits.followup_grace,
             approval_timeout=limits.approval_timeout,
-            emit=self._emit,
+            emit=weakly(self._emit),
+            held_limit=limits.followup_max_bytes,
+            held_total=held_total,
         )
         self.lines: list[bytes] | None = None if request.stream else []  # for stream: false
         self._lines_bytes = 0
@@ -606,6 +615,18 @@ class Run:
             self._emit("error", self.error)
         self._emit("done", done)
         self.log.close()
+
+
+def weakly(method: Callable[P, None]) -> Callable[P, None]:
+    """Return a function that calls ``method`` while its object lives, and else does nothing."""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> None:
+        target = ref()
+        if target is not None:
+            target(*args, **kwargs)
+
+    return call
 
 
 def _enlarge_pipe(fd: int) -> None:

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     run_buffer_bytes: int = Field(default=8 * MiB, ge=64 * 1024)
     detached_ttl_seconds: float = Field(default=600.0, ge=0)
     followup_grace_seconds: float = Field(default=0.0, ge=0)
+    followup_max_bytes: int = Field(default=16 * MiB, ge=64 * 1024)  # held by one run
+    followups_total_max_bytes: int = Field(default=256 * MiB, ge=64 * 1024)  # by all runs
     approval_timeout_seconds: float = Field(default=300.0, ge=0)  # 0: wait for ever
     interrupt_timeout_seconds: float = Field(default=5.0, gt=0)
 

@@ -26,6 +26,7 @@ import httpx
 import pytest
 import trio
 
+from cc2api.jsonbody import MAX_STRINGS
 from cc2api.models import ChatRequest
 
 from .helpers import AUTH, collect, make_settings, served
@@ -437,6 +438,30 @@ class TestSize:
         assert body["code"] == "request_entity_too_large"
         await assert_healthy(gateway)
 
+    async def test_a_body_of_a_million_keys_is_refused_before_parsing(
+        self, gateway: Gateway, client: httpx.AsyncClient
+    ) -> None:
+        """10 MiB of 880,000 unknown keys gets a short 413 body_too_complex, unparsed."""
+        keys = ",".join(f'"k{i}":1' for i in range(880_000))
+        content = '{"prompt":"x","cwd":' + json.dumps(str(gateway.workdir)) + "," + keys + "}"
+        assert len(content) < MAX_BODY_BYTES
+        with trio.fail_after(ANSWER_SECONDS):
+            response = await client.post("/chat", content=content)
+        body = assert_refused(response, 413, "strings and keys")
+        assert body["code"] == "body_too_complex"
+        assert len(response.content) < 300
+        await assert_healthy(gateway)
+
+    async def test_many_problems_are_reported_briefly(
+        self, gateway: Gateway, client: httpx.AsyncClient
+    ) -> None:
+        """A body with 5,000 unknown fields gets a 422 naming five of them and counting the rest."""
+        extra = {f"unknown_{i}": 1 for i in range(5_000)}
+        response, _ = await post_json(client, body_of(gateway, **extra))
+        body = assert_refused(response, 422, "unknown_0: unknown field", "and 4995 more problems")
+        assert len(body["detail"]) < 500
+        await assert_healthy(gateway)
+
     async def test_declared_length_over_the_limit_is_413_at_once(self, gateway: Gateway) -> None:
         """A Content-Length over the limit gets 413 JSON before any of the body is sent."""
         head = (
@@ -566,7 +591,7 @@ class TestNesting:
     async def test_deep_nesting_is_refused_or_run(
         self, gateway: Gateway, client: httpx.AsyncClient, place: str, depth: int
     ) -> None:
-        """Deep nesting gets a 4xx naming the field or the nesting (or runs), never a 5xx."""
+        """Deep nesting gets a 4xx naming the field, the nesting or the key count (or runs)."""
         template, field = NEST_PLACES[place]
         value = nested(depth)
         text = json.dumps('{"a":' + value + "}")
@@ -576,6 +601,9 @@ class TestNesting:
             assert_completed(response, events)  # free-form JSON: passing it on is fine
         elif response.status_code == 400:
             assert assert_refused(response, 400, "nested too deeply")["code"] == "invalid_json"
+        elif response.status_code == 413:  # a key per level: more than any request holds
+            assert depth > MAX_STRINGS
+            assert assert_refused(response, 413, "strings and keys")["code"] == "body_too_complex"
         else:
             assert_refused(response, 422, field)
         await assert_healthy(gateway)

@@ -257,7 +257,11 @@ class TestMcp:
         )
         async with served(settings, real_environ) as gw:
             response, events = await post_chat(gw.client, body)
-        assert lines(events)[0]["mcp_servers"] == [{"name": "gauge", "status": "connected"}]
+        # The init line reports the server's state at that moment: it may still be
+        # connecting. That it really connected is shown by the tool's answer.
+        (server,) = lines(events)[0]["mcp_servers"]
+        assert server["name"] == "gauge"
+        assert server["status"] in ("connected", "pending")
         (gauge,) = tool_results(events)
         assert "gauge boiler reads 42" in str(gauge["content"])
         assert not gauge.get("is_error")

@@ -198,3 +198,37 @@ class TestSoak:
             await wait_until(lambda: settled(fds, threads), 20)
             grown = server.memory_info().rss - rss
         assert grown < 16 * MiB, f"memory grew by {grown / MiB:.1f} MiB over {total} runs"
+
+    async def test_memory_returns_after_rounds_of_queued_runs_with_follow_ups(
+        self, tmp_path: Path, workdir: Path
+    ) -> None:
+        """Rounds of queued runs holding big follow-ups, all cancelled, leave memory at baseline."""
+        queued, messages, size = 6, 4, 2 * MiB
+
+        async def detached(client: httpx.AsyncClient, prompt: str) -> str:
+            async with client.stream(
+                "POST", "/chat", json=chat_body(prompt, workdir, detach=True)
+            ) as response:
+                return response.headers["x-process-id"]
+
+        async def one_round(client: httpx.AsyncClient) -> None:
+            first = await detached(client, "hang")
+            waiting = [await detached(client, "hi") for _ in range(queued)]
+            for process_id in waiting:
+                for _ in range(messages):
+                    answer = await client.post(
+                        f"/chat/{process_id}/messages", json={"prompt": "x" * size}
+                    )
+                    assert answer.status_code == 202, answer.text
+            for process_id in [*waiting, first]:
+                assert (await client.delete(f"/chat/{process_id}")).status_code == 200
+
+        settings = {"MAX_CONCURRENT_RUNS": "1", "DETACHED_TTL_SECONDS": "0"}
+        async with server_process(tmp_path, FAST_CLAUDE, **settings) as (server, client):
+            await one_round(client)  # warm-up: caches, threads, allocator
+            rss = server.memory_info().rss
+            for _ in range(10):
+                await one_round(client)
+            grown = server.memory_info().rss - rss
+        held = 10 * queued * messages * size
+        assert grown < 32 * MiB, f"grew {grown / MiB:.0f} MiB; the rounds held {held / MiB:.0f}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import uuid
+import weakref
 from contextlib import aclosing
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 import trio
 
 from cc2api import runner
+from cc2api.app import gateway_of
 from cc2api.conversation import MAX_HELD_MESSAGES
 
 from .helpers import (
@@ -464,6 +467,42 @@ class TestFollowUpWithTheFake:
         assert answers[-1].json()["code"] == "too_many_messages"
         assert "retry-after" in answers[-1].headers
 
+    async def test_follow_ups_past_a_runs_byte_limit_get_429(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Follow-ups a run holds may add up to FOLLOWUP_MAX_BYTES; past it, 429 names it."""
+        settings = make_settings(followup_max_bytes=256 * 1024)
+        async with served(settings, fake_environ) as gw:
+            process_id, _ = await start_and_hang_up(
+                gw, chat_body("hang", workdir, detach=True), '"pid"'
+            )
+            path = f"/chat/{process_id}/messages"
+            answers = [await gw.client.post(path, json={"prompt": "x" * 100_000}) for _ in range(3)]
+            await gw.client.delete(f"/chat/{process_id}")
+        assert [a.status_code for a in answers] == [202, 202, 429]
+        assert answers[-1].json()["code"] == "too_many_messages"
+        assert "FOLLOWUP_MAX_BYTES" in answers[-1].json()["detail"]
+
+    async def test_follow_ups_past_the_servers_byte_limit_get_429_until_freed(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Runs share FOLLOWUPS_TOTAL_MAX_BYTES of held follow-ups; an ended run frees its part."""
+        settings = make_settings(followups_total_max_bytes=256 * 1024)
+        message = {"prompt": "x" * 100_000}
+        async with served(settings, fake_environ) as gw:
+            hang = chat_body("hang", workdir, detach=True)
+            first, _ = await start_and_hang_up(gw, hang, '"pid"')
+            second, _ = await start_and_hang_up(gw, hang, '"pid"')
+            held = [await gw.client.post(f"/chat/{first}/messages", json=message) for _ in range(2)]
+            refused = await gw.client.post(f"/chat/{second}/messages", json=message)
+            await gw.client.delete(f"/chat/{first}")
+            taken = await gw.client.post(f"/chat/{second}/messages", json=message)
+            await gw.client.delete(f"/chat/{second}")
+        assert [a.status_code for a in held] == [202, 202]
+        assert refused.status_code == 429
+        assert "FOLLOWUPS_TOTAL_MAX_BYTES" in refused.json()["detail"]
+        assert taken.status_code == 202
+
     async def test_follow_up_to_an_ended_run_is_409(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
@@ -655,3 +694,59 @@ class TestDocument:
         assert answer.status_code == 409
         assert answer.json()["code"] == "cancelled"
         assert answer.json()["status"] == "cancelled"
+
+
+class TestFreedRuns:
+    async def test_finished_runs_are_freed_without_the_cycle_collector(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Completed, cancelled, queued, interrupted and asking runs are freed by refcount alone."""
+        settings = make_settings(max_concurrent_runs=1, detached_ttl_seconds=0.2)
+        refs: list[weakref.ref[object]] = []
+        gc.collect()
+        gc.disable()  # what the cycle collector would free does not count
+        try:
+            async with served(settings, fake_environ) as gw:
+                registry = gateway_of(gw.app).registry
+
+                def track(process_id: str) -> None:
+                    refs.append(weakref.ref(registry.get(process_id)))
+
+                async with gw.client.stream(
+                    "POST", "/chat", json=chat_body("echo hi", workdir)
+                ) as response:
+                    track(response.headers["x-process-id"])
+                    events = await collect(response)
+                hanging, _ = await start_and_hang_up(
+                    gw, chat_body("hang", workdir, detach=True), '"pid"'
+                )
+                track(hanging)
+                queued, _ = await start_and_hang_up(
+                    gw, chat_body("echo later", workdir, detach=True), '"position"'
+                )
+                track(queued)
+                await gw.client.post(f"/chat/{queued}/messages", json={"prompt": "x" * 100_000})
+                await gw.client.delete(f"/chat/{queued}")
+                await gw.client.delete(f"/chat/{hanging}")
+                asking, _ = await start_and_hang_up(
+                    gw, chat_body("ask ls", workdir, approval="http", detach=True), '"approval_id"'
+                )
+                track(asking)
+                pending = (await gw.client.get(f"/chat/{asking}/approvals")).json()
+                approval_id = pending["approvals"][0]["approval_id"]
+                await gw.client.post(
+                    f"/chat/{asking}/approvals/{approval_id}", json={"behavior": "deny"}
+                )
+                interrupted, _ = await start_and_hang_up(
+                    gw, chat_body("interruptible", workdir, detach=True), '"n"'
+                )
+                track(interrupted)
+                await gw.client.post(f"/chat/{interrupted}/interrupt")
+                with trio.fail_after(20):  # the detached ones are evicted after their TTL
+                    while registry.runs():
+                        await trio.sleep(0.05)
+                assert events[-1].json()["status"] == "completed"
+            assert len(refs) == 5
+            assert [ref() for ref in refs] == [None] * 5
+        finally:
+            gc.enable()
