@@ -10,7 +10,6 @@
 set -euo pipefail
 
 CLAUDE_CLI_VERSION=2.1.197
-DOCS_PACKAGES=(swagger-ui-dist@5.35.0 redoc@2.5.4)
 MARKER=.cc2api-install  # in the prefix: what install.sh may update or remove
 # Where the sources come from when this script runs outside a clone (curl | bash).
 REPO_URL=${CC2API_REPO_URL:-https://github.com/cc2api/cc2api.git}
@@ -205,6 +204,7 @@ else
     CLAUDE=$LOCAL_CLAUDE
 fi
 if ! command -v npm >/dev/null || [ $INSTALL_DEPS -eq 1 ]; then
+    # npm also builds cc2api's wheel: it fetches the API docs pages' scripts (npm pack).
     say "installing Node.js and npm for the Claude Code CLI and the docs pages ($PKG)"
     install_packages nodejs npm
 fi
@@ -273,9 +273,6 @@ if [ -z "$CLAUDE_PATH_GIVEN" ]; then
         npm_install "$CLI_DIR" "@anthropic-ai/claude-code@$CLAUDE_CLI_VERSION"
     fi
 fi
-WEB_DIR=$PREFIX/web
-say "installing the docs pages' scripts (${DOCS_PACKAGES[*]})"
-npm_install "$WEB_DIR" --ignore-scripts "${DOCS_PACKAGES[@]}"
 
 # --- .env ------------------------------------------------------------------
 
@@ -283,14 +280,24 @@ ENV_FILE=$PREFIX/.env
 if [ -f "$ENV_FILE" ]; then
     say "keeping $ENV_FILE"
     run chmod 600 "$ENV_FILE"
-    if ! grep -q '^DOCS_ASSETS_DIR=' "$ENV_FILE"; then
-        if [ $DRY_RUN -eq 1 ]; then
-            printf '+ add DOCS_ASSETS_DIR to %s\n' "$ENV_FILE"
-        else
-            # Start a new line if the file does not end with one.
-            [ -z "$(tail -c 1 "$ENV_FILE")" ] || printf '\n' >>"$ENV_FILE"
-            printf 'DOCS_ASSETS_DIR=%s\n' "$WEB_DIR/node_modules" >>"$ENV_FILE"
+    # Earlier installs wrote this line; the folder it names is gone. Drop exactly that
+    # line: grep reads the file itself (its contents never reach argv), and the copy is
+    # made mode 600 beside it, then renamed over it.
+    STALE_DOCS_LINE="DOCS_ASSETS_DIR=$PREFIX/web/node_modules"
+    if grep -qxF -- "$STALE_DOCS_LINE" "$ENV_FILE"; then
+        say "removing $STALE_DOCS_LINE from $ENV_FILE"
+        if [ $DRY_RUN -eq 0 ]; then
+            ENV_COPY=$(mktemp "$ENV_FILE.XXXXXX")
+            # grep's exit 1 only says that no line was left.
+            if ! { grep -vxF -- "$STALE_DOCS_LINE" "$ENV_FILE" >"$ENV_COPY" || [ $? -eq 1 ]; }; then
+                rm -f -- "$ENV_COPY"
+                die "could not rewrite $ENV_FILE"
+            fi
+            mv -f -- "$ENV_COPY" "$ENV_FILE"
         fi
+    fi
+    if [ $DRY_RUN -eq 0 ] && grep -q '^DOCS_ASSETS_DIR=' "$ENV_FILE"; then
+        say "$ENV_FILE sets DOCS_ASSETS_DIR, which overrides the docs pages' scripts of cc2api"
     fi
 else
     AUTH_USER=${CC2API_AUTH_USER:-admin}
@@ -304,7 +311,12 @@ else
     # The password reaches init-env through its environment: never argv, never sed.
     CC2API_AUTH_PASSWORD=$AUTH_PASSWORD run "$PREFIX/venv/bin/cc2api" init-env \
         --path "$ENV_FILE" --user "$AUTH_USER" --claude-path "$CLAUDE" \
-        --set "HOST=$HOST" --set "PORT=$PORT" --set "DOCS_ASSETS_DIR=$WEB_DIR/node_modules"
+        --set "HOST=$HOST" --set "PORT=$PORT"
+fi
+# The docs pages' scripts ship in cc2api's wheel now; earlier installs kept them here.
+if [ -d "$PREFIX/web" ]; then
+    say "removing $PREFIX/web (the docs pages' scripts now come with cc2api)"
+    run rm -rf -- "$PREFIX/web"
 fi
 # The install stays root's when root installs: the service user may read and run
 # it, not change it, or it could plant code that root runs at the next update. The

@@ -1,8 +1,9 @@
 """API documentation pages that work offline: Swagger UI at /docs, ReDoc at /redoc.
 
-Their scripts come from the npm packages swagger-ui-dist and redoc (``.web/node_modules``
-in a clone, ``<prefix>/web/node_modules`` from install.sh, or DOCS_ASSETS_DIR), never
-from a CDN.
+Their scripts come from the pinned npm packages swagger-ui-dist and redoc
+(cc2api/docs_assets.py), never from a CDN. They are looked up in this order:
+DOCS_ASSETS_DIR when set; else the copy an installed wheel ships (``cc2api/static``);
+else a clone's ``.web/node_modules``, which editable installs use.
 """
 
 from __future__ import annotations
@@ -13,18 +14,17 @@ from pathlib import Path
 from quart import Response, send_file
 from quart_trio import QuartTrio
 
+from .docs_assets import SERVED, SPECS
 from .errors import NotFound, Unavailable
 from .openapi import openapi_document
 
 PUBLIC_PREFIXES = ("/docs", "/redoc", "/openapi.json")
 # Only these files are served, each from its package.
-ASSETS = {
-    "swagger-ui.css": "swagger-ui-dist/swagger-ui.css",
-    "swagger-ui-bundle.js": "swagger-ui-dist/swagger-ui-bundle.js",
-    "redoc.standalone.js": "redoc/bundles/redoc.standalone.js",
-}
-# A clone's .web/node_modules, where scripts/serve and scripts/test install them.
-DEFAULT_ASSETS = Path(__file__).resolve().parent.parent / ".web" / "node_modules"
+ASSETS = SERVED
+# Where the wheel's build hook (hatch_build.py) puts them.
+PACKAGED_ASSETS = Path(__file__).resolve().parent / "static"
+# A clone's .web/node_modules, where scripts/serve and scripts/test put them.
+CLONE_ASSETS = Path(__file__).resolve().parent.parent / ".web" / "node_modules"
 
 SWAGGER_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cc2api API</title>
@@ -44,8 +44,10 @@ REDOC_PAGE = """<!doctype html>
 
 
 def add_docs(app: QuartTrio, assets: Path | None) -> None:
-    """Add /openapi.json, /docs and /redoc (public: they describe the API, nothing more)."""
-    folder = assets or DEFAULT_ASSETS
+    """Add /openapi.json, /docs and /redoc (public: they describe the API, nothing more).
+
+    ``assets`` is DOCS_ASSETS_DIR: when set, it alone is used.
+    """
     spec = json.dumps(openapi_document())
 
     @app.get("/openapi.json")
@@ -54,12 +56,12 @@ def add_docs(app: QuartTrio, assets: Path | None) -> None:
 
     @app.get("/docs")
     async def swagger() -> Response:
-        _require_assets(folder)
+        require_assets(assets)
         return Response(SWAGGER_PAGE, mimetype="text/html")
 
     @app.get("/redoc")
     async def redoc() -> Response:
-        _require_assets(folder)
+        require_assets(assets)
         return Response(REDOC_PAGE, mimetype="text/html")
 
     @app.get("/docs/assets/<name>")
@@ -67,15 +69,42 @@ def add_docs(app: QuartTrio, assets: Path | None) -> None:
     async def asset(name: str) -> Response:
         if name not in ASSETS:
             raise NotFound(f"no documentation asset {name!r}")
-        _require_assets(folder)
-        return await send_file(folder / ASSETS[name])
+        return await send_file(require_assets(assets) / ASSETS[name])
 
 
-def _require_assets(folder: Path) -> None:
-    missing = [path for path in ASSETS.values() if not (folder / path).is_file()]
-    if missing:
-        raise Unavailable(
-            f"the API docs need the npm packages swagger-ui-dist and redoc in {folder} "
-            "(./scripts/serve and install.sh install them; or set DOCS_ASSETS_DIR)",
-            code="docs_unavailable",
+def has_assets(folder: Path) -> bool:
+    """Return whether ``folder`` holds every file the pages load."""
+    return all((folder / path).is_file() for path in ASSETS.values())
+
+
+def find_assets(
+    configured: Path | None, candidates: tuple[Path, ...] = (PACKAGED_ASSETS, CLONE_ASSETS)
+) -> Path | None:
+    """Return the folder to serve the pages' files from, or None when none has them all.
+
+    Looked up at each request, so files put in place while the server runs are found.
+    """
+    if configured is not None:
+        return configured if has_assets(configured) else None
+    return next((folder for folder in candidates if has_assets(folder)), None)
+
+
+def require_assets(configured: Path | None) -> Path:
+    """Return the assets folder, or raise a 503 that says how to get one."""
+    folder = find_assets(configured)
+    if folder is not None:
+        return folder
+    if configured is not None:
+        where = f"DOCS_ASSETS_DIR ({configured}) does not hold them"
+    else:
+        where = (
+            f"this install has none: not in {PACKAGED_ASSETS} (a wheel built from cc2api's "
+            f"sources ships them) nor in {CLONE_ASSETS} (./scripts/serve puts them there)"
         )
+    raise Unavailable(
+        f"the API docs need the npm packages {SPECS} ({', '.join(ASSETS.values())}); "
+        f"{where}. Reinstall cc2api from its sources with npm available, or set "
+        "DOCS_ASSETS_DIR to a node_modules folder that holds them "
+        "(python -m cc2api.docs_assets DIR fills one)",
+        code="docs_unavailable",
+    )

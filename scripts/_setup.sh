@@ -4,9 +4,6 @@
 
 CLAUDE_CLI_VERSION=2.1.197
 LOCAL_CLAUDE=.cli/node_modules/.bin/claude
-# The API docs pages' scripts, served by cc2api from .web/node_modules, never a CDN.
-# A folder of their own: `npm install --no-save` in one folder prunes what it did not name.
-DOCS_PACKAGES=(swagger-ui-dist@5.35.0 redoc@2.5.4)
 
 # npm_install FOLDER [--ignore-scripts] PACKAGE...
 npm_install() {
@@ -42,11 +39,11 @@ ensure_local_cli() {
     fi
 }
 
+# The API docs pages' scripts for an editable install, which serves them from a clone's
+# .web/node_modules (a wheel ships its own). The pinned tarballs (cc2api/docs_assets.py)
+# are kept, verified, in .web/tarballs: npm is needed only when they are missing or stale.
 ensure_docs_assets() {
-    if [ ! -f .web/node_modules/redoc/bundles/redoc.standalone.js ] ||
-        [ ! -f .web/node_modules/swagger-ui-dist/swagger-ui-bundle.js ]; then
-        npm_install .web --ignore-scripts "${DOCS_PACKAGES[@]}"
-    fi
+    .venv/bin/python -m cc2api.docs_assets .web/node_modules --tarballs .web/tarballs
 }
 
 # The browser the docs-page tests drive (Debian's chromium), when it is missing.

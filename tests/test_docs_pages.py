@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
-import trio
 from openapi_spec_validator import validate
 
+from cc2api.docs import ASSETS, CLONE_ASSETS, PACKAGED_ASSETS, find_assets, has_assets
 from cc2api.models import ChatRequest
 from cc2api.openapi import openapi_document
 
+from .browser import OPERATIONS, render
 from .helpers import make_settings, served
 
 pytestmark = pytest.mark.timeout(120)
-
-OPERATIONS = {
-    "Health, CLI version and number of active runs (no auth)",
-    "Start a run of the Claude Code CLI and stream it",
-    "Cancel a run; answers once its processes are gone",
-    "The live runs",
-}
 
 
 class TestOpenApi:
@@ -73,41 +66,53 @@ class TestPages:
     async def test_missing_assets_are_a_clear_503(
         self, fake_environ: dict[str, str], tmp_path: Path
     ) -> None:
-        """Without the npm packages the pages answer 503 JSON saying what to install."""
+        """A DOCS_ASSETS_DIR without the npm packages makes the pages answer 503 saying so."""
         async with served(make_settings(docs_assets_dir=tmp_path), fake_environ) as gw:
             response = await gw.client.get("/docs")
         assert response.status_code == 503
         assert response.json()["code"] == "docs_unavailable"
-        assert "swagger-ui-dist" in response.json()["detail"]
+        detail = response.json()["detail"]
+        assert "swagger-ui-dist@5.35.0 and redoc@2.5.4" in detail
+        assert f"DOCS_ASSETS_DIR ({tmp_path}) does not hold them" in detail
+
+    async def test_editable_install_serves_the_clone_copy(
+        self, fake_environ: dict[str, str]
+    ) -> None:
+        """From a clone (no copy in the package), the files come from .web/node_modules."""
+        assert not PACKAGED_ASSETS.exists()
+        async with served(make_settings(), fake_environ) as gw:
+            served_css = await gw.client.get("/docs/assets/swagger-ui.css")
+        assert served_css.content == (CLONE_ASSETS / ASSETS["swagger-ui.css"]).read_bytes()
 
 
-async def render(url: str, tmp_path: Path) -> str:
-    """Return the DOM of ``url`` after headless Chromium ran its scripts, offline."""
-    chromium = shutil.which("chromium")
-    assert chromium, "the docs tests need Debian's chromium (./scripts/test installs it)"
-    done = await trio.run_process(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            # The network is off: everything but loopback goes to a closed port.
-            "--proxy-server=http://127.0.0.1:9",
-            "--virtual-time-budget=20000",
-            "--dump-dom",
-            url,
-        ],
-        capture_stdout=True,
-        capture_stderr=True,
-        check=True,
-    )
-    return done.stdout.decode()
+def fill(folder: Path, *, leave_out: str | None = None) -> Path:
+    """Put a stand-in for each served file in ``folder`` (but ``leave_out``); return it."""
+    for path in ASSETS.values():
+        if path != leave_out:
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+            (folder / path).write_text(path)
+    return folder
+
+
+class TestLookupOrder:
+    def test_configured_folder_wins(self, tmp_path: Path) -> None:
+        """DOCS_ASSETS_DIR, when set and complete, is used before a packaged copy."""
+        configured, packaged = fill(tmp_path / "configured"), fill(tmp_path / "packaged")
+        assert find_assets(configured, (packaged,)) == configured
+
+    def test_configured_folder_has_no_fallback(self, tmp_path: Path) -> None:
+        """An incomplete DOCS_ASSETS_DIR finds nothing, rather than other files."""
+        configured = fill(tmp_path / "configured", leave_out=ASSETS["redoc.standalone.js"])
+        assert find_assets(configured, (fill(tmp_path / "packaged"),)) is None
+
+    def test_packaged_copy_before_the_clone(self, tmp_path: Path) -> None:
+        """Unset, the packaged copy is used before a clone's, and an incomplete one is skipped."""
+        packaged, clone = fill(tmp_path / "packaged"), fill(tmp_path / "clone")
+        assert find_assets(None, (packaged, clone)) == packaged
+        (packaged / ASSETS["swagger-ui.css"]).unlink()
+        assert not has_assets(packaged)
+        assert find_assets(None, (packaged, clone)) == clone
+        assert find_assets(None, (packaged,)) is None
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
