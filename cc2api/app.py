@@ -21,7 +21,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from . import __version__
+from . import __version__, confinement
 from .auth import BasicAuth, LoginThrottle
 from .cli_args import (
     MAX_COMMAND_LINE_BYTES,
@@ -48,6 +48,7 @@ from .jsonbody import load_object, off_loop
 from .models import ApprovalAnswer, ChatRequest, FollowUp
 from .policy import Policy
 from .registry import Registry
+from .resume import choose_session
 from .runner import Run, Status
 from .settings import Settings
 from .sse import stream
@@ -76,6 +77,8 @@ class Gateway:
             clock=trio.current_time,
         )
         self.policy = Policy(settings, self.environ, euid=os.geteuid())
+        # Why runs that must be confined cannot be (set at startup), or None.
+        self.confinement_problem: str | None = None
         # Large bodies are parsed in worker threads, two at a time at most.
         self.parsers = trio.CapacityLimiter(2)
 
@@ -172,6 +175,14 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
             log.info("claude %s at %s", gateway.claude.version, gateway.claude.path)
         else:
             log.error("degraded: %s", gateway.claude.problem)
+        if gateway.policy.confines and not confinement.available():
+            gateway.confinement_problem = (
+                "runs must be confined (ALLOWED_CWD_ROOTS, untrusted caller config or "
+                "CONFINE_RUNS=on), but this kernel offers no Landlock ABI 3 or later, or a "
+                "system call filter hides it; run on Linux 6.2 or later, allow the landlock_* "
+                "system calls, or set CONFINE_RUNS=off to run them unconfined"
+            )
+            log.error("degraded: %s", gateway.confinement_problem)
         await app.nursery.start(registry.serve)
 
     @app.after_serving
@@ -247,7 +258,7 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
     @app.get("/health")
     async def health() -> Response:
         claude = gateway.claude
-        problem = claude.problem if not claude.usable else None
+        problem = claude.problem if not claude.usable else gateway.confinement_problem
         if problem is None and not registry.serving:
             problem = "the server is not accepting runs (starting or shutting down)"
         body: dict[str, Any] = {
@@ -269,8 +280,22 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
         if not claude.usable or claude.path is None:
             raise Unavailable(f"cannot start runs: {claude.problem}", code="cli_unavailable")
         plan = gateway.policy.plan(chat_request)
+        if plan.confined and gateway.confinement_problem is not None:
+            raise Unavailable(
+                f"cannot start runs: {gateway.confinement_problem}", code="confinement_unavailable"
+            )
         # Files are read only now that the rules have allowed them.
         plan = replace(plan, configs=await load_configs(chat_request))
+        if (plan.bounded or plan.confined) and (
+            chat_request.session_id is not None or chat_request.continue_conversation
+        ):
+            chat_request = await trio.to_thread.run_sync(
+                choose_session,
+                chat_request,
+                plan.cwd,
+                registry.real_config,
+                gateway.policy.within_roots,
+            )
         size = command_line_bytes(
             build_argv(claude.path, chat_request, plan, RunFiles(Path(tempfile.gettempdir()))),
             {**cli_environment(gateway.environ), **plan.extra_env},

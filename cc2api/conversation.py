@@ -13,8 +13,9 @@ from typing import Any, Literal
 
 import trio
 
+from .approval_rules import ApprovalRules, input_change_refusal
 from .cli_args import user_message
-from .errors import ApprovalAnswered, NotFound, RunEnded, TooManyMessages
+from .errors import ApprovalAnswered, Forbidden, NotFound, RunEnded, TooManyMessages
 
 Behavior = Literal["allow", "deny"]
 Emit = Callable[[str, dict[str, Any]], None]
@@ -43,6 +44,17 @@ class HeldBytes:
         self.held -= size
 
 
+# What the CLI says about why it asks, passed on to approvers as it came.
+REASON_FIELDS = (
+    "display_name",
+    "description",
+    "decision_reason",
+    "decision_reason_type",
+    "blocked_path",
+    "tool_use_id",
+)
+
+
 @dataclass
 class Approval:
     """A tool call the CLI asked the gateway about (``can_use_tool``)."""
@@ -52,10 +64,13 @@ class Approval:
     tool_name: str
     input: dict[str, Any]
     suggestions: list[Any]
+    reasons: dict[str, str | None] = field(default_factory=dict)  # REASON_FIELDS
+    refused: str | None = None  # why the gateway refused it without asking anyone
     requested_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat().replace("+00:00", "Z")
     )
-    answer: str | None = None  # allow, deny, timeout, cancelled (by the CLI), expired
+    # allow, deny, refused (by the gateway), timeout, cancelled (by the CLI), expired
+    answer: str | None = None
     timer: trio.CancelScope = field(default_factory=trio.CancelScope)  # the timeout's
 
     def settle(self, answer: str) -> None:
@@ -72,6 +87,8 @@ class Approval:
             "input": self.input,
             "suggestions": self.suggestions,
             "requested_at": self.requested_at,
+            **{name: self.reasons.get(name) for name in REASON_FIELDS},
+            "refused": self.refused,
         }
 
 
@@ -101,6 +118,7 @@ class Conversation:
         emit: Emit,
         held_limit: int,
         held_total: HeldBytes,
+        rules: ApprovalRules,
     ) -> None:
         self._out, self.outgoing = trio.open_memory_channel[bytes](math.inf)
         self._out.send_nowait(user_message(prompt))
@@ -109,6 +127,7 @@ class Conversation:
         self._held_bytes = 0
         self._held_limit = held_limit
         self._held_total = held_total
+        self._rules = rules
         self._grace = followup_grace
         self._approval_timeout = approval_timeout
         self._emit = emit
@@ -227,10 +246,18 @@ class Conversation:
             tool_name=str(request.get("tool_name", "")),
             input=tool_input if isinstance(tool_input, dict) else {},
             suggestions=suggestions if isinstance(suggestions, list) else [],
+            reasons={
+                name: value if isinstance(value := request.get(name), str) else None
+                for name in REASON_FIELDS
+            },
+            refused=self._rules.refusal(request),
         )
         self.approvals[approval.approval_id] = approval
         self._emit("approval", approval.describe())
-        if self._approval_timeout > 0 and self._nursery is not None:
+        if approval.refused is not None:
+            message = f"cc2api refused this without asking anyone: {approval.refused}."
+            self._reply(approval, "deny", None, message, answer="refused")
+        elif self._approval_timeout > 0 and self._nursery is not None:
             self._nursery.start_soon(self._expire, approval)
 
     async def _expire(self, approval: Approval) -> None:
@@ -318,7 +345,8 @@ class Conversation:
 
         Raises:
             NotFound: the run never had such an approval.
-            ApprovalAnswered: it was answered already (or timed out, or expired).
+            ApprovalAnswered: it was answered already (or refused, timed out, or expired).
+            Forbidden: ``updated_input`` changes what the call would act on.
         """
         approval = self.approvals.get(approval_id)
         if approval is None:
@@ -327,6 +355,10 @@ class Conversation:
             raise ApprovalAnswered(
                 f"approval {approval_id} was answered already: {approval.answer}"
             )
+        if behavior == "allow" and updated_input is not None:
+            refusal = input_change_refusal(approval.tool_name, approval.input, updated_input)
+            if refusal is not None:
+                raise Forbidden(refusal, code="updated_input_forbidden")
         self._reply(approval, behavior, updated_input, message, answer=behavior)
         return approval
 

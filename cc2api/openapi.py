@@ -199,6 +199,7 @@ SCHEMAS: dict[str, Any] = {
                     "cli_did_not_exit",
                     "timeout",
                     "document_too_large",
+                    "confinement_failed",
                     "internal_error",
                 ],
             },
@@ -244,6 +245,22 @@ SCHEMAS: dict[str, Any] = {
                 "description": "The CLI's permission suggestions, as it gave them.",
             },
             "requested_at": {"type": "string", "format": "date-time"},
+            **{
+                name: {"type": ["string", "null"], "description": description}
+                for name, description in (
+                    ("display_name", "The CLI's name for the tool."),
+                    ("description", "What the call acts on (a path, or Bash's description)."),
+                    ("decision_reason", "Why the CLI asks."),
+                    ("decision_reason_type", "`safetyCheck`, `workingDir`, `rule`, ..."),
+                    ("blocked_path", "For Bash: the path that made the CLI ask."),
+                    ("tool_use_id", "The tool_use block this call comes from."),
+                )
+            },
+            "refused": {
+                "type": ["string", "null"],
+                "description": "Why the gateway refused the call without asking (then "
+                "`approval_answered` says `refused` at once); null when it waits for an answer.",
+            },
         },
     },
     "ApprovalAnswered": {
@@ -252,7 +269,10 @@ SCHEMAS: dict[str, Any] = {
         "required": ["approval_id", "answer"],
         "properties": {
             "approval_id": {"type": "string", "format": "uuid"},
-            "answer": {"type": "string", "enum": ["allow", "deny", "timeout", "cancelled"]},
+            "answer": {
+                "type": "string",
+                "enum": ["allow", "deny", "refused", "timeout", "cancelled"],
+            },
         },
     },
     "Approvals": {
@@ -403,9 +423,14 @@ def openapi_document() -> dict[str, Any]:
                         "400": _error("Body not JSON (`invalid_json`) or bad cwd (`invalid_cwd`)."),
                         "401": unauthorized,
                         "403": _error(
-                            "Refused by the operator's settings (`cwd_forbidden`, "
+                            "Refused by the operator's settings (`cwd_forbidden`, also for a "
+                            "session recorded outside ALLOWED_CWD_ROOTS; "
                             "`permission_mode_forbidden`, `full_access_forbidden`, "
                             "`root_full_access`, `caller_config_forbidden`)."
+                        ),
+                        "404": _error(
+                            "A bounded or confined run names a session with no transcript in "
+                            "its folder's project (`unknown_session`)."
                         ),
                         "409": _error(
                             "The session is in use by a live run (`session_busy`); with "
@@ -431,7 +456,9 @@ def openapi_document() -> dict[str, Any]:
                             {"$ref": "#/components/schemas/Document"},
                         ),
                         "503": _error(
-                            "No usable CLI or shutting down (`cli_unavailable`, `shutting_down`)."
+                            "No usable CLI, runs must be confined and cannot be, or shutting "
+                            "down (`cli_unavailable`, `confinement_unavailable`, "
+                            "`shutting_down`)."
                         ),
                         "504": _json(
                             "With `stream: false`: the run timed out (a Document, `timeout`).",
@@ -592,7 +619,12 @@ def _steering_paths(
                     "404": _error(
                         "No such run or approval (`process_not_found`, `approval_not_found`)."
                     ),
-                    "409": _error("Answered already, timed out or expired (`approval_answered`)."),
+                    "403": _error(
+                        "`updated_input` changes what the call acts on (`updated_input_forbidden`)."
+                    ),
+                    "409": _error(
+                        "Answered already, refused, timed out or expired (`approval_answered`)."
+                    ),
                     "413": too_large,
                     "422": invalid,
                     "401": unauthorized,

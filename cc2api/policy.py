@@ -41,6 +41,13 @@ class Plan:
     configs: Configs = field(default_factory=Configs)  # filled by load_configs, later
     setting_sources: tuple[str, ...] | None = None  # forced when caller config is untrusted
     timeout: float | None = None  # seconds the run may take once started
+    bounded: bool = False  # ALLOWED_CWD_ROOTS: tools stay in cwd and add_dir
+    confined: bool = False  # the CLI's process tree runs under Landlock (confinement.py)
+
+    @property
+    def folders(self) -> tuple[str, ...]:
+        """Return the folders the run works in: cwd, then add_dir."""
+        return (self.cwd, *self.add_dir)
 
 
 class Policy:
@@ -63,6 +70,16 @@ class Policy:
             excluded = {"bypassPermissions", "auto"} if settings.force_restricted else set()
             modes = [mode for mode in PERMISSION_MODES if mode not in excluded]
         self._modes: list[PermissionMode] = modes
+        mode = settings.confine_runs
+        self.confines = mode == "on" or (
+            mode == "auto" and (bool(settings.allowed_cwd_roots) or not self._trust_config)
+        )
+
+    def within_roots(self, path: str) -> bool:
+        """Return whether ``path`` (resolved) lies in ALLOWED_CWD_ROOTS; True when none are set."""
+        roots = self._settings.allowed_cwd_roots
+        resolved = Path(os.path.realpath(path))
+        return not roots or any(resolved.is_relative_to(root) for root in roots)
 
     def plan(self, request: ChatRequest) -> Plan:
         """Return what the run may do (its configs still to be loaded: load_configs).
@@ -125,6 +142,8 @@ class Policy:
             plugin_dir=tuple(real.get(p, p) for p in request.plugin_dir or ()),
             setting_sources=None if sources is None else tuple(sources),
             timeout=self._timeout(request),
+            bounded=bool(settings.allowed_cwd_roots),
+            confined=self.confines,
         )
 
     def _timeout(self, request: ChatRequest) -> float | None:
@@ -161,7 +180,7 @@ class Policy:
         real: dict[str, str] = {}
         for name, path in _paths(request):
             resolved = os.path.realpath(path)
-            if not any(Path(resolved).is_relative_to(root) for root in roots):
+            if not self.within_roots(resolved):
                 raise Forbidden(
                     f"{name} {path!r} is outside ALLOWED_CWD_ROOTS", code="cwd_forbidden"
                 )

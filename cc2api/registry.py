@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import re
 import uuid
 from collections import deque
 from collections.abc import Mapping
@@ -13,12 +11,14 @@ from pathlib import Path
 import trio
 
 from .cli_args import cli_environment
+from .confinement import ConfineSetup
 from .conversation import HeldBytes
 from .errors import NotFound, SessionBusy, Unavailable
 from .models import ChatRequest
 from .policy import Plan
 from .proctree import become_subreaper, reap_zombie_children
 from .runner import Run, RunLimits
+from .sessions import config_dir, project_key
 from .settings import Settings
 from .slots import Slots
 
@@ -30,15 +30,6 @@ READER_TIMEOUT_SECONDS = 10.0
 # Orphans reparented to us (we are their subreaper) are reaped after every run and
 # at least this often, so none stays a zombie.
 REAP_INTERVAL_SECONDS = 5.0
-
-
-def project_key(cwd: str) -> str:
-    """Return the CLI's name for a folder's project (where it keeps its sessions).
-
-    The CLI replaces every non-alphanumeric character with '-', so /a/b and /a-b
-    share a project, and --continue in one can pick a session of the other.
-    """
-    return re.sub(r"[^A-Za-z0-9]", "-", os.path.realpath(cwd))
 
 
 def _continues(request: ChatRequest) -> bool:
@@ -81,6 +72,9 @@ class Registry:
             followup_max_bytes=settings.followup_max_bytes,
         )
         self.held = HeldBytes(settings.followups_total_max_bytes)
+        # Where the CLI keeps its sessions and settings, as the runs' environment says.
+        self.real_config = config_dir(self._environ)
+        self._confine = ConfineSetup(self.real_config, tuple(settings.confine_read_paths))
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the runs' nursery until cancelled.
@@ -153,6 +147,7 @@ class Registry:
             limits=self._limits,
             slot=slot,
             held_total=self.held,
+            confine=self._confine,
             on_session=self._claim_session,
             on_finish=self._forget,
             reap=self.reap,

@@ -20,13 +20,17 @@ from typing import Any, ParamSpec
 
 import trio
 
+from .approval_rules import ApprovalRules
 from .cli_args import RunFiles, build_argv
+from .confinement import ConfineSetup, RunFolders, bring_back, launcher_argv, prepare
 from .conversation import Conversation, HeldBytes
 from .eventlog import EventLog, Reader
 from .framing import LineFramer, LineTooLong
+from .landlock import PREFIX, SETUP_FAILED
 from .models import ChatRequest
 from .policy import Plan
 from .proctree import RunProcesses, release, spawning
+from .safecopy import CopyTooLarge
 from .slots import Slot
 from .sse import frame_json, frame_messages
 
@@ -46,6 +50,9 @@ DRAIN_AFTER_EXIT_SECONDS = 1.0
 # MCP server, say) is torn down after this long.
 EXIT_AFTER_INPUT_SECONDS = 30.0
 ROOT_REFUSAL = b"cannot be used with root/sudo privileges"
+LAUNCHER_SAID = PREFIX.encode() + b":"
+# A confined run's sessions are copied back to the real config folder in this long.
+BRING_BACK_SECONDS = 30.0
 # Only lines whose start names one of these are parsed; the rest pass untouched.
 _INSPECT_MARKERS = (b'"init"', b'"result"', b'"control_')
 HEAD_BYTES = 64
@@ -119,6 +126,7 @@ class Run:
         limits: RunLimits,
         slot: Slot,
         held_total: HeldBytes,
+        confine: ConfineSetup,
         on_session: Callable[[Run, str], None],
         on_finish: Callable[[Run], None],
         reap: Callable[[], None],
@@ -148,10 +156,14 @@ class Run:
             emit=weakly(self._emit),
             held_limit=limits.followup_max_bytes,
             held_total=held_total,
+            rules=ApprovalRules.for_plan(plan),
         )
         self.lines: list[bytes] | None = None if request.stream else []  # for stream: false
         self._lines_bytes = 0
         self._plan = plan
+        self._confine = confine
+        # The sessions the CLI said it used, the one resumed first.
+        self._sessions = [] if request.session_id is None else [request.session_id]
         self._claude = claude
         self._environ = environ
         self._limits = limits
@@ -332,6 +344,28 @@ class Run:
         files.write(self.request, self._plan)
         argv = build_argv(self._claude, self.request, self._plan, files)
         env = {**self._environ, **self._plan.extra_env}
+        folders = RunFolders(workdir) if self._plan.confined else None
+        if folders is not None:
+            try:
+                await trio.to_thread.run_sync(
+                    prepare,
+                    folders,
+                    self._confine.real_config,
+                    env,
+                    self.request.session_id,
+                    self._plan.cwd,
+                )
+            except (OSError, CopyTooLarge) as error:
+                self.error = {
+                    "code": "confinement_failed",
+                    "message": f"could not prepare the run's private folders: {error}",
+                }
+                return
+            argv = [
+                *launcher_argv(self._claude, self._plan, folders, self._confine.read_paths),
+                *argv,
+            ]
+            env.update(folders.environment())
         key, value = self._processes.env_entry
         env[key] = value
         try:
@@ -373,6 +407,16 @@ class Run:
             self._cli_nursery = None
             with trio.CancelScope(shield=True):
                 await self._teardown(proc)
+                if folders is not None:
+                    with trio.move_on_after(BRING_BACK_SECONDS):
+                        await trio.to_thread.run_sync(self._bring_back, folders)
+
+    def _bring_back(self, folders: RunFolders) -> None:
+        # In a worker thread, once every process of the run is gone.
+        try:
+            bring_back(folders, self._confine.real_config, self._plan.cwd, self._sessions)
+        except (OSError, ValueError, CopyTooLarge):
+            log.exception("run %s: its session could not be copied back", self.process_id)
 
     async def _converse(self) -> None:
         with self._conversation_scope:
@@ -499,6 +543,7 @@ class Run:
                 session = head.get("session_id")
                 if isinstance(session, str) and session != self.session_id:
                     self.session_id = session
+                    self._sessions.append(session)
                     self._on_session(self, session)
             if kind == "result":
                 self.result = head
@@ -581,7 +626,12 @@ class Run:
                 "message": f"the run took longer than its timeout of {self._plan.timeout:g} s",
             }
         if self.error is None and self.exit_code not in (0, None):
-            if ROOT_REFUSAL in tail:
+            if self._plan.confined and self.exit_code == SETUP_FAILED and LAUNCHER_SAID in tail:
+                self.error = {
+                    "code": "confinement_failed",
+                    "message": "the run could not be confined (see stderr_tail)",
+                }
+            elif ROOT_REFUSAL in tail:
                 self.error = {
                     "code": "root_full_access",
                     "message": "the Claude Code CLI refuses full access "

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     followups_total_max_bytes: int = Field(default=256 * MiB, ge=64 * 1024)  # by all runs
     approval_timeout_seconds: float = Field(default=300.0, ge=0)  # 0: wait for ever
     interrupt_timeout_seconds: float = Field(default=5.0, gt=0)
+    # auto: runs are confined when ALLOWED_CWD_ROOTS is set or caller config is untrusted
+    confine_runs: Literal["auto", "on", "off"] = "auto"
+    confine_read_paths: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 
     @field_validator("auth_password")
     @classmethod
@@ -74,6 +77,7 @@ class Settings(BaseSettings):
         "always_disallowed_tools",
         "allowed_permission_modes",
         "allowed_cwd_roots",
+        "confine_read_paths",
         mode="before",
     )
     @classmethod
@@ -91,6 +95,19 @@ class Settings(BaseSettings):
                 raise ValueError(f"{root} is not an absolute path of an existing directory")
             roots.append(root.resolve())
         return roots
+
+    @field_validator("confine_read_paths")
+    @classmethod
+    def _absolute_paths(cls, value: list[Path]) -> list[Path]:
+        for path in value:
+            if not path.is_absolute() or not path.exists():
+                raise ValueError(f"{path} is not an absolute path that exists")
+        return value
+
+    @field_validator("confine_runs", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("allowed_permission_modes")
     @classmethod

@@ -99,6 +99,9 @@ def main() -> int:  # noqa: PLR0911, PLR0912 (one branch a mode)
                 "marker": os.environ.get("CC2API_RUN_ID"),
                 "leaked": [name for name in withheld if name in os.environ],
                 "api_key": os.environ.get("ANTHROPIC_API_KEY"),
+                "places": {
+                    name: os.environ.get(name) for name in ("HOME", "TMPDIR", "CLAUDE_CONFIG_DIR")
+                },
             }
         )
         result()
@@ -135,10 +138,13 @@ def main() -> int:  # noqa: PLR0911, PLR0912 (one branch a mode)
         sys.stdout.buffer.write(b'"}\n')
         sys.stdout.flush()
         result()
-    elif word in ("ask", "ask-withdraw"):
+    elif word in ("ask", "ask-withdraw", "ask-json"):
         # Asks the gateway about a tool call (approval: "http") and reports the answer;
-        # the tool call and the question come in one write, as one read.
+        # the tool call and the question come in one write, as one read. ask-json takes
+        # the whole request (the fields after subtype) as JSON.
         request = {"subtype": "can_use_tool", "tool_name": "Bash", "input": {"command": arg}}
+        if word == "ask-json":
+            request = {"subtype": "can_use_tool", **json.loads(arg)}
         call = {"type": "assistant", "tool_use": arg}
         ask = {"type": "control_request", "request_id": "req-1", "request": request}
         sys.stdout.write(json.dumps(call) + "\n" + json.dumps(ask) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
@@ -28,6 +29,15 @@ PINNED_CLI_VERSION = "2.1.197"
 USER = "admin"
 PASSWORD = "test-password-not-secret"
 AUTH = (USER, PASSWORD)
+
+
+def fake_cli_reads() -> list[Path]:
+    """Return what the fake CLI (a script run by PATH's python3) reads when confined."""
+    python3 = Path(shutil.which("python3") or sys.executable)
+    reads = {REPO / "tests", Path(sys.base_prefix).resolve()}
+    # A pyenv shim is a script that runs pyenv, which lives beside the versions.
+    reads.update(parent for parent in python3.parents if parent.name == ".pyenv")
+    return sorted(reads)
 
 
 def make_settings(**overrides: Any) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import uuid
 import weakref
 from contextlib import aclosing
@@ -257,7 +258,7 @@ class TestApprovalsWithTheFake:
             unknown = await gw.client.post(f"{base}/nope", json={"behavior": "allow"})
             first = await gw.client.post(
                 f"{base}/{approval_id}",
-                json={"behavior": "allow", "updated_input": {"command": "ls -l"}},
+                json={"behavior": "allow", "updated_input": {"command": "ls", "timeout": 5000}},
             )
             again = await gw.client.post(f"{base}/{approval_id}", json={"behavior": "deny"})
             events = await replay(gw, process_id)
@@ -268,10 +269,91 @@ class TestApprovalsWithTheFake:
         assert first.json() == {"approval_id": approval_id, "answer": "allow"}
         assert again.status_code == 409
         assert again.json()["code"] == "approval_answered"
-        decision = next(e.json()["decision"] for e in events if "decision" in e.data)
-        assert decision == {"behavior": "allow", "updatedInput": {"command": "ls -l"}}
+        decision = next(e.json()["decision"] for e in events if '"decision":' in e.data)
+        assert decision == {"behavior": "allow", "updatedInput": {"command": "ls", "timeout": 5000}}
         answered = next(e.json() for e in events if e.event == "approval_answered")
         assert answered == {"approval_id": approval_id, "answer": "allow"}
+
+    async def test_an_answer_may_not_change_what_the_call_acts_on(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """updated_input changing Bash's command gets 403, and the approval still waits."""
+        async with served(make_settings(), fake_environ) as gw:
+            body = chat_body("ask ls", workdir, approval="http", detach=True)
+            process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
+            base = f"/chat/{process_id}/approvals"
+            approval_id = (await gw.client.get(base)).json()["approvals"][0]["approval_id"]
+            changed = await gw.client.post(
+                f"{base}/{approval_id}",
+                json={"behavior": "allow", "updated_input": {"command": "rm -rf ~"}},
+            )
+            still = (await gw.client.get(base)).json()["count"]
+            denied = await gw.client.post(f"{base}/{approval_id}", json={"behavior": "deny"})
+            events = await replay(gw, process_id)
+        assert changed.status_code == 403
+        assert changed.json()["code"] == "updated_input_forbidden"
+        assert "'command'" in changed.json()["detail"]
+        assert still == 1
+        assert denied.json()["answer"] == "deny"
+        decision = next(e.json()["decision"] for e in events if '"decision":' in e.data)
+        assert decision["behavior"] == "deny"
+
+    async def test_a_safety_check_is_refused_without_asking(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A question flagged safetyCheck is denied at once, with its reasons, and never pending."""
+        request = {
+            "tool_name": "Write",
+            "display_name": "Write",
+            "input": {"file_path": str(workdir / "notes.txt"), "content": "x"},
+            "description": "notes.txt",
+            "decision_reason": "a sensitive file",
+            "decision_reason_type": "safetyCheck",
+            "tool_use_id": "toolu_1",
+        }
+        body = chat_body("ask-json " + json.dumps(request), workdir, approval="http")
+        async with served(make_settings(), fake_environ) as gw:
+            _, events = await post_chat(gw.client, body)
+        (asked,) = [e.json() for e in events if e.event == "approval"]
+        assert asked["decision_reason_type"] == "safetyCheck"
+        assert asked["decision_reason"] == "a sensitive file"
+        assert (asked["description"], asked["tool_use_id"]) == ("notes.txt", "toolu_1")
+        assert "safety check" in asked["refused"]
+        answered = next(e.json() for e in events if e.event == "approval_answered")
+        assert answered["answer"] == "refused"
+        decision = next(e.json()["decision"] for e in events if '"decision":' in e.data)
+        assert decision["behavior"] == "deny"
+        assert "cc2api refused" in decision["message"]
+
+    @pytest.mark.parametrize(
+        "path", ["home/.claude/settings.json", "work/.git/hooks/pre-commit", "home/.bashrc"]
+    )
+    async def test_protected_paths_are_refused_even_unflagged(
+        self, fake_environ: dict[str, str], workdir: Path, path: str
+    ) -> None:
+        """A write to configuration later runs load is refused, whatever reason the CLI gives."""
+        target = workdir.parent / path
+        request = {"tool_name": "Write", "input": {"file_path": str(target), "content": "x"}}
+        body = chat_body("ask-json " + json.dumps(request), workdir, approval="http")
+        async with served(make_settings(), fake_environ) as gw:
+            _, events = await post_chat(gw.client, body)
+        (asked,) = [e.json() for e in events if e.event == "approval"]
+        assert "configuration" in asked["refused"]
+        answered = next(e.json() for e in events if e.event == "approval_answered")
+        assert answered["answer"] == "refused"
+
+    async def test_a_path_outside_the_roots_is_refused(
+        self, fake_environ: dict[str, str], workdir: Path, tmp_path: Path
+    ) -> None:
+        """With ALLOWED_CWD_ROOTS, a question about a file outside the run's folders is refused."""
+        outside = tmp_path / "elsewhere" / "x.txt"
+        request = {"tool_name": "Read", "input": {"file_path": str(outside)}}
+        body = chat_body("ask-json " + json.dumps(request), workdir, approval="http")
+        settings = make_settings(allowed_cwd_roots=str(workdir), confine_runs="off")
+        async with served(settings, fake_environ) as gw:
+            _, events = await post_chat(gw.client, body)
+        (asked,) = [e.json() for e in events if e.event == "approval"]
+        assert "outside the folders" in asked["refused"]
 
     async def test_unanswered_approval_times_out_as_a_denial_that_says_so(
         self, fake_environ: dict[str, str], workdir: Path
@@ -279,7 +361,7 @@ class TestApprovalsWithTheFake:
         """After APPROVAL_TIMEOUT_SECONDS the call is denied with a message naming the timeout."""
         async with served(make_settings(approval_timeout_seconds=0.5), fake_environ) as gw:
             _, events = await post_chat(gw.client, chat_body("ask ls", workdir, approval="http"))
-        decision = next(e.json()["decision"] for e in events if "decision" in e.data)
+        decision = next(e.json()["decision"] for e in events if '"decision":' in e.data)
         assert decision["behavior"] == "deny"
         assert "timed out" in decision["message"]
         answered = next(e.json() for e in events if e.event == "approval_answered")
@@ -303,7 +385,7 @@ class TestApprovalsWithTheFake:
             events = await replay(gw, process_id)
         assert pending["count"] == 1
         assert pending["approvals"][0]["input"] == {"command": "ls"}
-        decision = next(e.json()["decision"] for e in events if "decision" in e.data)
+        decision = next(e.json()["decision"] for e in events if '"decision":' in e.data)
         assert decision == {"behavior": "deny", "message": "not today"}
 
     async def test_approval_comes_after_the_lines_before_it(

@@ -1,0 +1,132 @@
+"""Confined runs with the fake CLI: private places, what is copied in, and failing closed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cc2api import confinement
+from cc2api.confinement import RunFolders, prepare
+
+from .helpers import chat_body, fake_cli_reads, make_settings, post_chat, served
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def confined_settings(workdir: Path, **overrides: Any) -> Any:
+    """Settings whose runs are confined to ``workdir`` and can still start the fake CLI."""
+    return make_settings(
+        allowed_cwd_roots=str(workdir), confine_read_paths=fake_cli_reads(), **overrides
+    )
+
+
+class TestPlaces:
+    async def test_a_confined_run_gets_a_private_home_tmp_and_config(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """HOME, TMPDIR and CLAUDE_CONFIG_DIR point into the run's own folder, gone after."""
+        async with served(confined_settings(workdir), fake_environ) as gw:
+            _, events = await post_chat(gw.client, chat_body("argv", workdir))
+        said = next(e.json() for e in events if e.event == "message" and "places" in e.data)
+        places = said["places"]
+        run_dir = Path(places["HOME"]).parent
+        assert run_dir.name.startswith("cc2api-run-")
+        assert places == {
+            "HOME": str(run_dir / "home"),
+            "TMPDIR": str(run_dir / "tmp"),
+            "CLAUDE_CONFIG_DIR": str(run_dir / "config"),
+        }
+        assert said["argv"][0].startswith("-p")  # the launcher exec'd the CLI itself
+        assert not run_dir.exists()
+        assert events[-1].json()["status"] == "completed"
+
+    async def test_an_unconfined_run_keeps_the_servers_places(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """With CONFINE_RUNS=off the CLI gets the server's HOME and no private folders."""
+        settings = confined_settings(workdir, confine_runs="off")
+        async with served(settings, fake_environ) as gw:
+            _, events = await post_chat(gw.client, chat_body("argv", workdir))
+        said = next(e.json() for e in events if e.event == "message" and "places" in e.data)
+        assert said["places"] == {
+            "HOME": fake_environ["HOME"],
+            "TMPDIR": None,
+            "CLAUDE_CONFIG_DIR": None,
+        }
+
+    async def test_untrusted_callers_are_confined_without_roots(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """TRUST_CALLER_CONFIG=false confines runs by default, roots or not."""
+        settings = make_settings(trust_caller_config=False, confine_read_paths=fake_cli_reads())
+        async with served(settings, fake_environ) as gw:
+            _, events = await post_chat(gw.client, chat_body("argv", workdir))
+        said = next(e.json() for e in events if e.event == "message" and "places" in e.data)
+        assert said["places"]["HOME"] != fake_environ["HOME"]
+
+
+class TestCopiedIn:
+    def make_config(self, tmp_path: Path) -> Path:
+        """A real config folder with settings, instructions, an agent and credentials."""
+        config = tmp_path / "real"
+        (config / "agents").mkdir(parents=True)
+        (config / "settings.json").write_text('{"model": "sonnet"}')
+        (config / "CLAUDE.md").write_text("be brief")
+        (config / "agents" / "a.md").write_text("agent")
+        (config / ".credentials.json").write_text('{"token": "t"}')
+        (config / "projects" / "-w").mkdir(parents=True)
+        (config / "projects" / "-w" / "other.jsonl").write_text("someone else's")
+        return config
+
+    def test_settings_instructions_and_agents_are_copied_not_sessions(self, tmp_path: Path) -> None:
+        """The user's settings, CLAUDE.md and agents are copied in; other sessions are not."""
+        config = self.make_config(tmp_path)
+        folders = RunFolders(tmp_path / "run")
+        folders.root.mkdir()
+        prepare(folders, config, {"ANTHROPIC_API_KEY": "k"}, None, "/w")
+        assert (folders.config / "settings.json").read_text() == '{"model": "sonnet"}'
+        assert (folders.config / "CLAUDE.md").read_text() == "be brief"
+        assert (folders.config / "agents" / "a.md").read_text() == "agent"
+        assert not (folders.config / "projects").exists()
+        assert not (folders.config / ".credentials.json").exists()  # the API key does
+        assert oct(os.stat(folders.home).st_mode & 0o777) == "0o700"
+
+    def test_credentials_are_copied_only_without_an_api_key(self, tmp_path: Path) -> None:
+        """Without ANTHROPIC_API_KEY (a login), the CLI needs its credentials file."""
+        config = self.make_config(tmp_path)
+        folders = RunFolders(tmp_path / "run")
+        folders.root.mkdir()
+        prepare(folders, config, {}, None, "/w")
+        assert json.loads((folders.config / ".credentials.json").read_text()) == {"token": "t"}
+
+
+class TestFailingClosed:
+    async def test_without_landlock_confined_runs_are_refused(
+        self, fake_environ: dict[str, str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A kernel without Landlock: /health degraded, and runs that must be confined get 503."""
+        # A fault this machine's kernel cannot show: it has Landlock.
+        monkeypatch.setattr(confinement, "available", lambda: False)
+        async with served(confined_settings(workdir), fake_environ) as gw:
+            health = (await gw.client.get("/health")).json()
+            answer = await gw.client.post("/chat", json=chat_body("echo hi", workdir))
+        assert health["status"] == "degraded"
+        assert "Landlock" in health["reason"]
+        assert answer.status_code == 503
+        assert answer.json()["code"] == "confinement_unavailable"
+
+    async def test_without_landlock_confine_runs_off_still_runs(
+        self, fake_environ: dict[str, str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """CONFINE_RUNS=off is the operator's way to run unconfined where Landlock is missing."""
+        monkeypatch.setattr(confinement, "available", lambda: False)
+        settings = confined_settings(workdir, confine_runs="off")
+        async with served(settings, fake_environ) as gw:
+            health = (await gw.client.get("/health")).json()
+            _, events = await post_chat(gw.client, chat_body("echo hi", workdir))
+        assert health["status"] == "ok"
+        assert events[-1].json()["status"] == "completed"
