@@ -13,7 +13,7 @@ CLAUDE_CLI_VERSION=2.1.197
 MARKER=.cc2api-install  # in the prefix: what install.sh may update or remove
 # Where the sources come from when this script runs outside a clone (curl | bash).
 REPO_URL=${CC2API_REPO_URL:-https://github.com/cc2api/cc2api.git}
-SERVICE=cc2api
+DEFAULT_SERVICE=cc2api
 
 usage() {
     cat <<'EOF'
@@ -24,17 +24,23 @@ Usage: install.sh [options]
   --prefix DIR         install into DIR (default: /opt/cc2api as root,
                        ~/.local/share/cc2api otherwise)
   --work-dir DIR       a folder runs may write in (repeatable; the service's home
-                       and the prefix always may)
+                       always may, the prefix never)
   --host HOST          address to listen on, for a new .env (default 127.0.0.1)
   --port PORT          port to listen on, for a new .env (default 9876)
+  --name NAME          the systemd unit's name (default cc2api); a second install
+                       on one machine needs its own, and its own --prefix and --port
   --claude-path PATH   use this claude binary instead of installing the CLI
   --no-service         install the files only: no systemd unit is installed or started
   --install-deps       install the system packages even when they seem present
   --pkg-manager NAME   apt, dnf or yum (default: detected)
   --dry-run            print every step and change nothing
-  --uninstall          stop and remove the service and the files (keeps .env)
+  --uninstall          stop and remove the service and the files, except .env;
+                       the service's user and its home (sessions) are kept
   --purge              with --uninstall, remove .env too
   -h, --help           this text
+
+Run it again with the same --prefix to update: the unit's name, user and work
+folders are those of the install, unless given again, and .env is kept.
 
 Credentials for a new .env come from CC2API_AUTH_USER and CC2API_AUTH_PASSWORD,
 else are asked on the terminal when there is one, else a strong password is
@@ -59,6 +65,7 @@ RUN_USER=""
 PREFIX=""
 HOST=127.0.0.1
 PORT=9876
+SERVICE=""
 CLAUDE_PATH_GIVEN=""
 NO_SERVICE=0
 INSTALL_DEPS=0
@@ -75,6 +82,7 @@ while [ $# -gt 0 ]; do
     --work-dir) WORK_DIRS+=("${2:?--work-dir needs a folder}"); shift 2 ;;
     --host) HOST=${2:?--host needs an address}; shift 2 ;;
     --port) PORT=${2:?--port needs a number}; shift 2 ;;
+    --name) SERVICE=${2:?--name needs a unit name}; shift 2 ;;
     --claude-path) CLAUDE_PATH_GIVEN=${2:?--claude-path needs a path}; shift 2 ;;
     --no-service) NO_SERVICE=1; shift ;;
     --install-deps) INSTALL_DEPS=1; shift ;;
@@ -106,26 +114,72 @@ run() {
 # ${SUDO[@]+...}: an empty array under set -u is an error in bash before 4.4.
 as_root() { run ${SUDO[@]+"${SUDO[@]}"} "$@"; }
 
-if [ -z "$RUN_USER" ]; then
-    if [ $IS_ROOT -eq 1 ]; then RUN_USER=cc2api; else RUN_USER=$(id -un); fi
-fi
-if [ "$RUN_USER" = root ]; then
-    warn "the service will run as root: the CLI then refuses full access (see PERMISSIONS.md)"
-fi
 if [ -z "$PREFIX" ]; then
     if [ $IS_ROOT -eq 1 ]; then PREFIX=/opt/cc2api; else PREFIX=$HOME/.local/share/cc2api; fi
 fi
-UNIT_PATH=/etc/systemd/system/$SERVICE.service
+# Absolute, as systemd wants it, and comparable with another unit's.
+PREFIX=$(realpath -m -- "$PREFIX")
 # Never take over, or delete from, a folder that is not a cc2api install.
 if [ -d "$PREFIX" ] && [ ! -e "$PREFIX/$MARKER" ] &&
     find "$PREFIX" -mindepth 1 -maxdepth 1 ! -name .env | grep -q .; then
     die "$PREFIX exists and is not a cc2api install (no $MARKER); choose another --prefix"
 fi
+# The marker keeps the unit's name, user and work folders, so that a rerun (an
+# update) and --uninstall need only the prefix: options given again win.
+RECORDED_SERVICE=""
+RECORDED_USER=""
+RECORDED_WORK_DIRS=()
+if [ -f "$PREFIX/$MARKER" ]; then
+    while IFS= read -r line; do
+        case $line in
+        service=*) RECORDED_SERVICE=${line#service=} ;;
+        user=*) RECORDED_USER=${line#user=} ;;
+        work_dir=*) RECORDED_WORK_DIRS+=("${line#work_dir=}") ;;
+        esac
+    done <"$PREFIX/$MARKER"
+fi
+if [ -z "$SERVICE" ]; then
+    SERVICE=${RECORDED_SERVICE:-$DEFAULT_SERVICE}
+elif [ -n "$RECORDED_SERVICE" ] && [ "$SERVICE" != "$RECORDED_SERVICE" ]; then
+    die "$PREFIX is installed as the unit $RECORDED_SERVICE; leave out --name, or uninstall it first"
+fi
+case $SERVICE in
+*[!A-Za-z0-9_.:-]* | "" | -*) die "--name: use letters, digits and _ . : - only" ;;
+esac
+if [ -z "$RUN_USER" ]; then
+    if [ -n "$RECORDED_USER" ]; then RUN_USER=$RECORDED_USER
+    elif [ $IS_ROOT -eq 1 ]; then RUN_USER=cc2api
+    else RUN_USER=$(id -un)
+    fi
+fi
+if [ "$RUN_USER" = root ]; then
+    warn "the service will run as root: the CLI then refuses full access (see PERMISSIONS.md)"
+fi
+if [ ${#WORK_DIRS[@]} -eq 0 ]; then
+    WORK_DIRS=(${RECORDED_WORK_DIRS[@]+"${RECORDED_WORK_DIRS[@]}"})
+fi
+UNIT_PATH=/etc/systemd/system/$SERVICE.service
+# Never take over, or remove, the unit of another install: a second install on the
+# machine needs its own --name.
+FOREIGN_UNIT=""
+if [ $NO_SERVICE -eq 0 ] && [ -f "$UNIT_PATH" ]; then
+    UNIT_PREFIX=$(sed -n 's/^WorkingDirectory=//p' "$UNIT_PATH")
+    if [ -z "$UNIT_PREFIX" ]; then
+        FOREIGN_UNIT="$UNIT_PATH is not a cc2api install's unit"
+    elif [ "$UNIT_PREFIX" != "$PREFIX" ]; then
+        FOREIGN_UNIT="$UNIT_PATH belongs to the install in $UNIT_PREFIX"
+    fi
+    if [ -n "$FOREIGN_UNIT" ] && [ $UNINSTALL -eq 0 ]; then
+        die "$FOREIGN_UNIT; give this one another --name"
+    fi
+fi
 
 # --- uninstall -------------------------------------------------------------
 
 if [ $UNINSTALL -eq 1 ]; then
-    if [ $NO_SERVICE -eq 0 ] && [ -f "$UNIT_PATH" ]; then
+    if [ -n "$FOREIGN_UNIT" ]; then
+        say "leaving the unit alone: $FOREIGN_UNIT"
+    elif [ $NO_SERVICE -eq 0 ] && [ -f "$UNIT_PATH" ]; then
         say "stopping and removing the $SERVICE service"
         as_root systemctl disable --now "$SERVICE"
         as_root rm -f "$UNIT_PATH"
@@ -223,6 +277,12 @@ RUN_GROUP=$(id -gn "$RUN_USER" 2>/dev/null || printf '%s' "$RUN_USER")
 
 # --- the sources -----------------------------------------------------------
 
+if [ $DRY_RUN -eq 1 ]; then
+    WORK_TMP=/tmp/cc2api-install
+else
+    WORK_TMP=$(mktemp -d)
+    trap 'rm -rf -- "$WORK_TMP"' EXIT
+fi
 SCRIPT_DIR=""
 if [ -n "${BASH_SOURCE[0]:-}" ] && [ -f "${BASH_SOURCE[0]}" ]; then
     SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -233,11 +293,7 @@ elif [ -n "$SCRIPT_DIR" ] && grep -qs '^name = "cc2api"' "$SCRIPT_DIR/pyproject.
     SOURCE=$SCRIPT_DIR
 else
     command -v git >/dev/null || install_packages git
-    if [ $DRY_RUN -eq 1 ]; then
-        SOURCE=/tmp/cc2api-source
-    else
-        SOURCE=$(mktemp -d)/cc2api
-    fi
+    SOURCE=$WORK_TMP/cc2api
     say "fetching cc2api from $REPO_URL"
     GIT_TERMINAL_PROMPT=0 run git clone --quiet --depth 1 "$REPO_URL" "$SOURCE" </dev/null
 fi
@@ -250,9 +306,28 @@ else
     say "installing cc2api into $PREFIX"
 fi
 run mkdir -p "$PREFIX"
-run touch "$PREFIX/$MARKER"
+if [ $DRY_RUN -eq 1 ]; then
+    printf '+ write %s\n' "$PREFIX/$MARKER"
+else
+    {
+        printf 'service=%s\nuser=%s\n' "$SERVICE" "$RUN_USER"
+        for dir in ${WORK_DIRS[@]+"${WORK_DIRS[@]}"}; do printf 'work_dir=%s\n' "$dir"; done
+    } >"$PREFIX/$MARKER"
+fi
 [ -d "$PREFIX/venv" ] || run "$PYTHON" -m venv "$PREFIX/venv"
-run "$PREFIX/venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$SOURCE"
+# Built from a copy: a build writes in the folder it builds (build/, *.egg-info), and
+# the sources may be read-only, or a user's clone that root should not write in. The
+# hidden folders (.git, a developer's .venv) are not needed.
+BUILD_DIR=$WORK_TMP/build
+run mkdir -p "$BUILD_DIR"
+for entry in "$SOURCE"/*; do
+    case ${entry##*/} in
+    build | *.egg-info | node_modules) ;;
+    *) run cp -R "$entry" "$BUILD_DIR/" ;;
+    esac
+done
+run "$PREFIX/venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade \
+    "$BUILD_DIR"
 run cp "$SOURCE/README.md" "$SOURCE/API.md" "$SOURCE/PERMISSIONS.md" "$PREFIX/"
 
 # Each npm folder is installed whole in one call: `npm install --no-save` prunes
@@ -361,7 +436,8 @@ env = dotenv_values(sys.argv[1])
 host = env.get("HOST") or "127.0.0.1"
 host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
 host = f"[{host}]" if ":" in host else host
-print(f"http://{host}:{env.get(\"PORT\") or 9876}")' "$ENV_FILE")
+port = env.get("PORT") or 9876
+print(f"http://{host}:{port}")' "$ENV_FILE")
 say "waiting for $URL/health"
 for _ in $(seq 1 60); do
     if STATUS=$("$PREFIX/venv/bin/python" -c 'import json, sys, urllib.request

@@ -46,15 +46,39 @@ ensure_docs_assets() {
     .venv/bin/python -m cc2api.docs_assets .web/node_modules --tarballs .web/tarballs
 }
 
-# The browser the docs-page tests drive (Debian's chromium), when it is missing.
-ensure_chromium() {
-    command -v chromium >/dev/null && return
+# ensure_commands WHAT-FOR [APT-OPTION...] -- COMMAND:PACKAGE...: install (apt, as root) the
+# Debian package of each command that is missing, all in one go.
+ensure_commands() {
+    local why=$1 options=() pair missing=()
+    shift
+    while [ "$1" != -- ]; do
+        options+=("$1")
+        shift
+    done
+    shift
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+    done
+    [ ${#missing[@]} -eq 0 ] && return
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-        echo "installing chromium for the docs-page tests" >&2
+        echo "installing ${missing[*]} for $why" >&2
         DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q ${options[@]+"${options[@]}"} \
+            "${missing[@]}" >&2
     else
-        echo "the docs-page tests need chromium: sudo apt-get install chromium" >&2
+        echo "$why need ${missing[*]}: sudo apt-get install ${missing[*]}" >&2
         exit 1
     fi
+}
+
+# The browser the docs-page tests drive (Debian's chromium).
+ensure_chromium() {
+    ensure_commands "the docs-page tests" -- chromium:chromium
+}
+
+# What tests/test_systemd_host.py builds and boots its Debian 12 host with.
+ensure_nspawn() {
+    # Without recommends: libnss-mymachines would add itself to this machine's nsswitch.conf.
+    ensure_commands "the systemd host tests" --no-install-recommends -- \
+        debootstrap:debootstrap systemd-nspawn:systemd-container
 }

@@ -108,6 +108,7 @@ async def test_install_serve_update_uninstall(tmp_path: Path, workdir: Path) -> 
     assert f"AUTH_PASSWORD={PASSWORD}" in env_file.read_text()
     assert PASSWORD not in first.stdout + first.stderr
     assert (prefix / "cc2api.service").exists()
+    assert (prefix / ".cc2api-install").read_text() == f"service=cc2api\nuser={me()}\n"
 
     await serve_and_chat(prefix, workdir)
 
@@ -173,6 +174,21 @@ def test_refuses_a_folder_that_is_not_an_install(tmp_path: Path) -> None:
         assert done.returncode != 0
         assert "is not a cc2api install" in done.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_a_renamed_or_odd_unit_name_is_refused(tmp_path: Path) -> None:
+    """A rerun may not rename an install's unit, and a unit name is letters, digits and _.:-."""
+    prefix = tmp_path / "cc2api"
+    prefix.mkdir()
+    (prefix / ".cc2api-install").write_text(f"service=cc2api-a\nuser={me()}\n")
+    common = ("--no-service", "--claude-path", str(FAKE_CLAUDE))
+    renamed = install(*common, "--prefix", str(prefix), "--name", "cc2api-b")
+    odd = install(*common, "--prefix", str(tmp_path / "other"), "--name", "cc2api b")
+    assert renamed.returncode != 0
+    assert "is installed as the unit cc2api-a" in renamed.stderr
+    assert odd.returncode != 0
+    assert "--name: use letters, digits" in odd.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cc2api"]
 
 
 async def serve_and_chat(prefix: Path, workdir: Path) -> None:
