@@ -27,8 +27,9 @@ Usage: install.sh [options]
                        always may, the prefix never)
   --host HOST          address to listen on, for a new .env (default 127.0.0.1)
   --port PORT          port to listen on, for a new .env (default 9876)
-  --name NAME          the systemd unit's name (default cc2api); a second install
-                       on one machine needs its own, and its own --prefix and --port
+  --name NAME          the systemd unit's name (default cc2api; a second install on
+                       the machine, with its own --prefix and --port, gets
+                       cc2api-USER unless named)
   --claude-path PATH   use this claude binary instead of installing the CLI
   --no-service         install the files only: no systemd unit is installed or started
   --install-deps       install the system packages even when they seem present
@@ -138,6 +139,7 @@ if [ -f "$PREFIX/$MARKER" ]; then
         esac
     done <"$PREFIX/$MARKER"
 fi
+NAME_GIVEN=$SERVICE
 if [ -z "$SERVICE" ]; then
     SERVICE=${RECORDED_SERVICE:-$DEFAULT_SERVICE}
 elif [ -n "$RECORDED_SERVICE" ] && [ "$SERVICE" != "$RECORDED_SERVICE" ]; then
@@ -159,8 +161,20 @@ if [ ${#WORK_DIRS[@]} -eq 0 ]; then
     WORK_DIRS=(${RECORDED_WORK_DIRS[@]+"${RECORDED_WORK_DIRS[@]}"})
 fi
 UNIT_PATH=/etc/systemd/system/$SERVICE.service
-# Never take over, or remove, the unit of another install: a second install on the
-# machine needs its own --name.
+# A second install on the machine (another prefix) that names no unit gets one named
+# for its user, so that --user and --prefix are all it needs. An install's own unit,
+# recorded in its marker or named, is never renamed.
+if [ -z "$NAME_GIVEN" ] && [ -z "$RECORDED_SERVICE" ] && [ $NO_SERVICE -eq 0 ] &&
+    [ $UNINSTALL -eq 0 ] && [ -f "$UNIT_PATH" ] &&
+    [ "$(sed -n 's/^WorkingDirectory=//p' "$UNIT_PATH")" != "$PREFIX" ]; then
+    SERVICE=$DEFAULT_SERVICE-$RUN_USER
+    UNIT_PATH=/etc/systemd/system/$SERVICE.service
+    say "the unit $DEFAULT_SERVICE belongs to another install: this one is $SERVICE"
+    case $SERVICE in
+    *[!A-Za-z0-9_.:-]*) die "--name: the user's name makes no unit name; give --name" ;;
+    esac
+fi
+# Never take over, or remove, the unit of another install.
 FOREIGN_UNIT=""
 if [ $NO_SERVICE -eq 0 ] && [ -f "$UNIT_PATH" ]; then
     UNIT_PREFIX=$(sed -n 's/^WorkingDirectory=//p' "$UNIT_PATH")

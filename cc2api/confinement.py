@@ -114,7 +114,7 @@ def launcher_argv(claude: Path, plan: Plan, folders: RunFolders, read: Iterable[
     for extra in read:
         argv += ["--rx", str(extra)]
     for plugins in plan.plugin_dir:
-        argv += ["--ro", plugins]
+        argv += ["--rx", plugins]
     for folder in (str(folders.root), *plan.folders):
         argv += ["--rw", folder]
     return [*argv, "--"]

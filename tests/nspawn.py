@@ -246,6 +246,9 @@ class Container:
             "-M",
             self.name,
             "--console=read-only",
+            # systemd-nspawn 252's own system call filter leaves out Landlock, which real
+            # hosts do not filter: without this every service inside would find it missing.
+            "--system-call-filter=landlock_create_ruleset landlock_add_rule landlock_restrict_self",
             *(bind.option() for bind in self.binds),
         ]
         # With --keep-unit, systemd-nspawn puts the container's systemd in a "payload"

@@ -12,7 +12,7 @@ import pytest
 from cc2api import confinement
 from cc2api.confinement import RunFolders, prepare
 
-from .helpers import chat_body, fake_cli_reads, make_settings, post_chat, served
+from .helpers import chat_body, collect, fake_cli_reads, make_settings, post_chat, served
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -130,3 +130,29 @@ class TestFailingClosed:
             _, events = await post_chat(gw.client, chat_body("echo hi", workdir))
         assert health["status"] == "ok"
         assert events[-1].json()["status"] == "completed"
+
+
+class TestLauncherFailure:
+    async def test_a_run_that_cannot_be_confined_fails_and_runs_nothing(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A folder gone while its run waited in the queue: the run fails confinement_failed."""
+        extra = workdir / "extra"
+        extra.mkdir()
+        settings = confined_settings(workdir, max_concurrent_runs=1)
+        async with served(settings, fake_environ) as gw:
+            async with gw.client.stream(
+                "POST", "/chat", json=chat_body("hang", workdir, detach=True)
+            ) as first:
+                blocker = first.headers["x-process-id"]
+            async with gw.client.stream(
+                "POST", "/chat", json=chat_body("argv", workdir, add_dir=[str(extra)])
+            ) as second:
+                extra.rmdir()  # while the run waits for the slot
+                await gw.client.delete(f"/chat/{blocker}")
+                events = await collect(second)
+        error = next(e.json() for e in events if e.event == "error")
+        assert error["code"] == "confinement_failed"
+        assert "cc2api-landlock: cannot confine the run" in error["stderr_tail"]
+        assert events[-1].json()["status"] == "failed"
+        assert not any("places" in e.data for e in events)

@@ -417,6 +417,36 @@ class TestRuns:
         assert rest[-1].json()["status"] == "cancelled"
         assert gone < 10
 
+    async def test_a_confined_run_under_the_unit_stays_in_its_folder(
+        self, machine: Machine, first: Install
+    ) -> None:
+        """With ALLOWED_CWD_ROOTS set, runs under the unit are confined (the filter lets
+        Landlock through): Bash writes in the work dir, not in the service's home."""
+        container = machine.container
+        env_file = f"{first.prefix}/.env"
+        before = container.path(env_file).read_text()
+        planted = "/var/lib/cc2api/planted"
+        bash = f"echo in > {WORKDIR}/confined.txt; echo x > {planted}; cat {env_file}"
+        container.run(
+            ["sh", "-c", 'cat >>"$1"', "sh", env_file],
+            input=f"ALLOWED_CWD_ROOTS={WORKDIR}\n",
+            timeout=30,
+        )
+        try:
+            systemctl(machine, "restart", first.unit)
+            assert wait_healthy(first.url)["status"] == "ok"
+            events = await chat(first, f"RUN_BASH: {bash}")
+        finally:
+            container.run(["sh", "-c", 'cat >"$1"', "sh", env_file], input=before, timeout=30)
+            systemctl(machine, "restart", first.unit)
+            wait_healthy(first.url)
+        assert events[-1].json()["status"] == "completed"
+        assert container.path(f"{WORKDIR}/confined.txt").read_text() == "in\n"
+        assert not container.path(planted).exists()
+        said = result_of(events)
+        assert f"{planted}: Permission denied" in said
+        assert "AUTH_PASSWORD" not in said
+
 
 class TestStop:
     async def test_stop_ends_every_open_stream_cancelled(
@@ -530,12 +560,10 @@ class TestUpgrade:
 
 @pytest.fixture(scope="module", name="second")
 def _second(machine: Machine, first: Install) -> Install:
-    """A second install beside the first: its own unit name, user, prefix and port."""
+    """A second install beside the first: its own user, prefix and port (the unit follows)."""
     port = free_port()
     done, seconds = install_sh(
         machine.container,
-        "--name",
-        "cc2api-alt",
         "--user",
         "alt",
         "--prefix",
@@ -551,14 +579,24 @@ def _second(machine: Machine, first: Install) -> Install:
 
 
 class TestSecondInstall:
-    def test_second_install_needs_its_own_unit_name(self, machine: Machine, first: Install) -> None:
-        """A second install without --name is refused before it changes anything: the first
-        unit keeps running untouched."""
+    def test_second_install_cannot_take_the_first_ones_unit(
+        self, machine: Machine, first: Install
+    ) -> None:
+        """A second install naming the first's unit is refused before it changes anything:
+        the first unit keeps running untouched."""
         before = unit_state(machine, "cc2api", "MainPID")
         unit_file = machine.container.path("/etc/systemd/system/cc2api.service")
         unit_before = unit_file.read_text()
         done, _ = install_sh(
-            machine.container, "--user", "alt2", "--prefix", "/srv/cc2api-b", "--port", "1"
+            machine.container,
+            "--name",
+            "cc2api",
+            "--user",
+            "alt2",
+            "--prefix",
+            "/srv/cc2api-b",
+            "--port",
+            "1",
         )
         assert done.returncode != 0
         assert (
@@ -573,13 +611,14 @@ class TestSecondInstall:
     async def test_second_install_runs_beside_the_first(
         self, machine: Machine, first: Install, second: Install
     ) -> None:
-        """With its own --name, --user, --prefix and --port, a second install runs beside
-        the first: each answers with its own password and runs as its own user."""
+        """With its own --user, --prefix and --port, a second install runs beside the first
+        as the unit cc2api-alt: each answers with its own password, as its own user."""
         print(f"second install: {second.seconds:.1f} s")
         async with client_of(second) as client:
             wrong = await client.get("/processes", auth=first.auth)
         mine = await chat(second, "RUN_BASH: id -un", cwd="/var/lib/alt")
         theirs = await chat(first, "RUN_BASH: id -un")
+        assert "this one is cc2api-alt" in second.done.stdout
         assert "==> cc2api is up. Try:" in second.done.stdout
         assert "logs: journalctl -u cc2api-alt -f" in second.done.stdout
         assert wrong.status_code == 401
