@@ -74,6 +74,7 @@ class Gateway:
             settings.auth_failure_window_seconds,
             settings.auth_lockout_seconds,
             clock=trio.current_time,
+            max_failures_global=settings.auth_max_failures_global,
         )
         self.policy = Policy(settings, self.environ, euid=os.geteuid())
         # Large bodies are parsed in worker threads, two at a time at most.
