@@ -74,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # The server's environment may hold AUTH_PASSWORD (EnvironmentFile=); processes of
-    # the same user, the CLI's tools among them, must not read it from /proc.
+    # The server's environment may hold AUTH_PASSWORD (EnvironmentFile=) and its memory
+    # holds it in any case; processes of the same user, the CLI's tools among them, must
+    # not read either from /proc. Root still can (PERMISSIONS.md).
     make_undumpable()
     trio.run(serve_until_signalled, create_app(settings, environ=environ))
     return 0

@@ -75,6 +75,7 @@ class Gateway:
             settings.auth_failure_window_seconds,
             settings.auth_lockout_seconds,
             clock=trio.current_time,
+            max_failures_global=settings.auth_max_failures_global,
         )
         self.policy = Policy(settings, self.environ, euid=os.geteuid())
         # Why runs that must be confined cannot be (set at startup), or None.
@@ -136,19 +137,32 @@ def parse_body(raw: bytes, model: type[Body]) -> Body:
 
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
-    """Validate a ``POST /chat`` body.
+    """Validate a ``POST /chat`` body (its folders' existence: :func:`check_folders`).
 
     Raises:
         InvalidJSON: the body is not a JSON object.
         ValidationFailed: a field is missing, unknown, mistyped or has a refused value.
-        InvalidCwd: ``cwd`` is not an absolute path of an existing directory.
+        InvalidCwd: ``cwd`` is not an absolute path.
     """
     chat = parse_body(raw, ChatRequest)
     if not os.path.isabs(chat.cwd):
         raise InvalidCwd(f"cwd must be an absolute path, got {chat.cwd!r}")
+    return chat
+
+
+def check_folders(chat: ChatRequest) -> None:
+    """Check that the request's folders exist; call it once the roots have allowed them.
+
+    Raises:
+        InvalidCwd: ``cwd`` is not an existing directory.
+        ValidationFailed: an ``add_dir`` or ``plugin_dir`` folder is not one.
+    """
     if not os.path.isdir(chat.cwd):
         raise InvalidCwd(f"cwd {chat.cwd!r} is not an existing directory")
-    return chat
+    missing = chat.missing_folder()
+    if missing is not None:
+        field, folder = missing
+        raise ValidationFailed(f"{field}: {folder!r} is not an existing directory")
 
 
 def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
@@ -280,6 +294,7 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
         if not claude.usable or claude.path is None:
             raise Unavailable(f"cannot start runs: {claude.problem}", code="cli_unavailable")
         plan = gateway.policy.plan(chat_request)
+        check_folders(chat_request)
         if plan.confined and gateway.confinement_problem is not None:
             raise Unavailable(
                 f"cannot start runs: {gateway.confinement_problem}", code="confinement_unavailable"

@@ -168,8 +168,20 @@ def command_line_bytes(argv: list[str], env: Mapping[str, str]) -> int:
 
 
 # Never handed to the CLI: CLAUDECODE makes it think it runs inside Claude Code, and
-# the gateway's own credentials must not be readable by the model's tools.
-WITHHELD_ENV = frozenset({"CLAUDECODE", "AUTH_USER", "AUTH_PASSWORD"})
+# the gateway's own credentials must not be readable by the model's tools, nor where
+# they are kept. The CC2API_ pair is what init-env and install.sh take the first
+# credentials from; `./scripts/serve` leaves them in the server's environment.
+WITHHELD_ENV = frozenset(
+    {
+        "CLAUDECODE",
+        "AUTH_USER",
+        "AUTH_PASSWORD",
+        "AUTH_PASSWORD_FILE",
+        "CREDENTIALS_DIRECTORY",
+        "CC2API_AUTH_USER",
+        "CC2API_AUTH_PASSWORD",
+    }
+)
 
 
 def cli_environment(environ: Mapping[str, str]) -> dict[str, str]:

@@ -8,9 +8,12 @@ argv, which every local user can read.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -25,6 +28,8 @@ from .models import (
 )
 
 READ_SECONDS = 5.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,41 +46,43 @@ def _read(path: str) -> str:
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError("must be a regular file")
+            raise ValueError("not a regular file")
         data = os.read(fd, MAX_JSON_BYTES + 1)
     finally:
         os.close(fd)
     if len(data) > MAX_JSON_BYTES:
-        raise ValueError(f"file is over {MAX_JSON_BYTES} bytes")
+        raise ValueError("too long")
     return data.decode("utf-8", "replace")
 
 
 def _load(request: ChatRequest) -> Configs:
-    def text_of(field: str, value: str) -> str:
-        if is_inline(value):
+    def text_of(field: str, value: str, what: str, check: Callable[[dict[str, Any]], None]) -> str:
+        if is_inline(value):  # the caller's own text: it may hear what is wrong with it
+            try:
+                check(parse_object(value, what))
+            except ValueError as error:
+                raise ValidationFailed(f"{field}: {error}") from None
             return value
         try:
-            return _read(os.path.realpath(value))
-        except OSError as error:
-            raise ValidationFailed(f"{field}: cannot read {value!r}: {error.strerror}") from None
-        except ValueError as error:
-            raise ValidationFailed(f"{field}: {error}") from None
-
-    def checked(field: str, text: str, what: str, check: object) -> str:
-        try:
-            check(parse_object(text, what))  # type: ignore[operator]
-        except ValueError as error:
-            raise ValidationFailed(f"{field}: {error}") from None
+            text = _read(os.path.realpath(value))
+            check(parse_object(text, what))
+        except (OSError, ValueError) as error:
+            # One answer whatever went wrong: the reason would tell the caller whether a
+            # file exists, what it is and what it holds, which the caller may not know.
+            # The operator's log has it.
+            reason = error.strerror if isinstance(error, OSError) else str(error)
+            log.info("refused %s file %r: %s", field, value, reason)
+            raise ValidationFailed(
+                f"{field}: cannot use the file {value!r}: it must be a readable regular "
+                f"file holding {what} that this server accepts"
+            ) from None
         return text
 
     settings = None
     if request.settings is not None:
-        text = text_of("settings", request.settings)
-        settings = checked("settings", text, "settings", check_settings)
+        settings = text_of("settings", request.settings, "settings", check_settings)
     mcp = tuple(
-        checked(
-            f"mcp_config.{i}", text_of(f"mcp_config.{i}", value), "an MCP config", check_mcp_config
-        )
+        text_of(f"mcp_config.{i}", value, "an MCP config", check_mcp_config)
         for i, value in enumerate(request.mcp_config or ())
     )
     return Configs(settings, mcp)
@@ -87,8 +94,9 @@ async def load_configs(request: ChatRequest) -> Configs:
     Call it only after the policy allowed the request: it reads the files it names.
 
     Raises:
-        ValidationFailed: a file cannot be read, is not a regular file, or its content
-            breaks the same rules as inline values.
+        ValidationFailed: an inline value breaks the rules (saying which), or a file
+            cannot be used: unreadable, not a regular file, or content that breaks the
+            rules of inline values (one message for all, naming only the path).
 
     Cancellation: the read runs in a worker thread, abandoned when cancelled.
     """

@@ -45,6 +45,7 @@ async def check(environ: Mapping[str, str], *, euid: int) -> list[Finding]:
             findings.append(Finding("problem", line))
         return findings
     findings.append(Finding("ok", "settings are valid"))
+    findings.append(Finding("ok", f"the password comes from {settings.password_source}"))
     claude = await probe(settings.claude_path, environ)
     if claude.usable and claude.path is not None:
         findings.append(Finding("ok", f"claude {claude.version} at {claude.path}"))

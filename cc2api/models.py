@@ -83,11 +83,11 @@ def _uuid(value: str) -> str:
         raise ValueError("must be a UUID") from None
 
 
-def _existing_dir(value: str) -> str:
+def _absolute(value: str) -> str:
+    # Whether it exists is checked later, once the operator's roots have allowed it:
+    # the answer must not tell a caller what exists outside them.
     if not os.path.isabs(value):
         raise ValueError("must be an absolute path")
-    if not os.path.isdir(value):
-        raise ValueError("must be an existing directory")
     return value
 
 
@@ -152,7 +152,7 @@ Word = Annotated[
 ]
 Words = Annotated[list[Word], Field(max_length=MAX_LIST_ITEMS)]
 Uuid = Annotated[str, AfterValidator(_uuid)]
-Folder = Annotated[str, AfterValidator(_no_nul), AfterValidator(_existing_dir)]
+Folder = Annotated[str, AfterValidator(_no_nul), AfterValidator(_absolute)]
 Folders = Annotated[list[Folder], Field(max_length=MAX_LIST_ITEMS)]
 McpConfig = Annotated[
     str,
@@ -335,6 +335,14 @@ class ChatRequest(BaseModel):
     def folders(self) -> list[str]:
         """Return every folder the run may work in: cwd, then add_dir."""
         return [self.cwd, *(self.add_dir or ())]
+
+    def missing_folder(self) -> tuple[str, str] | None:
+        """Return the first of add_dir and plugin_dir that is not a folder, as (field, path)."""
+        for name in ("add_dir", "plugin_dir"):
+            for index, folder in enumerate(getattr(self, name) or ()):
+                if not os.path.isdir(folder):
+                    return f"{name}.{index}", folder
+        return None
 
 
 class FollowUp(BaseModel):

@@ -35,8 +35,8 @@ CHALLENGE = {
     }
 }
 LOCKED_OUT = (
-    "This address failed to log in too often (`too_many_failed_logins`); "
-    "`Retry-After` says when to try again."
+    "This address, or all addresses together, failed to log in too often "
+    "(`too_many_failed_logins`); `Retry-After` says when to try again."
 )
 EVENTS = {
     "process": "ProcessEvent",
@@ -446,9 +446,9 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         "429": _error(
                             "MAX_CONCURRENT_RUNS runs are running and MAX_QUEUED_RUNS wait "
-                            "already (`queue_full`), or this address failed to log in too "
-                            "often (`too_many_failed_logins`); `Retry-After` says when to "
-                            "try again.",
+                            "already (`queue_full`), or this address (or all together) "
+                            "failed to log in too often (`too_many_failed_logins`); "
+                            "`Retry-After` says when to try again.",
                             RETRY_AFTER,
                         ),
                         "502": _json(
@@ -586,7 +586,8 @@ def _steering_paths(
                     "429": _error(
                         "16 follow-ups, or FOLLOWUP_MAX_BYTES of them, wait already, or all "
                         "runs hold FOLLOWUPS_TOTAL_MAX_BYTES (`too_many_messages`); or this "
-                        "address failed to log in too often (`too_many_failed_logins`).",
+                        "address (or all together) failed to log in too often "
+                        "(`too_many_failed_logins`).",
                         RETRY_AFTER,
                     ),
                     "413": too_large,

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .models import PermissionMode
-
-PLACEHOLDER_PASSWORD = "change-me"  # noqa: S105 (the value .env.example ships with)
+from .passwordfile import check_password, password_from_files
 
 MiB = 1024 * 1024
 
@@ -18,12 +25,17 @@ MiB = 1024 * 1024
 class Settings(BaseSettings):
     """Everything an operator can set; names are the environment variables in upper case."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # hide_input_in_errors: a validation error's text would hold the password.
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=9876, ge=0, le=65535)
     auth_user: str = Field(default="admin", min_length=1)
-    auth_password: SecretStr
+    auth_password: SecretStr  # or read from AUTH_PASSWORD_FILE or the credential
+    auth_password_file: Path | None = None
+    credentials_directory: Path | None = None  # systemd sets it for LoadCredential=
     claude_path: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     heartbeat_seconds: float = Field(default=15.0, gt=0)
@@ -44,6 +56,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * MiB, ge=1024)
     client_stall_seconds: float = Field(default=60.0, gt=0)
     auth_max_failures: int = Field(default=10, ge=0)  # 0: no lockout
+    auth_max_failures_global: int = Field(default=100, ge=0)  # from all addresses; 0: off
     auth_failure_window_seconds: float = Field(default=60.0, gt=0)
     auth_lockout_seconds: float = Field(default=300.0, gt=0)
     run_buffer_bytes: int = Field(default=8 * MiB, ge=64 * 1024)
@@ -57,14 +70,36 @@ class Settings(BaseSettings):
     confine_runs: Literal["auto", "on", "off"] = "auto"
     confine_read_paths: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 
+    _password_source: str = PrivateAttr(default="AUTH_PASSWORD")
+
+    @property
+    def password_source(self) -> str:
+        """Say where the password came from (never what it is)."""
+        return self._password_source
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _password_from_file(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Settings]
+    ) -> Settings:
+        found = None
+        if isinstance(data, dict):
+            found = password_from_files(
+                password_set=data.get("auth_password") not in (None, ""),
+                password_file=_path_or_none(data.get("auth_password_file")),
+                credentials_directory=_path_or_none(data.get("credentials_directory")),
+            )
+            if found is not None:
+                data = {**data, "auth_password": found.password}
+        settings = handler(data)
+        if found is not None:
+            settings._password_source = found.source
+        return settings
+
     @field_validator("auth_password")
     @classmethod
     def _real_password(cls, value: SecretStr) -> SecretStr:
-        secret = value.get_secret_value()
-        if not secret.strip():
-            raise ValueError("AUTH_PASSWORD is empty")
-        if secret == PLACEHOLDER_PASSWORD:
-            raise ValueError("AUTH_PASSWORD is still the placeholder from .env.example")
+        check_password(value.get_secret_value(), "AUTH_PASSWORD")
         return value
 
     @field_validator("log_level", mode="before")
@@ -129,13 +164,23 @@ class Settings(BaseSettings):
         return value
 
 
+def _path_or_none(value: object) -> Path | None:
+    return Path(str(value)) if value not in (None, "") else None
+
+
 def explain(error: ValidationError) -> str:
     """Return one line naming each environment variable to set and why."""
     lines = []
     for problem in error.errors():
-        name = "_".join(str(part) for part in problem["loc"]).upper() or "settings"
         message = problem["msg"].removeprefix("Value error, ")
+        if not problem["loc"]:  # a check of several settings: its message names them
+            lines.append(message)
+            continue
+        name = "_".join(str(part) for part in problem["loc"]).upper()
+        hint = "set it in the environment or in .env"
         if problem["type"] == "missing":
             message = "is not set"
-        lines.append(f"{name}: {message} (set it in the environment or in .env)")
+            if name == "AUTH_PASSWORD":
+                hint += ", or name a file holding it in AUTH_PASSWORD_FILE"
+        lines.append(f"{name}: {message} ({hint})")
     return "; ".join(lines)

@@ -90,7 +90,15 @@ def main() -> int:  # noqa: PLR0911, PLR0912 (one branch a mode)
         out({"type": "assistant", "text": prompt})
         result(prompt)
     elif word == "argv":
-        withheld = ("CLAUDECODE", "AUTH_USER", "AUTH_PASSWORD")
+        withheld = (
+            "CLAUDECODE",
+            "AUTH_USER",
+            "AUTH_PASSWORD",
+            "AUTH_PASSWORD_FILE",
+            "CREDENTIALS_DIRECTORY",
+            "CC2API_AUTH_USER",
+            "CC2API_AUTH_PASSWORD",
+        )
         out(
             {
                 "type": "assistant",

@@ -246,6 +246,30 @@ class TestOperatorRules:
         }
         assert listing["count"] == 0
 
+    async def test_whether_a_folder_outside_the_roots_exists_is_not_told(
+        self, fake_environ: dict[str, str], tmp_path: Path, workdir: Path
+    ) -> None:
+        """Outside ALLOWED_CWD_ROOTS, a missing folder gets the same 403 as an existing one."""
+        roots = tmp_path / "allowed"
+        roots.mkdir()
+        missing = tmp_path / "no-such-dir"
+        settings = make_settings(allowed_cwd_roots=str(roots))
+        async with served(settings, fake_environ) as gw:
+            answers = {
+                name: await gw.client.post("/chat", json=chat_body("echo", roots, **fields))
+                for name, fields in {
+                    "add_dir-there": {"add_dir": [str(workdir)]},
+                    "add_dir-missing": {"add_dir": [str(missing)]},
+                    "plugin_dir-missing": {"plugin_dir": [str(missing)]},
+                }.items()
+            }
+            for name, cwd in {"cwd-there": workdir, "cwd-missing": missing}.items():
+                answers[name] = await gw.client.post("/chat", json=chat_body("echo", cwd))
+            inside = await gw.client.post("/chat", json=chat_body("echo", roots / "no-such"))
+        assert {name: a.status_code for name, a in answers.items()} == dict.fromkeys(answers, 403)
+        assert {a.json()["code"] for a in answers.values()} == {"cwd_forbidden"}
+        assert (inside.status_code, inside.json()["code"]) == (400, "invalid_cwd")
+
     async def test_mode_not_allowed_is_403(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:

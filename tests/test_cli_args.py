@@ -169,8 +169,7 @@ class TestValidation:
             ("max_budget_usd", 0),
             ("max_budget_usd", -1.0),
             ("add_dir", ["relative/dir"]),
-            ("add_dir", ["/no/such/dir"]),
-            ("plugin_dir", ["/no/such/dir"]),
+            ("plugin_dir", ["relative/dir"]),
             ("mcp_config", ["{not json"]),
             ("mcp_config", ["relative.json"]),
             ("settings", "[1, 2]"),
@@ -212,8 +211,9 @@ class TestValidation:
         """A settings file is read, later, and held to the same rules as inline settings."""
         path = tmp_path / "settings.json"
         path.write_text('{"env": {"A": "1"}}')
-        with pytest.raises(ValidationFailed, match="settings: may not set env"):
+        with pytest.raises(ValidationFailed, match="settings: cannot use the file") as raised:
             trio.run(load_configs, request(settings=str(path)))
+        assert "env" not in raised.value.detail  # what the file holds is not told
 
     @pytest.mark.parametrize("name", ["missing.json", "fifo", "dir"])
     def test_config_file_must_be_a_readable_regular_file(self, tmp_path: Path, name: str) -> None:

@@ -64,6 +64,24 @@ class TestCheck:
         code, lines = check(tmp_path, CLAUDE_PATH=str(FAKE_CLAUDE), ALLOW_ROOT_FULL_ACCESS="true")
         assert code == 0, lines
 
+    def test_names_the_password_source_never_the_password(self, tmp_path: Path) -> None:
+        """It says which setting the password came from, AUTH_PASSWORD_FILE here, not what it is."""
+        password_file = tmp_path / "auth_password"
+        password_file.write_text("doctor-file-password\n")
+        code, lines = check(
+            tmp_path,
+            AUTH_PASSWORD_FILE=str(password_file),
+            CLAUDE_PATH=str(FAKE_CLAUDE),
+            ANTHROPIC_API_KEY="k",
+            PORT=str(free_port()),
+            ALLOW_ROOT_FULL_ACCESS="true",
+        )
+        assert code == 0, lines
+        assert f"ok: the password comes from AUTH_PASSWORD_FILE: {password_file}" in lines
+        assert not any("doctor-file-password" in line for line in lines)
+        _, plain = check(tmp_path, AUTH_PASSWORD="pw", CLAUDE_PATH=str(FAKE_CLAUDE))
+        assert "ok: the password comes from AUTH_PASSWORD" in plain
+
     def test_bad_settings(self, tmp_path: Path) -> None:
         """A missing password is a problem naming the variable, and exit status 1."""
         code, lines = check(tmp_path, CLAUDE_PATH=str(FAKE_CLAUDE))

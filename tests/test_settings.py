@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from cc2api.settings import PLACEHOLDER_PASSWORD, Settings, explain
+from cc2api.passwordfile import PLACEHOLDER_PASSWORD
+from cc2api.settings import Settings, explain
 
 
 def load(**values: Any) -> Settings:
@@ -34,6 +35,7 @@ class TestSettings:
         assert settings.max_body_bytes == 10 * 1024 * 1024
         assert settings.client_stall_seconds == 60
         assert (settings.auth_max_failures, settings.auth_failure_window_seconds) == (10, 60)
+        assert settings.auth_max_failures_global == 100
         assert settings.auth_lockout_seconds == 300
         assert settings.run_buffer_bytes == 8 * 1024 * 1024
         assert settings.detached_ttl_seconds == 600
