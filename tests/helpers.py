@@ -217,6 +217,38 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
+def server_environment(home: Path, claude: Path, **settings: str) -> dict[str, str]:
+    """Return the environment of a test's server process: no .env, a port of its own."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "AUTH_USER": USER,
+        "AUTH_PASSWORD": PASSWORD,
+        "CLAUDE_PATH": str(claude),
+        "PORT": "0",
+        "KILL_GRACE_SECONDS": "2",
+        "ALLOW_ROOT_FULL_ACCESS": "true",  # as make_settings: the tests stand in for a sandbox
+        **settings,
+    }
+
+
+@asynccontextmanager
+async def running_server(
+    argv: list[str], cwd: Path, env: Mapping[str, str]
+) -> AsyncIterator[tuple[trio.Process, str]]:
+    """Run a server process (start_server_process) for the block, and stop it after."""
+    proc, url = await start_server_process(argv, cwd, env)
+    try:
+        yield proc, url
+    finally:
+        proc.terminate()
+        with trio.move_on_after(15):
+            await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
 @asynccontextmanager
 async def server_process(
     tmp_path: Path, claude: Path, **settings: str
@@ -228,28 +260,11 @@ async def server_process(
     """
     home = tmp_path / "server-home"
     home.mkdir(exist_ok=True)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "AUTH_USER": USER,
-        "AUTH_PASSWORD": PASSWORD,
-        "CLAUDE_PATH": str(claude),
-        "PORT": "0",
-        "KILL_GRACE_SECONDS": "2",
-        "ALLOW_ROOT_FULL_ACCESS": "true",  # as make_settings: the tests stand in for a sandbox
-        **settings,
-    }
-    proc, url = await start_server_process([sys.executable, "-m", "cc2api", "serve"], tmp_path, env)
-    try:
+    env = server_environment(home, claude, **settings)
+    argv = [sys.executable, "-m", "cc2api", "serve"]
+    async with running_server(argv, tmp_path, env) as (proc, url):
         async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
             yield psutil.Process(proc.pid), client
-    finally:
-        proc.terminate()
-        with trio.move_on_after(15):
-            await proc.wait()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 def peak_rss(process: psutil.Process) -> int:

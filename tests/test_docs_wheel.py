@@ -22,12 +22,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trio
 
 from cc2api.docs_assets import PACKAGES
 
 from .browser import OPERATIONS, render
-from .helpers import AUTH, FAKE_CLAUDE, PASSWORD, REPO, USER, start_server_process
+from .helpers import AUTH, FAKE_CLAUDE, REPO, running_server, server_environment
 from .npm_registry import altered, npm_registry, pinned_tarballs
 
 pytestmark = pytest.mark.timeout(240)
@@ -150,24 +149,9 @@ async def wheel_server(venv: Path, folder: Path) -> AsyncIterator[str]:
     """Run the installed ``cc2api serve`` in ``folder`` (no .env, no .web); yield its URL."""
     home = folder / "home"
     home.mkdir()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "AUTH_USER": USER,
-        "AUTH_PASSWORD": PASSWORD,
-        "CLAUDE_PATH": str(FAKE_CLAUDE),
-        "PORT": "0",
-    }
-    proc, url = await start_server_process([str(venv / "bin" / "cc2api"), "serve"], folder, env)
-    try:
+    env = server_environment(home, FAKE_CLAUDE)
+    async with running_server([str(venv / "bin" / "cc2api"), "serve"], folder, env) as (_, url):
         yield url
-    finally:
-        proc.terminate()
-        with trio.move_on_after(15):
-            await proc.wait()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_installed_wheel_renders_both_pages_offline(built: Built, tmp_path: Path) -> None:

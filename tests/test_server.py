@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,10 +15,9 @@ import trio
 from .helpers import (
     AUTH,
     FAKE_CLAUDE,
-    PASSWORD,
-    USER,
     chat_body,
     exists,
+    server_environment,
     sse_events,
     start_server_process,
 )
@@ -30,18 +28,7 @@ CONSOLE_SCRIPT = Path(sys.executable).parent / "cc2api"
 
 
 def server_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "AUTH_USER": USER,
-        "AUTH_PASSWORD": PASSWORD,
-        "CLAUDE_PATH": str(FAKE_CLAUDE),
-        "PORT": "0",
-        "KILL_GRACE_SECONDS": "1.5",
-        "ALLOW_ROOT_FULL_ACCESS": "true",  # CI runs as root; the tests stand in for a sandbox
-    }
-    env.update(extra)
-    return env
+    return server_environment(home, FAKE_CLAUDE, KILL_GRACE_SECONDS="1.5", **extra)
 
 
 class TestStartup:

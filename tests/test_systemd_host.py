@@ -33,9 +33,19 @@ import trio
 from cc2api.envfile import UNSAFE_PASSWORD_CHARS
 from cc2api.proctree import MARKER_VAR
 
-from .helpers import REPO, Event, chat_body, collect, exists, parse_block, post_chat
+from .helpers import (
+    REPO,
+    Event,
+    chat_body,
+    collect,
+    exists,
+    parse_block,
+    post_chat,
+    processes_with_marker,
+)
 from .nspawn import CACHE, Bind, Container, cache_lock, debian_root
 from .scripted_api import ScriptedAPI
+from .test_e2e_real_cli import tool_process
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -242,29 +252,6 @@ def result_of(events: list[Event]) -> str:
     return text
 
 
-def tool_process(process_id: str, command: list[str]) -> int | None:
-    """Return the pid of a run's process running ``command`` (by the run's marker), if any."""
-    for pid in marked(process_id):
-        try:
-            if psutil.Process(pid).cmdline() == command:
-                return pid
-        except psutil.Error:
-            continue
-    return None
-
-
-def marked(process_id: str) -> list[int]:
-    """Return the pids of every process carrying a run's marker."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(MARKER_VAR) == process_id:
-                found.append(proc.pid)
-        except psutil.Error:
-            continue
-    return found
-
-
 async def wait_for(predicate: Callable[[], object], timeout: float) -> float:
     """Wait until ``predicate()`` holds (checking every 50 ms); return the seconds it took."""
     started = trio.current_time()
@@ -398,13 +385,13 @@ class TestRuns:
             async with client.stream("POST", "/chat", json=body) as stream:
                 process_id = stream.headers["x-process-id"]
                 await wait_for(lambda: tool_process(process_id, command) is not None, 60)
-                processes = marked(process_id)
+                processes = processes_with_marker(process_id)
                 started = trio.current_time()
                 answer = await client.delete(f"/chat/{process_id}")
                 answered = trio.current_time() - started
 
                 def all_gone() -> bool:
-                    return not any(map(exists, processes)) and not marked(process_id)
+                    return not any(map(exists, processes)) and not processes_with_marker(process_id)
 
                 await wait_for(all_gone, 15)
                 gone = trio.current_time() - started
