@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .descriptors import attainable_limit, room
 from .models import PermissionMode
 
 PLACEHOLDER_PASSWORD = "change-me"  # noqa: S105 (the value .env.example ships with)
@@ -53,6 +54,9 @@ class Settings(BaseSettings):
     followups_total_max_bytes: int = Field(default=256 * MiB, ge=64 * 1024)  # by all runs
     approval_timeout_seconds: float = Field(default=300.0, ge=0)  # 0: wait for ever
     interrupt_timeout_seconds: float = Field(default=5.0, gt=0)
+    # After max_concurrent_runs, which its validator reads. None: derived from RLIMIT_NOFILE.
+    max_connections: int | None = Field(default=None, ge=1)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @field_validator("auth_password")
     @classmethod
@@ -102,6 +106,21 @@ class Settings(BaseSettings):
     def _no_flags(cls, value: list[str]) -> list[str]:
         if any(tool.startswith("-") for tool in value):
             raise ValueError("tool patterns must not start with '-'")
+        return value
+
+    @field_validator("max_connections")
+    @classmethod
+    def _room_for_runs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        runs = info.data.get("max_concurrent_runs")
+        if value is None or runs is None:
+            return value
+        limit = attainable_limit()
+        if value > room(limit, runs):
+            raise ValueError(
+                f"{value} connections leave no room for MAX_CONCURRENT_RUNS={runs} runs "
+                f"within the descriptor limit of {limit} (RLIMIT_NOFILE): set it to at most "
+                f"{max(room(limit, runs), 0)}, or raise the limit (LimitNOFILE= in the unit)"
+            )
         return value
 
     @field_validator("cors_origins")
