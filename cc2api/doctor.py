@@ -15,6 +15,7 @@ import trio
 from pydantic import ValidationError
 
 from .cli_args import cli_environment
+from .descriptors import attainable_limit, default_cap, reserved, room
 from .discovery import probe
 from .settings import Settings, explain
 
@@ -59,6 +60,7 @@ async def check(environ: Mapping[str, str], *, euid: int) -> list[Finding]:
             )
         )
     findings.append(_port(settings.host, settings.port))
+    findings.append(_connections(settings))
     if euid == 0:
         if settings.allow_root_full_access or environ.get("IS_SANDBOX") == "1":
             findings.append(Finding("note", "running as root with full access allowed (sandbox)"))
@@ -98,6 +100,20 @@ async def _auth(claude: str, environ: Mapping[str, str]) -> Finding:
         "the CLI is not logged in and has no API key — fix: set ANTHROPIC_API_KEY in .env "
         "or the service's environment, or run `claude auth login` as the service's user",
     )
+
+
+def _connections(settings: Settings) -> Finding:
+    limit = attainable_limit()
+    runs = settings.max_concurrent_runs
+    cap = settings.max_connections or default_cap(limit, runs)
+    # This process's limit: a service manager may set another (LimitNOFILE= in the unit).
+    text = (
+        f"at most {cap} connections at once, with {reserved(runs)} descriptors kept for "
+        f"{runs} runs (descriptor limit {limit} here)"
+    )
+    if cap > room(limit, runs):
+        return Finding("note", f"{text}: too few descriptors; raise the limit (LimitNOFILE=)")
+    return Finding("ok", text)
 
 
 def _port(host: str, port: int) -> Finding:

@@ -7,10 +7,13 @@ import signal
 
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.utils import wrap_app
 from quart_trio import QuartTrio
 
 from .app import gateway_of
+from .descriptors import default_cap, raise_limit, reserved, room
+from .http_server import serve_guarded
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,31 @@ def hypercorn_config(app: QuartTrio) -> Config:
     return config
 
 
+def connection_cap(settings: Settings) -> int:
+    """Raise the soft descriptor limit as far as allowed; return the connection cap it leaves."""
+    before, limit = raise_limit()
+    runs = settings.max_concurrent_runs
+    cap = settings.max_connections or default_cap(limit, runs)
+    raised = f" (raised from {before})" if limit != before else ""
+    log.info(
+        "descriptor limit %d%s: at most %d connections, %d descriptors kept for %d runs",
+        limit,
+        raised,
+        cap,
+        reserved(runs),
+        runs,
+    )
+    if cap > room(limit, runs):
+        log.warning(
+            "the descriptor limit %d is too low for %d runs and %d connections: raise it "
+            "(LimitNOFILE= in the unit) or lower MAX_CONCURRENT_RUNS",
+            limit,
+            runs,
+            cap,
+        )
+    return cap
+
+
 async def serve(
     app: QuartTrio,
     stop: trio.Event,
@@ -40,6 +68,10 @@ async def serve(
 ) -> None:
     """Serve ``app`` until ``stop`` is set, then drain every run and shut down.
 
+    Connections are capped below the descriptor limit (raised first); a
+    connection's first request head must come in within HEADER_TIMEOUT_SECONDS, and
+    its client must take data within CLIENT_STALL_SECONDS of a send.
+
     Draining refuses new runs, cancels the live ones and waits for their process
     trees to be gone, so each open stream ends with ``done`` (``cancelled``)
     before Hypercorn closes connections. ``task_status`` receives the bound URLs.
@@ -47,16 +79,21 @@ async def serve(
     Cancellation: cancelling this task stops serving at once; runs are still torn
     down (shielded) by the registry before it returns.
     """
-    registry = gateway_of(app).registry
+    gateway = gateway_of(app)
+    registry = gateway.registry
 
     async def shutdown_trigger() -> None:
         await stop.wait()
         log.info("shutting down: draining %d run(s)", len(registry.runs()))
         await registry.drain()
 
-    await hypercorn_serve(
-        app,
-        hypercorn_config(app),
+    config = hypercorn_config(app)
+    await serve_guarded(
+        wrap_app(app, config.wsgi_max_body_size, "asgi"),
+        config,
+        max_connections=connection_cap(gateway.settings),
+        header_timeout=gateway.settings.header_timeout_seconds,
+        send_timeout=gateway.settings.client_stall_seconds,
         shutdown_trigger=shutdown_trigger,
         task_status=task_status,
     )

@@ -11,11 +11,13 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .descriptors import attainable_limit, room
 from .models import PermissionMode
 from .passwordfile import check_password, password_from_files
 
@@ -69,6 +71,9 @@ class Settings(BaseSettings):
     # auto: runs are confined when ALLOWED_CWD_ROOTS is set or caller config is untrusted
     confine_runs: Literal["auto", "on", "off"] = "auto"
     confine_read_paths: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # After max_concurrent_runs, which its validator reads. None: derived from RLIMIT_NOFILE.
+    max_connections: int | None = Field(default=None, ge=1)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
 
     _password_source: str = PrivateAttr(default="AUTH_PASSWORD")
 
@@ -154,6 +159,21 @@ class Settings(BaseSettings):
     def _no_flags(cls, value: list[str]) -> list[str]:
         if any(tool.startswith("-") for tool in value):
             raise ValueError("tool patterns must not start with '-'")
+        return value
+
+    @field_validator("max_connections")
+    @classmethod
+    def _room_for_runs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        runs = info.data.get("max_concurrent_runs")
+        if value is None or runs is None:
+            return value
+        limit = attainable_limit()
+        if value > room(limit, runs):
+            raise ValueError(
+                f"{value} connections leave no room for MAX_CONCURRENT_RUNS={runs} runs "
+                f"within the descriptor limit of {limit} (RLIMIT_NOFILE): set it to at most "
+                f"{max(room(limit, runs), 0)}, or raise the limit (LimitNOFILE= in the unit)"
+            )
         return value
 
     @field_validator("cors_origins")
