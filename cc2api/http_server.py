@@ -82,6 +82,14 @@ class GuardedTCPServer(TCPServer):
             return
         if isinstance(event, Updated) and not event.idle:
             self._connection.requested = True
+        if isinstance(event, Updated) and event.idle:
+            # Sent from the request's own task as it ends; quart-trio cancels that task
+            # when hypercorn tells it of the disconnect that recycling the connection
+            # entails, which would cancel the idle timer's start with it: the connection
+            # would then be neither idle (no timeout, not evictable) nor busy.
+            with trio.CancelScope(shield=True):
+                await super().protocol_send(event)
+            return
         await super().protocol_send(event)
 
     async def _send(self, data: bytes) -> None:

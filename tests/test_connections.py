@@ -424,6 +424,23 @@ class TestCap:
             await cancel_run(gw, stream)
         assert stream.final().json()["status"] == "cancelled"
 
+    async def test_a_connection_kept_alive_between_requests_is_idle_too(
+        self, tmp_path: Path
+    ) -> None:
+        """A connection idle since its last response is the longest idle, and goes first."""
+        async with server(tmp_path, MAX_CONNECTIONS="2") as gw:
+            kept = await trio.open_tcp_stream(*gw.address)
+            async with kept:
+                with trio.fail_after(10):
+                    assert await get_health(kept) == 200
+                with await connect(gw.address) as silent:
+                    await wait_until(lambda: silent.getsockname() in gw.peers(), 10)
+                    async with gw.client() as client:
+                        with trio.fail_after(10):
+                            assert (await client.get("/health")).status_code == 200
+                            assert await kept.receive_some() == b""  # closed by the server
+                    assert not closed_by_server(silent)
+
     async def test_with_every_connection_busy_a_new_one_waits_for_a_slot(
         self, tmp_path: Path, workdir: Path
     ) -> None:
@@ -447,6 +464,24 @@ class TestCap:
             assert not second.done.is_set()
             await cancel_run(gw, second)
         assert second.final().json()["status"] == "cancelled"
+
+
+class TestShutdown:
+    async def test_an_idle_kept_alive_connection_does_not_hold_up_the_stop(
+        self, tmp_path: Path
+    ) -> None:
+        """On SIGTERM a connection idle between requests is closed at once, not after the
+        5 s the server gives streams to send their last events."""
+        async with server(tmp_path) as gw:
+            kept = await trio.open_tcp_stream(*gw.address)
+            async with kept:
+                with trio.fail_after(10):
+                    assert await get_health(kept) == 200
+                gw.proc.terminate()
+                with trio.fail_after(3):
+                    assert await kept.receive_some() == b""
+                    await gw.proc.wait()
+        assert gw.proc.returncode == 0
 
 
 class TestSendDeadline:
