@@ -192,11 +192,32 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
         if gateway.policy.confines and not confinement.available():
             gateway.confinement_problem = (
                 "runs must be confined (ALLOWED_CWD_ROOTS, untrusted caller config or "
-                "CONFINE_RUNS=on), but this kernel offers no Landlock ABI 3 or later, or a "
-                "system call filter hides it; run on Linux 6.2 or later, allow the landlock_* "
+                "CONFINE_RUNS=on), but this kernel offers no Landlock ABI 2 or later, or a "
+                "system call filter hides it; run on Linux 5.19 or later, allow the landlock_* "
                 "system calls, or set CONFINE_RUNS=off to run them unconfined"
             )
             log.error("degraded: %s", gateway.confinement_problem)
+        elif gateway.policy.confines:
+            for gap in confinement.gaps():
+                log.warning("confined runs on this kernel can still %s", gap)
+        if gateway.policy.confines and confinement.uses_login(
+            registry.real_config, gateway.environ
+        ):
+            log.warning(
+                "confined runs use a copy of the CLI's login, and what the CLI refreshes "
+                "stays in that copy: set ANTHROPIC_API_KEY for confined runs"
+            )
+        password_file = settings.auth_password_file
+        if (
+            gateway.policy.confines
+            and password_file is not None
+            and confinement.readable_by_runs(password_file, settings.confine_read_paths)
+        ):
+            log.warning(
+                "AUTH_PASSWORD_FILE %s is where confined runs may read (the system's folders "
+                "or CONFINE_READ_PATHS): move it elsewhere, or use systemd's LoadCredential=",
+                password_file,
+            )
         await app.nursery.start(registry.serve)
 
     @app.after_serving
@@ -302,7 +323,9 @@ def create_app(  # noqa: PLR0915 (the routes are closures over one gateway)
         # Files are read only now that the rules have allowed them.
         plan = replace(plan, configs=await load_configs(chat_request))
         if (plan.bounded or plan.confined) and (
-            chat_request.session_id is not None or chat_request.continue_conversation
+            chat_request.session_id is not None
+            or chat_request.continue_conversation
+            or chat_request.new_session_id is not None
         ):
             chat_request = await trio.to_thread.run_sync(
                 choose_session,

@@ -36,6 +36,8 @@ PATH_FIELDS: Mapping[str, tuple[str, ...]] = {
     "NotebookEdit": ("notebook_path",),
     "Glob": ("path", "pattern"),
     "Grep": ("path",),
+    "EnterWorktree": ("path",),
+    "Workflow": ("scriptPath",),
     "Bash": ("blocked_path",),  # the CLI's own finding, in the request rather than the input
 }
 # The fields an answer's updated_input may change, per tool; every other field must

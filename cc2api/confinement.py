@@ -24,7 +24,7 @@ from pathlib import Path
 from . import landlock
 from .policy import Plan
 from .safecopy import CopyBudget, copy_file, copy_tree
-from .sessions import copy_session, project_key
+from .sessions import copy_session, project_key, transcript
 
 LAUNCHER = Path(landlock.__file__).resolve()
 # What is copied from the real configuration folder: the user's settings and
@@ -68,8 +68,10 @@ class RunFolders:
             "HOME": str(self.home),
             "TMPDIR": str(self.tmp),
             "CLAUDE_CONFIG_DIR": str(self.config),
-            # A run could plant instructions for later runs in the project's memory.
+            # A run could plant instructions for later runs in the project's memory, or
+            # a scheduled prompt (CronCreate, durable) in cwd.
             "CLAUDE_CODE_DISABLE_AUTO_MEMORY": "1",
+            "CLAUDE_CODE_DISABLE_CRON": "1",
         }
 
 
@@ -84,28 +86,44 @@ def prepare(
     """
     for folder in (folders.home, folders.tmp, folders.config):
         folder.mkdir(mode=0o700)
+    # The operator's own files: links, as dotfile managers make them, are followed.
     budget = CopyBudget(CONFIG_BYTES)
     for name in CONFIG_FILES:
-        copy_file(real_config / name, folders.config / name, budget, missing_ok=True)
+        copy_file(real_config / name, folders.config / name, budget, missing_ok=True, follow=True)
     for name in CONFIG_FOLDERS:
-        copy_tree(real_config / name, folders.config / name, budget)
+        copy_tree(real_config / name, folders.config / name, budget, follow=True)
     if not any(environ.get(name) for name in KEY_VARIABLES):
         # A login's credentials: the CLI needs them, so its tools can read them too.
         credentials = ".credentials.json"
-        copy_file(real_config / credentials, folders.config / credentials, budget, missing_ok=True)
+        copy_file(
+            real_config / credentials,
+            folders.config / credentials,
+            budget,
+            missing_ok=True,
+            follow=True,
+        )
     if resume is not None:
-        copy_session(real_config, folders.config, project_key(cwd), resume)
+        copy_session(real_config, folders.config, project_key(cwd), resume, trusted=True)
 
 
-def bring_back(folders: RunFolders, real_config: Path, cwd: str, sessions: Iterable[str]) -> None:
+def bring_back(
+    folders: RunFolders, real_config: Path, cwd: str, sessions: Iterable[str], resumed: str | None
+) -> list[str]:
     """Copy the transcripts of the run's own sessions back to the real config folder.
 
     Only the sessions the CLI reported for this run are copied, whatever else its
-    tools wrote in the private folder.
+    tools wrote in the private folder, and only the one it resumed may replace a
+    transcript there: a new session of the run that turns out to exist already
+    (another run made it meanwhile) is left out. Returns the sessions left out.
     """
     key = project_key(cwd)
+    left_out = []
     for session in dict.fromkeys(sessions):
+        if session != resumed and os.path.lexists(transcript(real_config, cwd, session)):
+            left_out.append(session)
+            continue
         copy_session(folders.config, real_config, key, session)
+    return left_out
 
 
 def launcher_argv(claude: Path, plan: Plan, folders: RunFolders, read: Iterable[Path]) -> list[str]:
@@ -120,6 +138,24 @@ def launcher_argv(claude: Path, plan: Plan, folders: RunFolders, read: Iterable[
     return [*argv, "--"]
 
 
+def readable_by_runs(path: Path, read_paths: Iterable[Path]) -> bool:
+    """Return whether confined runs may read ``path`` (the system's folders, CONFINE_READ_PATHS)."""
+    real = Path(os.path.realpath(path))
+    folders = [*landlock.SYSTEM_RX, *landlock.SYSTEM_RO, *map(str, read_paths)]
+    return any(real.is_relative_to(os.path.realpath(folder)) for folder in folders)
+
+
+def uses_login(real_config: Path, environ: Mapping[str, str]) -> bool:
+    """Return whether confined runs would copy a login's credentials (no key is set)."""
+    has_key = any(environ.get(name) for name in KEY_VARIABLES)
+    return not has_key and (real_config / ".credentials.json").exists()
+
+
 def available() -> bool:
-    """Return whether this kernel can confine runs (Landlock ABI 3 or later)."""
+    """Return whether this kernel can confine runs (Landlock ABI 2 or later)."""
     return landlock.abi_version() >= landlock.MIN_ABI
+
+
+def gaps() -> list[str]:
+    """Return what a confined run can still do on this kernel, that a newer one stops."""
+    return landlock.gaps(landlock.abi_version())

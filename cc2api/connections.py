@@ -14,6 +14,11 @@ frees; the server never accepts a connection it has no descriptor for. Evictions
 at a time, each once the last evicted connection's socket is closed, so no more are
 closed than come in.
 
+One client address may hold at most ``per_address`` connections (0: no such limit): a
+connection beyond it is closed as soon as it is accepted, so one host cannot take every
+slot with connections that do hold a request in flight (a large public file it never
+reads, say), which no eviction frees.
+
 What the cap did is logged at most once per REPORT_SECONDS, with counts, never once per
 connection: a flood must not flood the log too.
 """
@@ -32,17 +37,19 @@ import trio
 log = logging.getLogger(__name__)
 
 REPORT_SECONDS = 10.0
-COUNTED = frozenset({"silent", "idle", "stalled", "full"})  # the rest are accept errors
+# The rest are accept errors.
+COUNTED = frozenset({"silent", "idle", "stalled", "full", "address"})
 
 
 class Connection:
     """One connection's slot, as the table sees it."""
 
-    __slots__ = ("evicted", "requested")
+    __slots__ = ("address", "evicted", "requested")
 
     def __init__(self) -> None:
         self.evicted = False
         self.requested = False  # whether a complete request head ever came in
+        self.address: str | None = None  # the client's, once accepted and counted
 
 
 class Pressure:
@@ -61,6 +68,10 @@ class Pressure:
     def stalled(self) -> None:
         """Count a connection closed because its client took no data for the send deadline."""
         self._note("stalled")
+
+    def over_address_limit(self) -> None:
+        """Count a connection closed because its address held as many as it may."""
+        self._note("address")
 
     def full(self) -> None:
         """Count a time a connection had to wait because every connection was busy."""
@@ -84,6 +95,10 @@ class Pressure:
             parts.append(f"closed {counts['idle']} connection(s) idle between requests")
         if counts["stalled"]:
             parts.append(f"closed {counts['stalled']} connection(s) whose client took no data")
+        if counts["address"]:
+            parts.append(
+                f"closed {counts['address']} new connection(s) from addresses at their limit"
+            )
         if counts["full"]:
             parts.append(f"new connections waited {counts['full']} time(s), every one busy")
         failures = {what: n for what, n in counts.items() if what not in COUNTED}
@@ -110,10 +125,12 @@ class Pressure:
 class ConnectionTable:
     """The slots of a server's connections: at most ``cap`` open at once."""
 
-    def __init__(self, cap: int, pressure: Pressure) -> None:
+    def __init__(self, cap: int, pressure: Pressure, per_address: int = 0) -> None:
         self.cap = cap
+        self.per_address = per_address
         self._pressure = pressure
         self._open = 0
+        self._by_address: Counter[str] = Counter()
         # Idle connections, the longest idle first, each with the scope that evicts it.
         self._idle: dict[Connection, trio.CancelScope] = {}
         self._leaving = 0  # evicted connections whose socket is not closed yet
@@ -145,8 +162,25 @@ class ConnectionTable:
         self._open += 1
         return Connection()
 
+    def count_address(self, connection: Connection, address: str) -> bool:
+        """Count an accepted connection for its client address; False when it is over the limit.
+
+        A connection refused this way is closed by the caller, and its slot released.
+        """
+        if self.per_address and self._by_address[address] >= self.per_address:
+            self._pressure.over_address_limit()
+            return False
+        self._by_address[address] += 1
+        connection.address = address
+        return True
+
     def release(self, connection: Connection) -> None:
         """Give back a connection's slot, once its socket is closed."""
+        if connection.address is not None:
+            self._by_address[connection.address] -= 1
+            if not self._by_address[connection.address]:
+                del self._by_address[connection.address]
+            connection.address = None
         self._open -= 1
         if connection.evicted:
             connection.evicted = False

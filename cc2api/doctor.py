@@ -14,9 +14,11 @@ from functools import partial
 import trio
 from pydantic import ValidationError
 
+from . import landlock
 from .cli_args import cli_environment
 from .descriptors import attainable_limit, default_cap, reserved, room
 from .discovery import probe
+from .policy import Policy
 from .settings import Settings, explain
 
 AUTH_TIMEOUT_SECONDS = 30.0
@@ -47,6 +49,7 @@ async def check(environ: Mapping[str, str], *, euid: int) -> list[Finding]:
         return findings
     findings.append(Finding("ok", "settings are valid"))
     findings.append(Finding("ok", f"the password comes from {settings.password_source}"))
+    findings += _confinement(settings, environ, euid)
     claude = await probe(settings.claude_path, environ)
     if claude.usable and claude.path is not None:
         findings.append(Finding("ok", f"claude {claude.version} at {claude.path}"))
@@ -150,6 +153,24 @@ def _running_gateway(host: str, port: int) -> str | None:
     return f"/health says {health.get('status')}" + (
         f" ({health['reason']})" if health.get("reason") else ""
     )
+
+
+def _confinement(settings: Settings, environ: Mapping[str, str], euid: int) -> list[Finding]:
+    """Say whether runs are confined, and what this kernel leaves them free to do."""
+    if not Policy(settings, environ, euid=euid).confines:
+        return [Finding("note", "runs are not confined (see CONFINE_RUNS in PERMISSIONS.md)")]
+    abi = landlock.abi_version()
+    if abi < landlock.MIN_ABI:
+        return [
+            Finding(
+                "problem",
+                f"runs must be confined, but this kernel offers Landlock ABI {abi} — fix: "
+                "Linux 5.19 or later with Landlock on, or CONFINE_RUNS=off to run unconfined",
+            )
+        ]
+    findings = [Finding("ok", f"runs are confined (Landlock ABI {abi})")]
+    findings += [Finding("note", f"confined runs can still {gap}") for gap in landlock.gaps(abi)]
+    return findings
 
 
 def run_check(environ: Mapping[str, str] | None = None) -> int:

@@ -143,3 +143,10 @@ class BodyTooComplex(ApiError):
 
     status = 413
     code = "body_too_complex"
+
+
+class SessionExists(ApiError):
+    """Raised when new_session_id names a session that exists already."""
+
+    status = 409
+    code = "session_exists"

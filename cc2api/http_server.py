@@ -149,12 +149,14 @@ async def serve_guarded(
     header_timeout: float,
     send_timeout: float,
     shutdown_trigger: Callable[[], Awaitable[None]],
+    per_address: int = 0,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` as hypercorn's trio worker does, with at most ``max_connections``.
 
     A connection is closed when its first request head is not in ``header_timeout``
-    after connect, or when its client takes no data for ``send_timeout``.
+    after connect, or when its client takes no data for ``send_timeout``, and at once
+    when its client address holds ``per_address`` already (0: no such limit).
 
     ``task_status`` receives the bound URLs. Shutdown, once ``shutdown_trigger``
     returns, is hypercorn's: listeners close, idle connections close, requests in
@@ -169,7 +171,7 @@ async def serve_guarded(
     lifespan = Lifespan(app, config, lifespan_state)
     context = WorkerContext(None)
     pressure = Pressure(max_connections)
-    table = ConnectionTable(max_connections, pressure)
+    table = ConnectionTable(max_connections, pressure, per_address)
 
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
@@ -258,4 +260,19 @@ async def accept_connections(
             except BaseException:
                 table.release(connection)
                 raise
+            if not table.count_address(connection, _peer(stream)):
+                try:
+                    await trio.aclose_forcefully(stream)
+                finally:
+                    table.release(connection)
+                continue
             handler_nursery.start_soon(handler, stream, connection)
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    """Return the client's address of an accepted connection ('' once it is gone)."""
+    try:
+        peer = stream.socket.getpeername()
+    except OSError:
+        return ""
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)

@@ -26,7 +26,8 @@ stay visible); connecting to Unix sockets by path; a root process's capabilities
 PERMISSIONS.md says so too.
 
 Exit status 111 and a line on stderr mean the sandbox could not be set up: the
-command is then never run.
+command is then never run. ``--max-abi N`` uses no more than ABI N, to see what a run
+on an older kernel is held to.
 """
 
 from __future__ import annotations
@@ -67,8 +68,16 @@ IOCTL_DEV = 1 << 15  # ABI 5: ioctl(2) on devices
 SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0  # ABI 6
 SCOPE_SIGNAL = 1 << 1  # ABI 6
 
-# Below ABI 3 truncate(2) of any file cannot be denied: refuse rather than pretend.
-MIN_ABI = 3
+# ABI 2 (Linux 5.19, and Debian 12's 6.1) is the least that confines reads and writes
+# and lets the CLI link files between its own folders (REFER). What later ABIs add, a
+# run on an older kernel can still do: see GAPS.
+MIN_ABI = 2
+GAPS = {
+    3: "truncate(2) files outside its folders by path (Landlock ABI 3, Linux 6.2)",
+    5: "use ioctl(2) on device files (Landlock ABI 5, Linux 6.10)",
+    6: "signal processes outside it, the gateway among them, and connect to abstract "
+    "Unix sockets (Landlock ABI 6, Linux 6.12)",
+}
 FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV  # valid on a file
 RO = READ_FILE | READ_DIR
 RX = RO | EXECUTE
@@ -149,6 +158,11 @@ def abi_version() -> int:
     return max(int(version), 0)
 
 
+def gaps(abi: int) -> list[str]:
+    """Return what a run confined with ``abi`` can still do that a newer ABI would stop."""
+    return [gap for needed, gap in GAPS.items() if abi < needed]
+
+
 def _handled(abi: int) -> int:
     rights = (1 << 13) - 1  # ABI 1: EXECUTE to MAKE_SYM
     rights |= REFER if abi >= 2 else 0
@@ -188,15 +202,23 @@ def _allow(libc: ctypes.CDLL, ruleset: int, path: str, access: int, *, required:
 
 
 def confine(
-    rx: list[str], ro: list[str], rw: list[str], dev: list[str], *, proc: bool = True
+    rx: list[str],
+    ro: list[str],
+    rw: list[str],
+    dev: list[str],
+    *,
+    proc: bool = True,
+    max_abi: int | None = None,
 ) -> int:
     """Restrict this process and all it will start to the paths given; return the ABI.
+
+    ``max_abi`` uses no more of Landlock than that ABI offers, as an older kernel would.
 
     Raises:
         SetupError: Landlock is missing or too old, a --rw path is missing, or the
             kernel refused the ruleset.
     """
-    abi = abi_version()
+    abi = abi_version() if max_abi is None else min(abi_version(), max_abi)
     if abi < MIN_ABI:
         raise SetupError(f"Landlock ABI {abi} is below {MIN_ABI} (kernel too old or Landlock off)")
     libc = _libc()
@@ -229,17 +251,27 @@ def confine(
 
 
 def _parse(argv: list[str]) -> tuple[dict[str, list[str]], list[str]]:
-    options: dict[str, list[str]] = {"--rx": [], "--ro": [], "--rw": [], "--dev": []}
+    options: dict[str, list[str]] = {
+        "--rx": [],
+        "--ro": [],
+        "--rw": [],
+        "--dev": [],
+        "--max-abi": [],
+    }
     index = 0
     while index < len(argv) and argv[index] != "--":
         name = argv[index]
         if name not in options or index + 1 >= len(argv):
-            raise SetupError(f"bad option {name!r}; usage: --rx|--ro|--rw|--dev PATH ... -- CMD")
+            raise SetupError(
+                f"bad option {name!r}; usage: --rx|--ro|--rw|--dev PATH ... [--max-abi N] -- CMD"
+            )
         options[name].append(argv[index + 1])
         index += 2
     command = argv[index + 1 :]
     if not command:
         raise SetupError("no command after --")
+    if not all(value.isdigit() for value in options["--max-abi"]):
+        raise SetupError("--max-abi takes a number")
     return options, command
 
 
@@ -247,7 +279,14 @@ def main(argv: list[str]) -> None:
     """Confine, then exec the command; never returns."""
     try:
         options, command = _parse(argv)
-        confine(options["--rx"], options["--ro"], options["--rw"], options["--dev"])
+        capped = options["--max-abi"]
+        confine(
+            options["--rx"],
+            options["--ro"],
+            options["--rw"],
+            options["--dev"],
+            max_abi=int(capped[-1]) if capped else None,
+        )
     except SetupError as error:
         sys.stderr.write(f"{PREFIX}: cannot confine the run: {error}\n")
         sys.exit(SETUP_FAILED)

@@ -18,6 +18,9 @@ CALLER_CONFIG_FIELDS = ("settings", "setting_sources", "agents", "plugin_dir", "
 # For runs whose caller configuration is untrusted: the CLI runs git in cwd at start
 # (status, log), and a .git/config there could name commands (core.fsmonitor, hooks).
 UNTRUSTED_CWD_ENV = {
+    # CronCreate runs without asking and, durable, writes .claude/scheduled_tasks.json in
+    # cwd: a prompt that fires in whatever later run has its input open there.
+    "CLAUDE_CODE_DISABLE_CRON": "1",
     "CLAUDE_CODE_DISABLE_GIT_INSTRUCTIONS": "1",
     "GIT_CONFIG_COUNT": "2",
     "GIT_CONFIG_KEY_0": "core.fsmonitor",

@@ -48,6 +48,9 @@ class Registry:
     ) -> None:
         self._settings = settings
         self._environ = cli_environment(environ)
+        # A run's scheduled prompts (CronCreate) would fire in whatever later run has its
+        # input open: off unless the operator turns them on in the server's environment.
+        self._environ.setdefault("CLAUDE_CODE_DISABLE_CRON", "1")
         self._runs: dict[str, Run] = {}
         self._sessions: dict[str, str] = {}  # session id -> the live run holding it
         self._projects: dict[str, set[str]] = {}  # project key -> its live runs

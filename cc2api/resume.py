@@ -12,10 +12,11 @@ transcript's place, to copy it into its private configuration folder.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import Forbidden, NotFound
+from .errors import Forbidden, NotFound, SessionExists
 from .models import ChatRequest
 from .sessions import latest_for, recorded_cwd, transcript
 
@@ -23,14 +24,22 @@ from .sessions import latest_for, recorded_cwd, transcript
 def choose_session(
     request: ChatRequest, cwd: str, config: Path, within_roots: Callable[[str], bool]
 ) -> ChatRequest:
-    """Return ``request`` with the session it resumes named by ``session_id``.
+    """Return ``request`` with the session it resumes named by ``session_id``, checked.
 
     Blocking file I/O: call it from a worker thread.
 
     Raises:
         NotFound: ``session_id`` names no session of this folder's project.
         Forbidden: the session was recorded outside ALLOWED_CWD_ROOTS.
+        SessionExists: ``new_session_id`` names a session that exists already (the CLI
+            of a confined run, which sees only its own, would take it and overwrite it).
     """
+    new = request.new_session_id
+    if new is not None and os.path.lexists(transcript(config, cwd, new)):
+        raise SessionExists(
+            f"session {new} exists already in the project of {cwd}: new_session_id names "
+            "a new session"
+        )
     if request.session_id is not None:
         recorded = recorded_cwd(transcript(config, cwd, request.session_id))
         if recorded is None:

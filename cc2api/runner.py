@@ -7,6 +7,7 @@ import fcntl
 import json
 import logging
 import math
+import os
 import shutil
 import subprocess
 import tempfile
@@ -51,8 +52,10 @@ DRAIN_AFTER_EXIT_SECONDS = 1.0
 EXIT_AFTER_INPUT_SECONDS = 30.0
 ROOT_REFUSAL = b"cannot be used with root/sudo privileges"
 LAUNCHER_SAID = PREFIX.encode() + b":"
-# A confined run's sessions are copied back to the real config folder in this long.
+# A confined run's sessions are copied back to the real config folder in this long,
+# and a run's folder is removed in this long; past it, each goes on in its thread.
 BRING_BACK_SECONDS = 30.0
+REMOVE_SECONDS = 30.0
 # Only lines whose start names one of these are parsed; the rest pass untouched.
 _INSPECT_MARKERS = (b'"init"', b'"result"', b'"control_')
 HEAD_BYTES = 64
@@ -290,15 +293,22 @@ class Run:
         re-raises. The plan's timeout ends it the same way, as ``timeout``.
         """
         started = trio.current_time()
-        workdir: Path | None = None
         try:
             with self.cancel_scope:
                 try:
                     await self._wait_for_slot()
                     workdir = Path(tempfile.mkdtemp(prefix="cc2api-run-"))
-                    with trio.move_on_after(self._plan.timeout or math.inf) as timer:
-                        await self._run_cli(workdir)
-                    self._timed_out = timer.cancelled_caught
+                    try:
+                        with trio.move_on_after(self._plan.timeout or math.inf) as timer:
+                            await self._run_cli(workdir)
+                        self._timed_out = timer.cancelled_caught
+                    finally:
+                        # A confined run's home and temporary files are in it: there may be
+                        # many, so off the event loop, and within a bound.
+                        with trio.CancelScope(shield=True), trio.move_on_after(REMOVE_SECONDS):
+                            await trio.to_thread.run_sync(
+                                remove_folder, workdir, abandon_on_cancel=True
+                            )
                 except* Exception:
                     log.exception("run %s: internal error", self.process_id)
                     self.error = {
@@ -316,8 +326,6 @@ class Run:
             # No awaits from here on: nothing can be interrupted.
             self._slot.release()
             self.conversation.close_input()
-            if workdir is not None:
-                shutil.rmtree(workdir, ignore_errors=True)
             self._settle(cancelled)
             self.finished_at = datetime.now(UTC)
             self._on_finish(self)
@@ -408,15 +416,31 @@ class Run:
             with trio.CancelScope(shield=True):
                 await self._teardown(proc)
                 if folders is not None:
+                    # Abandoned after the bound: it then finishes on its own, or not at all.
                     with trio.move_on_after(BRING_BACK_SECONDS):
-                        await trio.to_thread.run_sync(self._bring_back, folders)
+                        await trio.to_thread.run_sync(
+                            self._bring_back, folders, abandon_on_cancel=True
+                        )
 
     def _bring_back(self, folders: RunFolders) -> None:
         # In a worker thread, once every process of the run is gone.
         try:
-            bring_back(folders, self._confine.real_config, self._plan.cwd, self._sessions)
-        except (OSError, ValueError, CopyTooLarge):
+            left_out = bring_back(
+                folders,
+                self._confine.real_config,
+                self._plan.cwd,
+                self._sessions,
+                self.request.session_id,
+            )
+        except Exception:
             log.exception("run %s: its session could not be copied back", self.process_id)
+            return
+        for session in left_out:
+            log.warning(
+                "run %s: session %s exists already; the run's copy was not brought back",
+                self.process_id,
+                session,
+            )
 
     async def _converse(self) -> None:
         with self._conversation_scope:
@@ -665,6 +689,26 @@ class Run:
             self._emit("error", self.error)
         self._emit("done", done)
         self.log.close()
+
+
+def remove_folder(folder: Path) -> None:
+    """Remove a run's folder, also where its tools took their own permissions away.
+
+    A run may chmod what it made (Landlock does not cover metadata): the folder would
+    otherwise stay behind, with whatever a confined run's private folder held.
+    """
+
+    def retry(function: Callable[..., object], path: str, _: object) -> None:
+        # Never through a link: chmod would change the mode of what it points to.
+        with contextlib.suppress(OSError):
+            for place in (os.path.dirname(path), path):
+                if os.path.isdir(place) and not os.path.islink(place):
+                    os.chmod(place, 0o700)
+            function(path)
+
+    shutil.rmtree(folder, onerror=retry)
+    if os.path.lexists(folder):
+        log.warning("could not remove the run folder %s", folder)
 
 
 def weakly(method: Callable[P, None]) -> Callable[P, None]:

@@ -93,6 +93,7 @@ async def serve(
         config,
         max_connections=connection_cap(gateway.settings),
         header_timeout=gateway.settings.header_timeout_seconds,
+        per_address=gateway.settings.max_connections_per_address,
         send_timeout=gateway.settings.client_stall_seconds,
         shutdown_trigger=shutdown_trigger,
         task_status=task_status,

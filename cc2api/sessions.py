@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from .safecopy import CopyBudget, copy_file, copy_tree, open_regular
+from .safecopy import CopyBudget, CopyTooLarge, copy_file, open_regular, tree_files
 
 # A transcript's recorded cwd is looked for in its first lines only.
 HEAD_BYTES = 4 * 1024 * 1024
@@ -29,6 +29,8 @@ LATEST_SCAN = 200
 # The most one session's files may hold, in all, to be copied (a run's private config
 # folder in, and back out).
 MAX_SESSION_BYTES = 512 * 1024 * 1024
+# What the CLI keeps beside a transcript; nothing else there is copied.
+SESSION_FOLDERS = ("subagents", "tool-results")
 
 
 def project_key(cwd: str) -> str:
@@ -98,24 +100,46 @@ def latest_for(config: Path, cwd: str) -> str | None:
     return None
 
 
-def copy_session(source: Path, target: Path, key: str, session_id: str) -> bool:
-    """Copy a session's transcript and its folder from one config folder to another.
+def copy_session(
+    source: Path, target: Path, key: str, session_id: str, *, trusted: bool = False
+) -> bool:
+    """Copy a session's transcript, and its subagents and tool results, between config folders.
 
+    An untrusted ``source`` (a run's private folder) is read only through real folders
+    and as regular files: a link anywhere below ``source`` is not followed. Everything
+    is measured before anything is written, so a session is copied whole or not at all.
     Returns whether there was a transcript to copy.
 
     Raises:
-        CopyTooLarge: its files hold more than MAX_SESSION_BYTES.
-        OSError: reading or writing failed.
+        CopyTooLarge: its files hold more than MAX_SESSION_BYTES, or too many files.
+        OSError: a folder on the way is a link, or reading or writing failed.
     """
     if not is_session_id(session_id):
         raise ValueError(f"{session_id!r} is not a session id")
     source_dir = source / "projects" / key
-    target_dir = target / "projects" / key
-    budget = CopyBudget(MAX_SESSION_BYTES)
+    if not trusted and os.path.realpath(source_dir) != str(
+        Path(os.path.realpath(source)) / "projects" / key
+    ):
+        raise OSError(f"{source_dir} is reached through a symbolic link")
     name = f"{session_id}.jsonl"
-    if not copy_file(source_dir / name, target_dir / name, budget, missing_ok=True):
+    try:
+        with open_regular(source_dir / name, follow=trusted) as file:
+            parts = [(Path(name), os.fstat(file.fileno()).st_size)]
+    except FileNotFoundError:
         return False
-    copy_tree(source_dir / session_id, target_dir / session_id, budget)
+    folder = source_dir / session_id
+    if trusted or (os.path.lexists(folder) and not os.path.islink(folder)):
+        for sub in SESSION_FOLDERS:
+            parts += [
+                (Path(session_id) / sub / relative, size)
+                for relative, size in tree_files(folder / sub, follow=trusted)
+            ]
+    if sum(size for _, size in parts) > MAX_SESSION_BYTES:
+        raise CopyTooLarge(f"session {session_id} holds more than {MAX_SESSION_BYTES} bytes")
+    budget = CopyBudget(MAX_SESSION_BYTES)
+    target_dir = target / "projects" / key
+    for relative, _ in parts:
+        copy_file(source_dir / relative, target_dir / relative, budget, follow=trusted)
     return True
 
 

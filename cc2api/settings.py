@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     # After max_concurrent_runs, which its validator reads. None: derived from RLIMIT_NOFILE.
     max_connections: int | None = Field(default=None, ge=1)
     header_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_connections_per_address: int = Field(default=256, ge=0)  # 0: no such limit
 
     _password_source: str = PrivateAttr(default="AUTH_PASSWORD")
 

@@ -61,8 +61,19 @@ class TestRefusal:
             ask("Grep", pattern="x", path="/etc"),
             ask("NotebookEdit", notebook_path="/tmp/n.ipynb", new_source="x"),
             {**ask("Bash", command="cat ../x"), "blocked_path": "/etc/passwd"},
+            ask("EnterWorktree", path="/srv/other-repo"),
+            ask("Workflow", scriptPath="../elsewhere/flow.js"),
         ],
-        ids=["read", "write-relative", "glob-pattern", "grep-path", "notebook", "bash-blocked"],
+        ids=[
+            "read",
+            "write-relative",
+            "glob-pattern",
+            "grep-path",
+            "notebook",
+            "bash-blocked",
+            "worktree",
+            "workflow-script",
+        ],
     )
     def test_a_path_outside_the_folders_is_refused(
         self, tmp_path: Path, request_: dict[str, Any]

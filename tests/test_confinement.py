@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cc2api import confinement
-from cc2api.confinement import RunFolders, prepare
+from cc2api.confinement import RunFolders, bring_back, prepare
+from cc2api.runner import remove_folder
+from cc2api.sessions import transcript
 
 from .helpers import chat_body, collect, fake_cli_reads, make_settings, post_chat, served
 
@@ -95,6 +100,37 @@ class TestCopiedIn:
         assert not (folders.config / ".credentials.json").exists()  # the API key does
         assert oct(os.stat(folders.home).st_mode & 0o777) == "0o700"
 
+    def test_the_operators_linked_settings_are_followed(self, tmp_path: Path) -> None:
+        """A settings.json that is a link (a dotfile manager's) is copied in, not refused."""
+        config = self.make_config(tmp_path)
+        (tmp_path / "dotfiles").mkdir()
+        (config / "settings.json").rename(tmp_path / "dotfiles" / "settings.json")
+        (config / "settings.json").symlink_to(tmp_path / "dotfiles" / "settings.json")
+        folders = RunFolders(tmp_path / "run")
+        folders.root.mkdir()
+        prepare(folders, config, {"ANTHROPIC_API_KEY": "k"}, None, "/w")
+        assert (folders.config / "settings.json").read_text() == '{"model": "sonnet"}'
+
+    def test_a_new_session_that_exists_meanwhile_is_not_overwritten(self, tmp_path: Path) -> None:
+        """Bringing back, only the session the run resumed may replace a real transcript."""
+        real, folders = tmp_path / "real", RunFolders(tmp_path / "run")
+        resumed, made, taken = (str(uuid.uuid4()) for _ in range(3))
+        for config, session, text in (
+            (folders.config, resumed, "resumed, then more"),
+            (folders.config, made, "made by the run"),
+            (folders.config, taken, "the run's copy"),
+            (real, resumed, "resumed"),
+            (real, taken, "someone else's"),
+        ):
+            path = transcript(config, "/w", session)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        left_out = bring_back(folders, real, "/w", [resumed, made, taken], resumed)
+        assert left_out == [taken]
+        assert transcript(real, "/w", resumed).read_text() == "resumed, then more"
+        assert transcript(real, "/w", made).read_text() == "made by the run"
+        assert transcript(real, "/w", taken).read_text() == "someone else's"
+
     def test_credentials_are_copied_only_without_an_api_key(self, tmp_path: Path) -> None:
         """Without ANTHROPIC_API_KEY (a login), the CLI needs its credentials file."""
         config = self.make_config(tmp_path)
@@ -156,3 +192,46 @@ class TestLauncherFailure:
         assert "cc2api-landlock: cannot confine the run" in error["stderr_tail"]
         assert events[-1].json()["status"] == "failed"
         assert not any("places" in e.data for e in events)
+
+
+class TestRunFolderRemoval:
+    def test_a_folder_whose_tools_took_its_permissions_away_is_removed(
+        self, tmp_path: Path
+    ) -> None:
+        """A run's folder is removed even where the run chmod-ed a folder of it to 0500."""
+        # Not below tmp_path: pytest's own folder is root's alone, and nobody must reach it.
+        base = Path(tempfile.mkdtemp(prefix="cc2api-test-"))
+        folder = base / "cc2api-run-x"
+        (folder / "config" / "projects").mkdir(parents=True)
+        (folder / "config" / "projects" / "t.jsonl").write_text("x")
+        (folder / "config").chmod(0o500)
+        owner = 65534 if os.geteuid() == 0 else os.geteuid()  # root ignores modes: nobody
+        for path in (base, *folder.rglob("*"), folder):
+            os.chown(path, owner, owner, follow_symlinks=False)
+        child = os.fork()
+        if child == 0:  # pragma: no cover (the child reports by its exit status)
+            try:
+                os.setgid(owner)
+                os.setuid(owner)
+                remove_folder(folder)
+                os._exit(0 if not folder.exists() else 1)
+            finally:
+                os._exit(2)
+        _, status = os.waitpid(child, 0)
+        removed = not folder.exists()
+        shutil.rmtree(base, ignore_errors=True)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert removed
+
+    def test_a_link_in_the_folder_is_removed_not_followed(self, tmp_path: Path) -> None:
+        """A link the run left is removed; what it points to keeps its mode and content."""
+        folder = tmp_path / "cc2api-run-y"
+        folder.mkdir()
+        outside = tmp_path / "outside.txt"
+        outside.write_text("keep")
+        outside.chmod(0o600)
+        (folder / "link").symlink_to(outside)
+        remove_folder(folder)
+        assert not folder.exists()
+        assert outside.read_text() == "keep"
+        assert outside.stat().st_mode & 0o777 == 0o600

@@ -320,7 +320,9 @@ class TestFlood:
         if hard == resource.RLIM_INFINITY:
             hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         # A deadline longer than the test: connections the flood closes must go at once.
-        async with server(tmp_path, (1024, hard), HEADER_TIMEOUT_SECONDS="600") as gw:
+        # No limit per address: the flood must meet the cap itself.
+        settings = {"HEADER_TIMEOUT_SECONDS": "600", "MAX_CONNECTIONS_PER_ADDRESS": "0"}
+        async with server(tmp_path, (1024, hard), **settings) as gw:
             descriptors = gw.process.num_fds()
             async with flood(gw, FLOOD_SIZE), gw.client() as client:
                 with trio.fail_after(10):
@@ -340,6 +342,36 @@ class TestFlood:
             log = gw.log.read_text()
         assert not [sign for sign in EMFILE_SIGNS if sign in log], log[-3000:]
         assert len(re.findall("connection pressure", log)) <= 3, log[-3000:]
+
+
+class TestPerAddress:
+    async def test_an_address_at_its_limit_gets_no_more_connections(
+        self, tmp_path: Path, workdir: Path
+    ) -> None:
+        """Past MAX_CONNECTIONS_PER_ADDRESS from one address, a new one is closed at once;
+        other addresses, and that one's streams, go on."""
+        async with (
+            server(tmp_path, MAX_CONNECTIONS_PER_ADDRESS="2") as gw,
+            trio.open_nursery() as nursery,
+        ):
+            stream = await open_stream(gw, nursery, "hang", workdir)
+            with await connect(gw.address, FLOOD_ADDRESS) as first:
+                await wait_until(lambda: first.getsockname() in gw.peers(), 10)
+                with await connect(gw.address, FLOOD_ADDRESS) as second:
+                    await wait_until(lambda: second.getsockname() in gw.peers(), 10)
+                    with await connect(gw.address, FLOOD_ADDRESS) as third:
+                        with trio.fail_after(10):
+                            assert await read_until_closed(third) == b""
+                    assert not closed_by_server(first)
+                    assert not closed_by_server(second)
+                    async with gw.client() as client:  # from 127.0.0.1
+                        with trio.fail_after(10):
+                            assert (await client.get("/health")).status_code == 200
+            line = await gw.wait_for_log("connection pressure")
+            assert "closed 1 new connection(s) from addresses at their limit" in line
+            assert not stream.done.is_set()
+            await cancel_run(gw, stream)
+        assert stream.final().json()["status"] == "cancelled"
 
 
 class TestHeaderDeadline:
@@ -475,7 +507,7 @@ class TestShutdown:
                 with trio.fail_after(10):
                     assert await get_health(kept) == 200
                 gw.proc.terminate()
-                with trio.fail_after(3):
+                with trio.fail_after(4):  # under the 5 s grace
                     assert await kept.receive_some() == b""
                     await gw.proc.wait()
         assert gw.proc.returncode == 0

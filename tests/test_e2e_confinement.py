@@ -135,6 +135,31 @@ class TestConfinedTools:
         assert "remember the apple" in all_user_text(scripted_api.requests[-1])
         assert "which fruit?" in kept.read_text()
 
+    async def test_a_new_session_id_cannot_take_an_existing_session(self, scene: Scene) -> None:
+        """new_session_id naming a session that exists gets 409; its transcript stays whole."""
+        async with served(scene.settings(), scene.environ) as gw:
+            _, first = await post_chat(gw.client, chat_body("the first turn", scene.workdir))
+            session = done(first)["session_id"]
+            kept = transcript(scene.home / ".claude", str(scene.workdir), session)
+            before = kept.read_text()
+            body = chat_body("take it over", scene.workdir, new_session_id=session)
+            answer = await gw.client.post("/chat", json=body)
+        assert answer.status_code == 409
+        assert answer.json()["code"] == "session_exists"
+        assert kept.read_text() == before
+
+    async def test_no_run_leaves_a_scheduled_prompt_for_later_runs(self, scene: Scene) -> None:
+        """CronCreate, which runs without asking, is off: no .claude/scheduled_tasks.json."""
+        job = {"cron": "* * * * *", "prompt": "planted", "recurring": True, "durable": True}
+        settings = scene.settings(force_restricted=True, always_disallowed_tools="Bash")
+        async with served(settings, scene.environ) as gw:
+            prompt = "CALL CronCreate " + json.dumps(job)
+            _, events = await post_chat(gw.client, chat_body(prompt, scene.workdir))
+        (result,) = tool_results(events)
+        assert result["is_error"]
+        assert "not enabled" in str(result["content"])
+        assert not (scene.workdir / ".claude").exists()
+
 
 class TestSessionsOutsideTheRoots:
     async def test_a_namesake_session_outside_the_roots_cannot_be_resumed(

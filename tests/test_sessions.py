@@ -77,6 +77,64 @@ def test_a_session_is_copied_with_its_folder(tmp_path: Path) -> None:
     assert not (copied.with_suffix("") / "leak.txt").exists()
 
 
+def test_a_project_folder_replaced_by_a_link_is_not_followed(tmp_path: Path) -> None:
+    """A run's private projects/<key> made a link to another folder copies nothing back."""
+    elsewhere = tmp_path / "elsewhere"
+    session = write_session(elsewhere, "/w")
+    source = tmp_path / "source"
+    (source / "projects").mkdir(parents=True)
+    (source / "projects" / project_key("/w")).symlink_to(elsewhere / "projects" / project_key("/w"))
+    with pytest.raises(OSError, match="symbolic link"):
+        copy_session(source, tmp_path / "target", project_key("/w"), session)
+    assert not (tmp_path / "target").exists()
+
+
+def test_only_the_clis_own_session_folders_are_copied(tmp_path: Path) -> None:
+    """Beside a transcript, only subagents/ and tool-results/ are copied; a linked folder is not."""
+    source, target = tmp_path / "source", tmp_path / "target"
+    session = write_session(source, "/w")
+    folder = transcript(source, "/w", session).with_suffix("")
+    for sub in ("subagents", "planted"):
+        (folder / sub).mkdir(parents=True)
+        (folder / sub / "a.txt").write_text(sub)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.txt").write_text("secret")
+    (folder / "tool-results").symlink_to(tmp_path / "outside")
+    copy_session(source, target, project_key("/w"), session)
+    copied = transcript(target, "/w", session).with_suffix("")
+    assert (copied / "subagents" / "a.txt").read_text() == "subagents"
+    assert not (copied / "planted").exists()
+    assert not (copied / "tool-results").exists()
+
+
+def test_a_session_over_its_budget_is_not_copied_in_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When its folder pushes a session over the limit, not even its transcript is copied."""
+    source, target = tmp_path / "source", tmp_path / "target"
+    session = write_session(source, "/w")
+    size = transcript(source, "/w", session).stat().st_size
+    monkeypatch.setattr("cc2api.sessions.MAX_SESSION_BYTES", size + 10)
+    results = transcript(source, "/w", session).with_suffix("") / "tool-results"
+    results.mkdir(parents=True)
+    (results / "big.txt").write_text("x" * 100)
+    with pytest.raises(CopyTooLarge):
+        copy_session(source, target, project_key("/w"), session)
+    assert not transcript(target, "/w", session).exists()
+
+
+def test_the_operators_linked_files_are_followed_when_trusted(tmp_path: Path) -> None:
+    """Copying from the real config folder follows links, as dotfile managers make them."""
+    source, target = tmp_path / "source", tmp_path / "target"
+    session = write_session(tmp_path / "dotfiles", "/w")
+    (source / "projects").mkdir(parents=True)
+    (source / "projects" / project_key("/w")).symlink_to(
+        tmp_path / "dotfiles" / "projects" / project_key("/w")
+    )
+    assert copy_session(source, target, project_key("/w"), session, trusted=True)
+    assert transcript(target, "/w", session).is_file()
+
+
 def test_a_transcript_replaced_by_a_link_is_not_followed(tmp_path: Path) -> None:
     """A run that swapped its transcript for a link to another file gets nothing copied back."""
     source, target = tmp_path / "source", tmp_path / "target"
