@@ -433,7 +433,9 @@ def openapi_document() -> dict[str, Any]:
                             "its folder's project (`unknown_session`)."
                         ),
                         "409": _error(
-                            "The session is in use by a live run (`session_busy`); with "
+                            "The session is in use by a live run (`session_busy`), or a "
+                            "bounded or confined run's `new_session_id` names a session that "
+                            "exists (`session_exists`); with "
                             "`stream: false`, the run was cancelled (`cancelled`, a Document)."
                         ),
                         "413": _error(
