@@ -110,6 +110,7 @@ def main() -> int:  # noqa: PLR0911, PLR0912 (one branch a mode)
                 "places": {
                     name: os.environ.get(name) for name in ("HOME", "TMPDIR", "CLAUDE_CONFIG_DIR")
                 },
+                "cron_off": os.environ.get("CLAUDE_CODE_DISABLE_CRON"),
             }
         )
         result()

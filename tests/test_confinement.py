@@ -235,3 +235,30 @@ class TestRunFolderRemoval:
         assert not folder.exists()
         assert outside.read_text() == "keep"
         assert outside.stat().st_mode & 0o777 == 0o600
+
+
+class TestCronOff:
+    @pytest.mark.parametrize(
+        ("operator", "untrusted", "expected"),
+        [(None, False, "1"), ("0", False, "0"), ("0", True, "1")],
+        ids=["default", "operator-on", "untrusted-always-off"],
+    )
+    async def test_the_clis_cron_tools_are_off_unless_the_operator_wants_them(
+        self,
+        fake_environ: dict[str, str],
+        workdir: Path,
+        operator: str | None,
+        untrusted: bool,
+        expected: str,
+    ) -> None:
+        """CLAUDE_CODE_DISABLE_CRON=1 by default; an operator's 0 holds, except for untrusted runs."""
+        environ = dict(fake_environ)
+        if operator is not None:
+            environ["CLAUDE_CODE_DISABLE_CRON"] = operator
+        settings = make_settings(
+            trust_caller_config=not untrusted, confine_read_paths=fake_cli_reads()
+        )
+        async with served(settings, environ) as gw:
+            _, events = await post_chat(gw.client, chat_body("argv", workdir))
+        said = next(e.json() for e in events if e.event == "message" and "cron_off" in e.data)
+        assert said["cron_off"] == expected
