@@ -251,7 +251,7 @@ class TestCronOff:
         untrusted: bool,
         expected: str,
     ) -> None:
-        """CLAUDE_CODE_DISABLE_CRON=1 by default; an operator's 0 holds, except for untrusted runs."""
+        """CLAUDE_CODE_DISABLE_CRON=1 by default; an operator's 0 holds, but not when untrusted."""
         environ = dict(fake_environ)
         if operator is not None:
             environ["CLAUDE_CODE_DISABLE_CRON"] = operator
