@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import resource
 import socket
@@ -33,15 +32,14 @@ from cc2api.settings import explain
 
 from .helpers import (
     AUTH,
-    PASSWORD,
     REPO,
-    USER,
     Event,
     chat_body,
     make_settings,
     post_chat,
+    running_server,
+    server_environment,
     sse_events,
-    start_server_process,
     wait_until,
 )
 
@@ -119,18 +117,8 @@ class Server:
 
 def server_env(home: Path, **extra: str) -> dict[str, str]:
     """Return the environment of a server process that runs the fast fake CLI."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "AUTH_USER": USER,
-        "AUTH_PASSWORD": PASSWORD,
-        "CLAUDE_PATH": str(FAST_CLAUDE),
-        "PORT": "0",
-        "KILL_GRACE_SECONDS": "2",
-        "HEARTBEAT_SECONDS": "3600",  # quiet streams stay quiet
-        "ALLOW_ROOT_FULL_ACCESS": "true",  # CI runs as root; the tests stand in for a sandbox
-        **extra,
-    }
+    # Quiet streams stay quiet.
+    return server_environment(home, FAST_CLAUDE, HEARTBEAT_SECONDS="3600", **extra)
 
 
 def limited(nofile: tuple[int, int] | None, argv: list[str]) -> list[str]:
@@ -148,16 +136,8 @@ async def server(
     home = tmp_path / "server-home"
     home.mkdir(exist_ok=True)
     argv = limited(nofile, [sys.executable, "-m", "cc2api", "serve"])
-    proc, url = await start_server_process(argv, tmp_path, server_env(home, **settings))
-    try:
+    async with running_server(argv, tmp_path, server_env(home, **settings)) as (proc, url):
         yield Server(proc, url, tmp_path / "server.log")
-    finally:
-        proc.terminate()
-        with trio.move_on_after(15):
-            await proc.wait()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def connect(address: tuple[str, int], source: str = "127.0.0.1") -> socket.socket:
