@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import deque
 from collections.abc import Mapping
-from pathlib import Path
 
 import trio
 
@@ -14,19 +12,18 @@ from .cli_args import cli_environment
 from .confinement import ConfineSetup
 from .conversation import HeldBytes
 from .errors import NotFound, SessionBusy, Unavailable
+from .launch import Launch
+from .limits import RunLimits
 from .models import ChatRequest
 from .policy import Plan
 from .proctree import become_subreaper, reap_zombie_children
-from .runner import Run, RunLimits
+from .runner import Run
 from .sessions import config_dir, project_key
 from .settings import Settings
 from .slots import Slots
 
 log = logging.getLogger(__name__)
 
-# How long a new run waits for its HTTP response to start reading it before it is
-# cancelled as abandoned; Quart starts the body as soon as the handler returns.
-READER_TIMEOUT_SECONDS = 10.0
 # Orphans reparented to us (we are their subreaper) are reaped after every run and
 # at least this often, so none stays a zombie.
 REAP_INTERVAL_SECONDS = 5.0
@@ -44,7 +41,7 @@ class Registry:
         settings: Settings,
         environ: Mapping[str, str],
         *,
-        reader_timeout: float = READER_TIMEOUT_SECONDS,
+        limits: RunLimits | None = None,
     ) -> None:
         self._settings = settings
         self._environ = cli_environment(environ)
@@ -61,19 +58,9 @@ class Registry:
         self._retain_limit = settings.max_concurrent_runs + settings.max_queued_runs
         self._nursery: trio.Nursery | None = None
         self._closing = False
-        self._reader_timeout = reader_timeout
         self._reaping = False
         self.slots = Slots(settings.max_concurrent_runs, settings.max_queued_runs)
-        self._limits = RunLimits(
-            kill_grace=settings.kill_grace_seconds,
-            max_line_bytes=settings.max_line_bytes,
-            stall_timeout=settings.client_stall_seconds,
-            buffer_bytes=settings.run_buffer_bytes,
-            followup_grace=settings.followup_grace_seconds,
-            approval_timeout=settings.approval_timeout_seconds,
-            interrupt_patience=settings.interrupt_timeout_seconds,
-            followup_max_bytes=settings.followup_max_bytes,
-        )
+        self._limits = limits or RunLimits.from_settings(settings)
         self.held = HeldBytes(settings.followups_total_max_bytes)
         # Where the CLI keeps its sessions and settings, as the runs' environment says.
         self.real_config = config_dir(self._environ)
@@ -100,6 +87,16 @@ class Registry:
                 self._nursery = None
 
     @property
+    def environ(self) -> dict[str, str]:
+        """Return the environment every run's CLI inherits."""
+        return self._environ
+
+    @property
+    def confine(self) -> ConfineSetup:
+        """Return what confined runs are set up with."""
+        return self._confine
+
+    @property
     def serving(self) -> bool:
         """Return whether runs can be started (the nursery is open, not draining)."""
         return self._nursery is not None and not self._closing
@@ -113,7 +110,7 @@ class Registry:
         except Exception:
             log.exception("reaping orphans failed")
 
-    def start(self, request: ChatRequest, plan: Plan, claude: Path) -> Run:
+    def start(self, request: ChatRequest, plan: Plan, launch: Launch) -> Run:
         """Register a run and start its supervisor; the run's stream is ``run.events``.
 
         Raises:
@@ -142,11 +139,9 @@ class Registry:
             )
         slot = self.slots.take()
         run = Run(
-            process_id=str(uuid.uuid4()),
             request=request,
             plan=plan,
-            claude=claude,
-            environ=self._environ,
+            launch=launch,
             limits=self._limits,
             slot=slot,
             held_total=self.held,
@@ -155,15 +150,15 @@ class Registry:
             on_finish=self._forget,
             reap=self.reap,
         )
-        self._runs[run.process_id] = run
+        self._runs[run.run_id] = run
         for claim in claims:
-            self._sessions[claim] = run.process_id
-        self._claims_of[run.process_id] = claims
-        self._projects.setdefault(project, set()).add(run.process_id)
-        self._project_of[run.process_id] = project
-        self._nursery.start_soon(run.supervise, name=f"run {run.process_id}")
+            self._sessions[claim] = run.run_id
+        self._claims_of[run.run_id] = claims
+        self._projects.setdefault(project, set()).add(run.run_id)
+        self._project_of[run.run_id] = project
+        self._nursery.start_soon(run.supervise, name=f"run {run.run_id}")
         if not run.detached and request.stream:
-            self._nursery.start_soon(run.cancel_unless_read, self._reader_timeout)
+            self._nursery.start_soon(run.cancel_unless_read, self._limits.reader_timeout)
         return run
 
     def get(self, process_id: str) -> Run:
@@ -211,36 +206,36 @@ class Registry:
             await run.finished.wait()
 
     def _claim_session(self, run: Run, session_id: str) -> None:
-        owner = self._sessions.setdefault(session_id, run.process_id)
-        if owner == run.process_id:
-            self._claims_of.setdefault(run.process_id, []).append(session_id)
+        owner = self._sessions.setdefault(session_id, run.run_id)
+        if owner == run.run_id:
+            self._claims_of.setdefault(run.run_id, []).append(session_id)
         else:
-            log.warning("runs %s and %s both use session %s", owner, run.process_id, session_id)
+            log.warning("runs %s and %s both use session %s", owner, run.run_id, session_id)
 
     def _forget(self, run: Run) -> None:
         # A detached run stays readable for a while; its session is free at once.
         ttl = self._settings.detached_ttl_seconds
         if run.detached and ttl > 0 and self._nursery is not None:
-            self._retained.append(run.process_id)
+            self._retained.append(run.run_id)
             while len(self._retained) > self._retain_limit:
                 self._runs.pop(self._retained.popleft(), None)
             self._nursery.start_soon(self._evict_later, run, ttl)
         else:
-            self._runs.pop(run.process_id, None)
-        project = self._project_of.pop(run.process_id, None)
+            self._runs.pop(run.run_id, None)
+        project = self._project_of.pop(run.run_id, None)
         if project is not None:
             live = self._projects[project]
-            live.discard(run.process_id)
+            live.discard(run.run_id)
             if not live:
                 del self._projects[project]
-        for session in self._claims_of.pop(run.process_id, ()):
-            if self._sessions.get(session) == run.process_id:
+        for session in self._claims_of.pop(run.run_id, ()):
+            if self._sessions.get(session) == run.run_id:
                 del self._sessions[session]
-        log.info("run %s ended: %s", run.process_id, run.status)
+        log.info("run %s ended: %s", run.run_id, run.status)
 
     async def _evict_later(self, run: Run, ttl: float) -> None:
         try:
             await trio.sleep(ttl)
         finally:  # at shutdown too: nothing is kept past the registry
-            if self._runs.pop(run.process_id, None) is not None:
-                self._retained.remove(run.process_id)
+            if self._runs.pop(run.run_id, None) is not None:
+                self._retained.remove(run.run_id)

@@ -19,6 +19,7 @@ import trio
 from quart_trio import QuartTrio
 
 from cc2api.app import create_app
+from cc2api.limits import RunLimits
 from cc2api.server import serve
 from cc2api.settings import Settings
 
@@ -66,10 +67,14 @@ class Served:
 
 @asynccontextmanager
 async def served(
-    settings: Settings, environ: Mapping[str, str], **config: Any
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    limits: RunLimits | None = None,
+    **config: Any,
 ) -> AsyncIterator[Served]:
-    """Serve a fresh app (Quart ``config`` overrides applied) for the block, then stop it."""
-    app = create_app(settings, environ=environ)
+    """Serve a fresh app (``limits`` and Quart ``config`` overrides applied) for the block."""
+    app = create_app(settings, environ=environ, limits=limits)
     app.config.update(config)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:

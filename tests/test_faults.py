@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from contextlib import aclosing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import psutil
 import pytest
 import trio
 
-from cc2api import runner
+from cc2api.limits import RunLimits
 
 from .helpers import (
     FAKE_CLAUDE,
@@ -257,11 +258,12 @@ class TestFailures:
         assert processes_with_marker(r.headers["x-process-id"]) == []
 
     async def test_cli_that_does_not_exit_after_its_result(
-        self, fake_environ: dict[str, str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+        self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
         """A CLI still running well after its input ended is torn down with an error."""
-        monkeypatch.setattr(runner, "EXIT_AFTER_INPUT_SECONDS", 0.5)
-        async with served(make_settings(kill_grace_seconds=GRACE), fake_environ) as gw:
+        settings = make_settings(kill_grace_seconds=GRACE)
+        limits = replace(RunLimits.from_settings(settings), exit_after_input=0.5)
+        async with served(settings, fake_environ, limits=limits) as gw:
             r, events = await post_chat(gw.client, chat_body("no-exit", workdir))
         assert events[-3].json()["type"] == "result"
         assert events[-2].json()["code"] == "cli_did_not_exit"

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from cc2api.app import _abandoned
 from cc2api.eventlog import Reader
+from cc2api.launch import plan_launch
+from cc2api.limits import RunLimits
 from cc2api.models import ChatRequest
 from cc2api.policy import Plan, Policy
 from cc2api.registry import Registry
+from cc2api.routes import abandoned as _abandoned
 from cc2api.runner import Run, Status
 
 from .helpers import FAKE_CLAUDE, exists, make_settings, wait_until
@@ -32,7 +36,9 @@ async def registry_serving(
     environ: dict[str, str], *, reader_timeout: float = 10.0, **settings: Any
 ) -> AsyncIterator[Registry]:
     """A registry with its nursery open for the block; cancelled (runs torn down) after."""
-    registry = Registry(make_settings(**settings), environ, reader_timeout=reader_timeout)
+    made = make_settings(**settings)
+    limits = replace(RunLimits.from_settings(made), reader_timeout=reader_timeout)
+    registry = Registry(made, environ, limits=limits)
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.serve)
         try:
@@ -49,10 +55,24 @@ async def drain(reader: Reader) -> bytes:
     return frames
 
 
+def start_request(registry: Registry, request: ChatRequest) -> Run:
+    """Start a run of the fake CLI for ``request``, with full access."""
+    plan = full(request)
+    launch = plan_launch(
+        run_id=str(uuid.uuid4()),
+        claude=FAKE_CLAUDE,
+        request=request,
+        plan=plan,
+        environ=registry.environ,
+        confine=registry.confine,
+    )
+    return registry.start(request, plan, launch)
+
+
 def start(registry: Registry, prompt: str, cwd: Path) -> Run:
     """Start a run of the fake CLI with full access."""
     request = ChatRequest.model_validate({"prompt": prompt, "cwd": str(cwd)})
-    return registry.start(request, full(request), FAKE_CLAUDE)
+    return start_request(registry, request)
 
 
 async def test_run_nobody_reads_is_cancelled(fake_environ: dict[str, str], workdir: Path) -> None:
@@ -108,7 +128,7 @@ async def test_registry_cancelled_ends_runs_as_cancelled(
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             await nursery.start(registry.serve)
-            run = registry.start(request, full(request), FAKE_CLAUDE)
+            run = start_request(registry, request)
             events = run.attach_reader()
             frames = b""
             while b"child_pid" not in frames:
@@ -133,7 +153,7 @@ async def test_cancel_does_not_wait_for_a_stalled_reader(
         await trio.sleep(0.5)
         assert run.status is Status.RUNNING  # 5 MB: more than a pipe and a read hold
         with trio.fail_after(1.0):
-            await registry.cancel(run.process_id)
+            await registry.cancel(run.run_id)
         received = await drain(events)
         assert received.startswith(b"id: 1\nevent: process")
         assert b'"status":"cancelled"' in received
@@ -166,6 +186,6 @@ async def test_cancel_during_a_natural_teardown_says_cancelled(
             frames += await events.receive(60) or b""
         await trio.sleep(0.3)  # the CLI has exited; its stubborn leftover holds the teardown
         with trio.fail_after(5):
-            cancelled = await registry.cancel(run.process_id)
+            cancelled = await registry.cancel(run.run_id)
         assert cancelled.status is Status.CANCELLED
         assert b'"status":"cancelled"' in await drain(events)

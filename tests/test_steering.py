@@ -7,15 +7,16 @@ import json
 import uuid
 import weakref
 from contextlib import aclosing
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
-from cc2api import runner
 from cc2api.app import gateway_of
 from cc2api.conversation import MAX_HELD_MESSAGES
+from cc2api.limits import RunLimits
 
 from .helpers import (
     Event,
@@ -710,11 +711,12 @@ class TestDocument:
         assert answer.json()["error"]["code"] == code
 
     async def test_stream_false_output_over_the_cap_fails(
-        self, fake_environ: dict[str, str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+        self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
         """A run printing more than a document may hold ends with document_too_large (502)."""
-        monkeypatch.setattr(runner, "MAX_DOCUMENT_BYTES", 100_000)
-        async with served(make_settings(), fake_environ) as gw:
+        settings = make_settings()
+        limits = replace(RunLimits.from_settings(settings), max_document_bytes=100_000)
+        async with served(settings, fake_environ, limits=limits) as gw:
             body = chat_body("lines 200 1000", workdir, stream=False)
             answer = await gw.client.post("/chat", json=body)
         assert answer.status_code == 502

@@ -1,0 +1,184 @@
+"""The gateway service: what one app holds, and how a request becomes a run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import trio
+from quart import current_app
+from quart_trio import QuartTrio
+
+from . import __version__, confinement
+from .auth import BasicAuth, LoginThrottle
+from .bodies import check_folders
+from .cli_args import MAX_COMMAND_LINE_BYTES, cli_environment
+from .configfiles import load_configs
+from .discovery import ClaudeInfo, probe
+from .errors import Unavailable, ValidationFailed
+from .launch import plan_launch
+from .limits import RunLimits
+from .models import ChatRequest
+from .policy import Policy
+from .registry import Registry
+from .resume import choose_session
+from .runner import Run
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "cc2api"
+
+
+class Gateway:
+    """One app's state: its settings, registry, and what startup learned of the CLI.
+
+    App-long: made by ``create_app``, reached by handlers through :func:`current_gateway`.
+    """
+
+    def __init__(
+        self, settings: Settings, environ: Mapping[str, str], limits: RunLimits | None = None
+    ) -> None:
+        self.settings = settings
+        self.environ = dict(environ)
+        # What every run's CLI inherits, built once: the server's environment less
+        # what is withheld.
+        self.cli_environ = cli_environment(self.environ)
+        # A run's scheduled prompts (CronCreate) would fire in whatever later run has its
+        # input open: off unless the operator turns them on in the server's environment.
+        self.cli_environ.setdefault("CLAUDE_CODE_DISABLE_CRON", "1")
+        self.registry = Registry(
+            settings, self.cli_environ, limits=limits or RunLimits.from_settings(settings)
+        )
+        self.claude = ClaudeInfo(None, None, "not checked yet")
+        self.auth = BasicAuth(settings.auth_user, settings.auth_password.get_secret_value())
+        self.throttle = LoginThrottle(
+            settings.auth_max_failures,
+            settings.auth_failure_window_seconds,
+            settings.auth_lockout_seconds,
+            clock=trio.current_time,
+            max_failures_global=settings.auth_max_failures_global,
+        )
+        self.policy = Policy(settings, self.environ, euid=os.geteuid())
+        # Why runs that must be confined cannot be (set at startup), or None.
+        self.confinement_problem: str | None = None
+        self.origins = frozenset(settings.cors_origins)  # CORS, never a wildcard
+        # Large bodies are parsed in worker threads, two at a time at most.
+        self.parsers = trio.CapacityLimiter(2)
+
+    async def check(self) -> None:
+        """Learn what the CLI and the kernel offer, and say what is wrong in the log.
+
+        Cancellation: the probe of the CLI stops; nothing else awaits.
+        """
+        self.claude = await probe(self.settings.claude_path, self.environ)
+        if self.claude.usable:
+            log.info("claude %s at %s", self.claude.version, self.claude.path)
+        else:
+            log.error("degraded: %s", self.claude.problem)
+        if not self.policy.confines:
+            return
+        if not confinement.available():
+            self.confinement_problem = (
+                "runs must be confined (ALLOWED_CWD_ROOTS, untrusted caller config or "
+                "CONFINE_RUNS=on), but this kernel offers no Landlock ABI 2 or later, or a "
+                "system call filter hides it; run on Linux 5.19 or later, allow the landlock_* "
+                "system calls, or set CONFINE_RUNS=off to run them unconfined"
+            )
+            log.error("degraded: %s", self.confinement_problem)
+        else:
+            for gap in confinement.gaps():
+                log.warning("confined runs on this kernel can still %s", gap)
+        if confinement.uses_login(self.registry.real_config, self.environ):
+            log.warning(
+                "confined runs use a copy of the CLI's login, and what the CLI refreshes "
+                "stays in that copy: set ANTHROPIC_API_KEY for confined runs"
+            )
+        password_file = self.settings.auth_password_file
+        if password_file is not None and confinement.readable_by_runs(
+            password_file, self.settings.confine_read_paths
+        ):
+            log.warning(
+                "AUTH_PASSWORD_FILE %s is where confined runs may read (the system's folders "
+                "or CONFINE_READ_PATHS): move it elsewhere, or use systemd's LoadCredential=",
+                password_file,
+            )
+
+    def health(self) -> dict[str, Any]:
+        """Return the ``GET /health`` body."""
+        claude, registry = self.claude, self.registry
+        problem = claude.problem if not claude.usable else self.confinement_problem
+        if problem is None and not registry.serving:
+            problem = "the server is not accepting runs (starting or shutting down)"
+        body: dict[str, Any] = {
+            "status": "ok" if problem is None else "degraded",
+            "claude_version": claude.version,
+            "active_processes": len(registry.live_runs()),
+            "running": registry.slots.running,
+            "queued": registry.slots.queued,
+            "version": __version__,
+        }
+        if problem is not None:
+            body["reason"] = problem
+        return body
+
+    async def start_run(self, chat: ChatRequest) -> Run:
+        """Check a request against the operator's rules and start its run.
+
+        Raises:
+            Unavailable: the CLI, or the confinement the run needs, is not available.
+            Forbidden, ValidationFailed, InvalidCwd: the rules or the folders refuse it.
+            SessionBusy, QueueFull: see :meth:`Registry.start`.
+
+        Cancellation: nothing has started; the request is simply dropped.
+        """
+        claude = self.claude
+        if not claude.usable or claude.path is None:
+            raise Unavailable(f"cannot start runs: {claude.problem}", code="cli_unavailable")
+        plan = self.policy.plan(chat)
+        check_folders(chat)
+        if plan.confined and self.confinement_problem is not None:
+            raise Unavailable(
+                f"cannot start runs: {self.confinement_problem}", code="confinement_unavailable"
+            )
+        # Files are read only now that the rules have allowed them.
+        plan = replace(plan, configs=await load_configs(chat))
+        if (plan.bounded or plan.confined) and (
+            chat.session_id is not None
+            or chat.continue_conversation
+            or chat.new_session_id is not None
+        ):
+            chat = await trio.to_thread.run_sync(
+                choose_session, chat, plan.cwd, self.registry.real_config, self.policy.within_roots
+            )
+        launch = plan_launch(
+            run_id=str(uuid.uuid4()),
+            claude=claude.path,
+            request=chat,
+            plan=plan,
+            environ=self.cli_environ,
+            confine=self.registry.confine,
+        )
+        size = launch.command_line_bytes()
+        if size > MAX_COMMAND_LINE_BYTES:
+            raise ValidationFailed(
+                f"the options and the server's environment add up to {size} bytes of "
+                f"command line, over the {MAX_COMMAND_LINE_BYTES} this server allows"
+            )
+        return self.registry.start(chat, plan, launch)
+
+
+def gateway_of(app: QuartTrio) -> Gateway:
+    """Return the gateway of an app made by ``create_app``."""
+    state = app.extensions[EXTENSION]
+    assert isinstance(state, Gateway)  # noqa: S101 (set by create_app only)
+    return state
+
+
+def current_gateway() -> Gateway:
+    """Return the gateway of the app serving the current request."""
+    return gateway_of(current_app)  # type: ignore[arg-type]

@@ -1,0 +1,40 @@
+"""What is known of a run as it goes: the part a store keeps and ``GET /processes`` shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .outcome import RunError
+from .wire import Status
+
+
+@dataclass
+class RunState:
+    """A run's state, written by its supervisor and read by everyone else.
+
+    Plain data with no reference to the run's tasks, so that a later store can keep
+    it as it is and a finished run can be described without its live parts.
+    """
+
+    run_id: str
+    status: Status
+    session_id: str | None  # the session the CLI said it uses (at first: the one resumed)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    error: RunError | None = None
+    result: dict[str, Any] | None = None  # the CLI's last result line
+    # Every session the CLI said it used, the one resumed first.
+    sessions: list[str] = field(default_factory=list)
+
+    @property
+    def final(self) -> bool:
+        """Return whether the run has ended."""
+        return self.finished_at is not None
+
+
+def timestamp(moment: datetime | None) -> str | None:
+    """Return a moment as the wire writes it: ISO 8601 in UTC, with a ``Z``."""
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
