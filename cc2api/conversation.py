@@ -13,9 +13,12 @@ from typing import Any, Literal
 
 import trio
 
+from . import wire
 from .approval_rules import ApprovalRules, input_change_refusal
 from .cli_args import user_message
+from .codes import ErrorCode
 from .errors import ApprovalAnswered, Forbidden, NotFound, RunEnded, TooManyMessages
+from .wire import REASON_FIELDS
 
 Behavior = Literal["allow", "deny"]
 Emit = Callable[[str, dict[str, Any]], None]
@@ -44,17 +47,6 @@ class HeldBytes:
         self.held -= size
 
 
-# What the CLI says about why it asks, passed on to approvers as it came.
-REASON_FIELDS = (
-    "display_name",
-    "description",
-    "decision_reason",
-    "decision_reason_type",
-    "blocked_path",
-    "tool_use_id",
-)
-
-
 @dataclass
 class Approval:
     """A tool call the CLI asked the gateway about (``can_use_tool``)."""
@@ -66,9 +58,7 @@ class Approval:
     suggestions: list[Any]
     reasons: dict[str, str | None] = field(default_factory=dict)  # REASON_FIELDS
     refused: str | None = None  # why the gateway refused it without asking anyone
-    requested_at: str = field(
-        default_factory=lambda: datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    )
+    requested_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     # allow, deny, refused (by the gateway), timeout, cancelled (by the CLI), expired
     answer: str | None = None
     timer: trio.CancelScope = field(default_factory=trio.CancelScope)  # the timeout's
@@ -81,15 +71,24 @@ class Approval:
 
     def describe(self) -> dict[str, Any]:
         """Return the approval as the ``approval`` event and the listing show it."""
-        return {
-            "approval_id": self.approval_id,
-            "tool_name": self.tool_name,
-            "input": self.input,
-            "suggestions": self.suggestions,
-            "requested_at": self.requested_at,
+        return self.to_wire().wire()
+
+    def to_wire(self) -> wire.Approval:
+        """Return the approval as the model of the ``approval`` event and the listing."""
+        return wire.Approval(
+            approval_id=self.approval_id,
+            tool_name=self.tool_name,
+            input=self.input,
+            suggestions=self.suggestions,
+            requested_at=self.requested_at,
             **{name: self.reasons.get(name) for name in REASON_FIELDS},
-            "refused": self.refused,
-        }
+            refused=self.refused,
+        )
+
+    def answered(self, answer: wire.Verdict) -> dict[str, Any]:
+        """Settle the approval with ``answer``; return the ``approval_answered`` event's data."""
+        self.settle(answer)
+        return wire.ApprovalAnswered(approval_id=self.approval_id, answer=answer).wire()
 
 
 def _line(value: dict[str, Any]) -> bytes:
@@ -202,11 +201,7 @@ class Conversation:
             withdrawn = line.get("request_id")
             for approval in self.pending():
                 if approval.request_id == withdrawn:
-                    approval.settle("cancelled")
-                    self._emit(
-                        "approval_answered",
-                        {"approval_id": approval.approval_id, "answer": "cancelled"},
-                    )
+                    self._emit(wire.ApprovalAnswered.event, approval.answered("cancelled"))
 
     def _turn_ended(self) -> None:
         self._turns = max(0, self._turns - 1)
@@ -253,7 +248,7 @@ class Conversation:
             refused=self._rules.refusal(request),
         )
         self.approvals[approval.approval_id] = approval
-        self._emit("approval", approval.describe())
+        self._emit(wire.Approval.event, approval.describe())
         if approval.refused is not None:
             message = f"cc2api refused this without asking anyone: {approval.refused}."
             self._reply(approval, "deny", None, message, answer="refused")
@@ -350,7 +345,9 @@ class Conversation:
         """
         approval = self.approvals.get(approval_id)
         if approval is None:
-            raise NotFound(f"no approval {approval_id} in this run", code="approval_not_found")
+            raise NotFound(
+                f"no approval {approval_id} in this run", code=ErrorCode.APPROVAL_NOT_FOUND
+            )
         if approval.answer is not None or self.input_closed:
             raise ApprovalAnswered(
                 f"approval {approval_id} was answered already: {approval.answer}"
@@ -358,7 +355,7 @@ class Conversation:
         if behavior == "allow" and updated_input is not None:
             refusal = input_change_refusal(approval.tool_name, approval.input, updated_input)
             if refusal is not None:
-                raise Forbidden(refusal, code="updated_input_forbidden")
+                raise Forbidden(refusal, code=ErrorCode.UPDATED_INPUT_FORBIDDEN)
         self._reply(approval, behavior, updated_input, message, answer=behavior)
         return approval
 
@@ -369,7 +366,7 @@ class Conversation:
         updated_input: dict[str, Any] | None,
         message: str | None,
         *,
-        answer: str,
+        answer: wire.Verdict,
     ) -> None:
         if behavior == "allow":
             response: dict[str, Any] = {
@@ -379,8 +376,7 @@ class Conversation:
         else:
             response = {"behavior": "deny", "message": message or "Denied by the approver."}
         self._write(_control_response(approval.request_id, response))
-        approval.settle(answer)
-        self._emit("approval_answered", {"approval_id": approval.approval_id, "answer": answer})
+        self._emit(wire.ApprovalAnswered.event, approval.answered(answer))
 
     def _write(self, line: bytes) -> None:
         if not self.input_closed:

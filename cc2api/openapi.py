@@ -4,10 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from . import __version__
 from .models import ApprovalAnswer, ChatRequest, FollowUp
+from .openapi_components import REF_TEMPLATE, components, ref
+from .wire import (
+    ApprovalAnswered,
+    Approvals,
+    Cancelled,
+    Document,
+    Error,
+    FollowUpAccepted,
+    Health,
+    Interrupted,
+    Processes,
+)
 
-ERROR = {"$ref": "#/components/schemas/Error"}
+ERROR = ref(Error)
+STREAM_EVENT = {"$ref": REF_TEMPLATE.format(model="StreamEvent")}
 
 
 def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -38,17 +53,6 @@ LOCKED_OUT = (
     "This address, or all addresses together, failed to log in too often "
     "(`too_many_failed_logins`); `Retry-After` says when to try again."
 )
-EVENTS = {
-    "process": "ProcessEvent",
-    "queued": "QueuedEvent",
-    "message": None,
-    "approval": "Approval",
-    "approval_answered": "ApprovalAnswered",
-    "dropped": "DroppedEvent",
-    "error": "ErrorEvent",
-    "done": "DoneEvent",
-}
-FINAL_STATUSES = ["completed", "failed", "cancelled", "timeout", "interrupted"]
 
 
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -72,293 +76,9 @@ from 1) and an `event:` name:
 While the run is quiet a comment `: ping` comes every HEARTBEAT_SECONDS.
 """
 
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["detail", "code"],
-        "properties": {
-            "detail": {"type": "string", "description": "What is wrong, in words."},
-            "code": {"type": "string", "description": "Stable code for programs."},
-        },
-    },
-    "Health": {
-        "type": "object",
-        "required": [
-            "status",
-            "claude_version",
-            "active_processes",
-            "running",
-            "queued",
-            "version",
-        ],
-        "properties": {
-            "status": {"type": "string", "enum": ["ok", "degraded"]},
-            "claude_version": {"type": ["string", "null"]},
-            "active_processes": {
-                "type": "integer",
-                "minimum": 0,
-                "description": "Live runs, queued ones included.",
-            },
-            "running": {
-                "type": "integer",
-                "minimum": 0,
-                "description": "Runs holding one of the MAX_CONCURRENT_RUNS slots.",
-            },
-            "queued": {"type": "integer", "minimum": 0, "description": "Runs waiting for a slot."},
-            "version": {"type": "string"},
-            "reason": {"type": "string", "description": "Why degraded."},
-        },
-    },
-    "Process": {
-        "type": "object",
-        "required": [
-            "process_id",
-            "pid",
-            "cwd",
-            "model",
-            "session_id",
-            "started_at",
-            "status",
-            "queue_position",
-            "detached",
-            "finished_at",
-            "last_event_id",
-            "pending_approvals",
-        ],
-        "properties": {
-            "process_id": {"type": "string", "format": "uuid"},
-            "pid": {"type": ["integer", "null"]},
-            "cwd": {"type": "string"},
-            "model": {"type": ["string", "null"]},
-            "session_id": {"type": ["string", "null"]},
-            "started_at": {"type": "string", "format": "date-time"},
-            "status": {
-                "type": "string",
-                "enum": ["queued", "running", "cancelling", *FINAL_STATUSES],
-                "description": "A final status only for a finished detached run, still kept.",
-            },
-            "queue_position": {
-                "type": "integer",
-                "minimum": 0,
-                "description": "Place in the queue from 1 while queued, else 0.",
-            },
-            "detached": {"type": "boolean"},
-            "finished_at": {"type": ["string", "null"], "format": "date-time"},
-            "last_event_id": {"type": "integer", "minimum": 0},
-            "pending_approvals": {"type": "integer", "minimum": 0},
-        },
-    },
-    "Processes": {
-        "type": "object",
-        "required": ["processes", "count"],
-        "properties": {
-            "processes": {"type": "array", "items": {"$ref": "#/components/schemas/Process"}},
-            "count": {"type": "integer", "minimum": 0},
-        },
-    },
-    "Cancelled": {
-        "type": "object",
-        "required": ["process_id", "status"],
-        "properties": {
-            "process_id": {"type": "string", "format": "uuid"},
-            "status": {"type": "string", "enum": FINAL_STATUSES},
-        },
-    },
-    "ProcessEvent": {
-        "type": "object",
-        "description": "Data of the `process` event.",
-        "required": ["process_id"],
-        "properties": {"process_id": {"type": "string", "format": "uuid"}},
-    },
-    "QueuedEvent": {
-        "type": "object",
-        "description": "Data of the `queued` event: the run waits for a slot.",
-        "required": ["position", "running", "max_concurrent_runs"],
-        "properties": {
-            "position": {
-                "type": "integer",
-                "minimum": 1,
-                "description": "Place in the queue; 1 is next.",
-            },
-            "running": {"type": "integer", "minimum": 0},
-            "max_concurrent_runs": {"type": "integer", "minimum": 1},
-        },
-    },
-    "ErrorEvent": {
-        "type": "object",
-        "description": "Data of the `error` event.",
-        "required": ["code", "message", "exit_code", "stderr_tail"],
-        "properties": {
-            "code": {
-                "type": "string",
-                "enum": [
-                    "spawn_failed",
-                    "cli_failed",
-                    "root_full_access",
-                    "line_too_long",
-                    "cli_did_not_exit",
-                    "timeout",
-                    "document_too_large",
-                    "confinement_failed",
-                    "internal_error",
-                ],
-            },
-            "message": {"type": "string"},
-            "exit_code": {"type": ["integer", "null"]},
-            "stderr_tail": {"type": "string", "description": "The last 8 KiB of stderr."},
-        },
-    },
-    "DoneEvent": {
-        "type": "object",
-        "description": "Data of the `done` event.",
-        "required": ["process_id", "status", "exit_code", "session_id", "duration_ms"],
-        "properties": {
-            "process_id": {"type": "string", "format": "uuid"},
-            "status": {
-                "type": "string",
-                "enum": FINAL_STATUSES,
-            },
-            "exit_code": {"type": ["integer", "null"]},
-            "session_id": {"type": ["string", "null"]},
-            "duration_ms": {"type": "integer", "minimum": 0},
-        },
-    },
-    "DroppedEvent": {
-        "type": "object",
-        "description": "Data of the `dropped` event: the replay starts after a gap.",
-        "required": ["dropped", "first_id"],
-        "properties": {
-            "dropped": {"type": "integer", "minimum": 1, "description": "Events gone."},
-            "first_id": {"type": "integer", "minimum": 2, "description": "The first kept."},
-        },
-    },
-    "Approval": {
-        "type": "object",
-        "description": "A tool call waiting for an answer (the `approval` event's data).",
-        "required": ["approval_id", "tool_name", "input", "suggestions", "requested_at"],
-        "properties": {
-            "approval_id": {"type": "string", "format": "uuid"},
-            "tool_name": {"type": "string"},
-            "input": {"type": "object", "description": "The tool's input, as the model gave it."},
-            "suggestions": {
-                "type": "array",
-                "description": "The CLI's permission suggestions, as it gave them.",
-            },
-            "requested_at": {"type": "string", "format": "date-time"},
-            **{
-                name: {"type": ["string", "null"], "description": description}
-                for name, description in (
-                    ("display_name", "The CLI's name for the tool."),
-                    ("description", "What the call acts on (a path, or Bash's description)."),
-                    ("decision_reason", "Why the CLI asks."),
-                    ("decision_reason_type", "`safetyCheck`, `workingDir`, `rule`, ..."),
-                    ("blocked_path", "For Bash: the path that made the CLI ask."),
-                    ("tool_use_id", "The tool_use block this call comes from."),
-                )
-            },
-            "refused": {
-                "type": ["string", "null"],
-                "description": "Why the gateway refused the call without asking (then "
-                "`approval_answered` says `refused` at once); null when it waits for an answer.",
-            },
-        },
-    },
-    "ApprovalAnswered": {
-        "type": "object",
-        "description": "An approval's answer.",
-        "required": ["approval_id", "answer"],
-        "properties": {
-            "approval_id": {"type": "string", "format": "uuid"},
-            "answer": {
-                "type": "string",
-                "enum": ["allow", "deny", "refused", "timeout", "cancelled"],
-            },
-        },
-    },
-    "Approvals": {
-        "type": "object",
-        "required": ["approvals", "count"],
-        "properties": {
-            "approvals": {"type": "array", "items": {"$ref": "#/components/schemas/Approval"}},
-            "count": {"type": "integer", "minimum": 0},
-        },
-    },
-    "Interrupted": {
-        "type": "object",
-        "required": ["process_id", "status", "forced"],
-        "properties": {
-            "process_id": {"type": "string", "format": "uuid"},
-            "status": {"type": "string", "enum": FINAL_STATUSES},
-            "forced": {
-                "type": "boolean",
-                "description": "The CLI did not acknowledge; the run was torn down.",
-            },
-        },
-    },
-    "FollowUpAccepted": {
-        "type": "object",
-        "required": ["process_id", "ahead"],
-        "properties": {
-            "process_id": {"type": "string", "format": "uuid"},
-            "ahead": {
-                "type": "integer",
-                "minimum": 0,
-                "description": "Messages that will be answered first.",
-            },
-        },
-    },
-    "Document": {
-        "type": "object",
-        "description": "The answer with `stream: false`; failures add `detail`, `code`, `error`.",
-        "required": ["process_id", "session_id", "status", "exit_code", "result", "messages"],
-        "properties": {
-            "process_id": {"type": "string", "format": "uuid"},
-            "session_id": {"type": ["string", "null"]},
-            "status": {"type": "string", "enum": FINAL_STATUSES},
-            "exit_code": {"type": ["integer", "null"]},
-            "result": {"type": ["object", "null"], "description": "The CLI's last result line."},
-            "messages": {"type": "array", "description": "Every line the CLI printed, parsed."},
-            "detail": {"type": "string"},
-            "code": {"type": "string"},
-            "error": {"$ref": "#/components/schemas/ErrorEvent"},
-        },
-    },
-}
-
-
-def _stream_event() -> dict[str, Any]:
-    """Return the schema of one SSE event as a client reads it (Open API 3.1: per event)."""
-    kinds = []
-    for name, data in EVENTS.items():
-        content: dict[str, Any] = {"type": "string", "contentMediaType": "application/json"}
-        if data is not None:
-            content["contentSchema"] = {"$ref": f"#/components/schemas/{data}"}
-        kinds.append({"properties": {"event": {"const": name}, "data": content}})
-    return {
-        "type": "object",
-        "description": "One event of the stream; `data` is JSON, its schema named by `event`.",
-        "required": ["event", "data"],
-        "properties": {
-            "id": {
-                "type": "string",
-                "pattern": "^[1-9][0-9]*$",
-                "description": "The event's sequence number in the run, from 1 "
-                "(every event but `dropped` has one).",
-            },
-            "event": {"type": "string", "enum": list(EVENTS)},
-            "data": {"type": "string"},
-        },
-        "oneOf": kinds,
-    }
-
 
 def openapi_document() -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of the gateway."""
-    schemas: dict[str, Any] = {**SCHEMAS, "StreamEvent": _stream_event()}
-    for model in (ChatRequest, FollowUp, ApprovalAnswer):
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
     auth: list[dict[str, list[str]]] = [{"basic": []}]
     process_id = {
         "name": "process_id",
@@ -376,7 +96,7 @@ def openapi_document() -> dict[str, Any]:
             "description": "HTTP gateway for the Claude Code CLI. See API.md.",
         },
         "components": {
-            "schemas": schemas,
+            "schemas": components(),
             "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
         },
         "paths": {
@@ -385,7 +105,7 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "health",
                     "summary": "Health, CLI version and number of active runs (no auth)",
                     "security": [],
-                    "responses": {"200": _json("Health", {"$ref": "#/components/schemas/Health"})},
+                    "responses": {"200": _json("Health", ref(Health))},
                 }
             },
             "/chat": {
@@ -395,11 +115,7 @@ def openapi_document() -> dict[str, Any]:
                     "security": auth,
                     "requestBody": {
                         "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/ChatRequest"}
-                            }
-                        },
+                        "content": {"application/json": {"schema": ref(ChatRequest)}},
                     },
                     "responses": {
                         "200": {
@@ -412,12 +128,8 @@ def openapi_document() -> dict[str, Any]:
                                 }
                             },
                             "content": {
-                                "text/event-stream": {
-                                    "schema": {"$ref": "#/components/schemas/StreamEvent"}
-                                },
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Document"}
-                                },
+                                "text/event-stream": {"schema": STREAM_EVENT},
+                                "application/json": {"schema": ref(Document)},
                             },
                         },
                         "400": _error("Body not JSON (`invalid_json`) or bad cwd (`invalid_cwd`)."),
@@ -455,7 +167,7 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         "502": _json(
                             "With `stream: false`: the run failed (a Document with `code`).",
-                            {"$ref": "#/components/schemas/Document"},
+                            ref(Document),
                         ),
                         "503": _error(
                             "No usable CLI, runs must be confined and cannot be, or shutting "
@@ -464,7 +176,7 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         "504": _json(
                             "With `stream: false`: the run timed out (a Document, `timeout`).",
-                            {"$ref": "#/components/schemas/Document"},
+                            ref(Document),
                         ),
                     },
                 }
@@ -477,7 +189,7 @@ def openapi_document() -> dict[str, Any]:
                     "security": auth,
                     "parameters": [process_id],
                     "responses": {
-                        "200": _json("Cancelled", {"$ref": "#/components/schemas/Cancelled"}),
+                        "200": _json("Cancelled", ref(Cancelled)),
                         "401": unauthorized,
                         "404": _error("No such run (`process_not_found`)."),
                         "429": locked_out,
@@ -490,7 +202,7 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "The live runs",
                     "security": auth,
                     "responses": {
-                        "200": _json("Live runs", {"$ref": "#/components/schemas/Processes"}),
+                        "200": _json("Live runs", ref(Processes)),
                         "401": unauthorized,
                         "429": locked_out,
                     },
@@ -500,10 +212,10 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-def _body(name: str) -> dict[str, Any]:
+def _body(model: type[BaseModel]) -> dict[str, Any]:
     return {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+        "content": {"application/json": {"schema": ref(model)}},
     }
 
 
@@ -550,11 +262,7 @@ def _steering_paths(
                 "responses": {
                     "200": {
                         "description": STREAM_DESCRIPTION,
-                        "content": {
-                            "text/event-stream": {
-                                "schema": {"$ref": "#/components/schemas/StreamEvent"}
-                            }
-                        },
+                        "content": {"text/event-stream": {"schema": STREAM_EVENT}},
                     },
                     "400": _error("Not an event id of the run (`invalid_last_event_id`)."),
                     **common,
@@ -568,7 +276,7 @@ def _steering_paths(
                 "security": auth,
                 "parameters": [process_id],
                 "responses": {
-                    "200": _json("Interrupted", {"$ref": "#/components/schemas/Interrupted"}),
+                    "200": _json("Interrupted", ref(Interrupted)),
                     **common,
                 },
             }
@@ -579,10 +287,10 @@ def _steering_paths(
                 "summary": "Send a follow-up message into a live run",
                 "security": auth,
                 "parameters": [process_id],
-                "requestBody": _body("FollowUp"),
+                "requestBody": _body(FollowUp),
                 "responses": {
                     **common,
-                    "202": _json("Accepted", {"$ref": "#/components/schemas/FollowUpAccepted"}),
+                    "202": _json("Accepted", ref(FollowUpAccepted)),
                     "400": not_json,
                     "409": _error("The run has ended or is ending (`run_ended`)."),
                     "429": _error(
@@ -604,7 +312,7 @@ def _steering_paths(
                 "security": auth,
                 "parameters": [process_id],
                 "responses": {
-                    "200": _json("Pending approvals", {"$ref": "#/components/schemas/Approvals"}),
+                    "200": _json("Pending approvals", ref(Approvals)),
                     **common,
                 },
             }
@@ -615,9 +323,9 @@ def _steering_paths(
                 "summary": "Allow or deny a tool call",
                 "security": auth,
                 "parameters": [process_id, approval_id],
-                "requestBody": _body("ApprovalAnswer"),
+                "requestBody": _body(ApprovalAnswer),
                 "responses": {
-                    "200": _json("Answered", {"$ref": "#/components/schemas/ApprovalAnswered"}),
+                    "200": _json("Answered", ref(ApprovalAnswered)),
                     "400": not_json,
                     "404": _error(
                         "No such run or approval (`process_not_found`, `approval_not_found`)."

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .codes import ErrorCode
 from .configfiles import Configs
 from .errors import Forbidden, ValidationFailed
 from .models import PERMISSION_MODES, ChatRequest, PermissionMode
@@ -100,7 +101,7 @@ class Policy:
                 raise Forbidden(
                     f"{', '.join(given)}: this server does not take CLI configuration from "
                     "callers (TRUST_CALLER_CONFIG is off)",
-                    code="caller_config_forbidden",
+                    code=ErrorCode.CALLER_CONFIG_FORBIDDEN,
                 )
         real = self._check_paths(request)
         full_access = request.asks_full_access and not settings.force_restricted
@@ -125,7 +126,7 @@ class Policy:
                     "(bypassPermissions, for the run or one of its agents): send "
                     "tools/allowed_tools to restrict the run, run cc2api as another user, or "
                     "set ALLOW_ROOT_FULL_ACCESS=true inside a sandbox",
-                    code="root_full_access",
+                    code=ErrorCode.ROOT_FULL_ACCESS,
                 )
             extra_env["IS_SANDBOX"] = "1"
         sources = request.setting_sources  # passed on by the plan, forced when untrusted
@@ -166,13 +167,13 @@ class Policy:
         if mode == "bypassPermissions" and settings.force_restricted:
             raise Forbidden(
                 f"{what}: bypassPermissions is turned off on this server (FORCE_RESTRICTED)",
-                code="full_access_forbidden",
+                code=ErrorCode.FULL_ACCESS_FORBIDDEN,
             )
         if mode not in self._modes:
             raise Forbidden(
                 f"{what}: {mode} is not allowed on this server; allowed modes: "
                 f"{', '.join(self._modes)}",
-                code="permission_mode_forbidden",
+                code=ErrorCode.PERMISSION_MODE_FORBIDDEN,
             )
 
     def _check_paths(self, request: ChatRequest) -> dict[str, str]:
@@ -185,7 +186,7 @@ class Policy:
             resolved = os.path.realpath(path)
             if not self.within_roots(resolved):
                 raise Forbidden(
-                    f"{name} {path!r} is outside ALLOWED_CWD_ROOTS", code="cwd_forbidden"
+                    f"{name} {path!r} is outside ALLOWED_CWD_ROOTS", code=ErrorCode.CWD_FORBIDDEN
                 )
             # The CLI gets checked real paths, so a symlink swapped afterwards cannot
             # lead it elsewhere.

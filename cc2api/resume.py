@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from .codes import ErrorCode
 from .errors import Forbidden, NotFound, SessionExists
 from .models import ChatRequest
 from .sessions import latest_for, recorded_cwd, transcript
@@ -44,12 +45,13 @@ def choose_session(
         recorded = recorded_cwd(transcript(config, cwd, request.session_id))
         if recorded is None:
             raise NotFound(
-                f"no session {request.session_id} of {cwd} to resume", code="unknown_session"
+                f"no session {request.session_id} of {cwd} to resume",
+                code=ErrorCode.UNKNOWN_SESSION,
             )
         if not within_roots(recorded):
             raise Forbidden(
                 f"session {request.session_id} was recorded in a folder outside ALLOWED_CWD_ROOTS",
-                code="cwd_forbidden",
+                code=ErrorCode.CWD_FORBIDDEN,
             )
         return request
     if request.continue_conversation:
