@@ -12,6 +12,7 @@ from quart import request
 from .errors import BadRequest, InvalidCwd, NotFound, ValidationFailed
 from .jsonbody import load_object
 from .models import ChatRequest
+from .wire import ErrorCode
 
 Body = TypeVar("Body", bound=BaseModel)
 # A validation error names at most this many problems: a body with thousands of
@@ -96,7 +97,7 @@ def run_id_of(value: str) -> str:
         return str(uuid.UUID(value))
     except ValueError:
         detail = f"{value!r} is not a process id (a UUID)"
-        raise NotFound(detail, code="process_not_found") from None
+        raise NotFound(detail, code=ErrorCode.PROCESS_NOT_FOUND) from None
 
 
 def last_event_id(last_id: int) -> int:
@@ -111,12 +112,12 @@ def last_event_id(last_id: int) -> int:
     if not given.isascii() or not given.isdigit() or len(given) > 18:
         raise BadRequest(
             f"Last-Event-ID / last_event_id must be an event id (a whole number), got {given!r}",
-            code="invalid_last_event_id",
+            code=ErrorCode.INVALID_LAST_EVENT_ID,
         )
     after = int(given)
     if after > last_id:
         raise BadRequest(
             f"event {after} does not exist: the run's last event is {last_id}",
-            code="invalid_last_event_id",
+            code=ErrorCode.INVALID_LAST_EVENT_ID,
         )
     return after

@@ -24,12 +24,12 @@ from .eventlog import EventLog
 from .launch import Launch
 from .limits import RunLimits
 from .models import ChatRequest
-from .outcome import STDERR_TAIL_BYTES, RunError
+from .outcome import STDERR_TAIL_BYTES
 from .policy import Plan
 from .proctree import RunProcesses
 from .routing import DocumentTooLarge, LineTooLong, OutputRouter
 from .safecopy import CopyTooLarge
-from .wire import ErrorCode
+from .wire import ErrorCode, RunFailure
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class CliTasks:
         self._plan = plan
         self._cancel_run = cancel_run
         self._sessions = sessions  # the run's own list: the sessions the CLI said it used
-        self.error: RunError | None = None  # what went wrong, as the CLI ran
+        self.error: RunFailure | None = None  # what went wrong, as the CLI ran
         self._launch = launch
         self._limits = limits
         self._confine = confine
@@ -119,7 +119,7 @@ class CliTasks:
                     launch.cwd,
                 )
             except (OSError, CopyTooLarge) as error:
-                self.error = RunError(
+                self.error = RunFailure(
                     ErrorCode.CONFINEMENT_FAILED,
                     f"could not prepare the run's private folders: {error}",
                 )
@@ -134,7 +134,7 @@ class CliTasks:
                 reap=self._reap,
             )
         except OSError as error:
-            self.error = RunError(
+            self.error = RunFailure(
                 ErrorCode.SPAWN_FAILED,
                 f"could not start the Claude Code CLI ({launch.claude}) "
                 f"in {request.cwd}: {error.strerror or error}",
@@ -203,7 +203,7 @@ class CliTasks:
         await self._stdin_closed.wait()
         patience = self._limits.exit_after_input
         await trio.sleep(patience)
-        self.error = RunError(
+        self.error = RunFailure(
             ErrorCode.CLI_DID_NOT_EXIT,
             f"the Claude Code CLI did not exit within {patience:g} s of its input ending",
         )
@@ -213,13 +213,13 @@ class CliTasks:
         try:
             await self._router.pump(lambda: cli.receive(cli.stdout))
         except LineTooLong as error:
-            self.error = RunError(ErrorCode.LINE_TOO_LONG, str(error))
+            self.error = RunFailure(ErrorCode.LINE_TOO_LONG, str(error))
             scope.cancel()
         except DocumentTooLarge as error:
             # The answer says why; it need not carry the whole document too.
             if self._router.document is not None:
                 self._router.document.clear()
-            self.error = RunError(ErrorCode.DOCUMENT_TOO_LARGE, str(error))
+            self.error = RunFailure(ErrorCode.DOCUMENT_TOO_LARGE, str(error))
             scope.cancel()
         finally:
             self._conversation.close_input()  # no more output: nothing left to say

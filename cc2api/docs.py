@@ -106,5 +106,5 @@ def require_assets(configured: Path | None) -> Path:
         f"{where}. Reinstall cc2api from its sources with npm available, or set "
         "DOCS_ASSETS_DIR to a node_modules folder that holds them "
         "(python -m cc2api.docs_assets DIR fills one)",
-        code="docs_unavailable",
+        code=ErrorCode.DOCS_UNAVAILABLE,
     )

@@ -28,6 +28,7 @@ from .registry import Registry
 from .resume import choose_session
 from .runner import Run
 from .settings import Settings
+from .wire import ErrorCode, Health
 
 log = logging.getLogger(__name__)
 
@@ -114,17 +115,16 @@ class Gateway:
         problem = claude.problem if not claude.usable else self.confinement_problem
         if problem is None and not registry.serving:
             problem = "the server is not accepting runs (starting or shutting down)"
-        body: dict[str, Any] = {
-            "status": "ok" if problem is None else "degraded",
-            "claude_version": claude.version,
-            "active_processes": len(registry.live_runs()),
-            "running": registry.slots.running,
-            "queued": registry.slots.queued,
-            "version": __version__,
-        }
-        if problem is not None:
-            body["reason"] = problem
-        return body
+        health = Health(
+            status="ok" if problem is None else "degraded",
+            claude_version=claude.version,
+            active_processes=len(registry.live_runs()),
+            running=registry.slots.running,
+            queued=registry.slots.queued,
+            version=__version__,
+            **({} if problem is None else {"reason": problem}),
+        )
+        return health.wire()
 
     async def start_run(self, chat: ChatRequest) -> Run:
         """Check a request against the operator's rules and start its run.
@@ -138,12 +138,12 @@ class Gateway:
         """
         claude = self.claude
         if not claude.usable or claude.path is None:
-            raise Unavailable(f"cannot start runs: {claude.problem}", code="cli_unavailable")
+            raise Unavailable(f"cannot start runs: {claude.problem}", code=ErrorCode.CLI_UNAVAILABLE)
         plan = self.policy.plan(chat)
         check_folders(chat)
         if plan.confined and self.confinement_problem is not None:
             raise Unavailable(
-                f"cannot start runs: {self.confinement_problem}", code="confinement_unavailable"
+                f"cannot start runs: {self.confinement_problem}", code=ErrorCode.CONFINEMENT_UNAVAILABLE
             )
         # Files are read only now that the rules have allowed them.
         plan = replace(plan, configs=await load_configs(chat))

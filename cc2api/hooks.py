@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from .docs import PUBLIC_PREFIXES
 from .errors import ApiError, Unauthorized
 from .gateway import current_gateway
+from .wire import Error, ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +99,14 @@ async def http_error(error: HTTPException) -> Response:
     elif status == 413:
         limit = current_gateway().settings.max_body_bytes
         detail = f"the request body is larger than {limit} bytes"
-    return json_response({"detail": detail, "code": code}, status)
+    return json_response(Error(detail=detail, code=code).wire(), status)
 
 
 async def unexpected(error: Exception) -> Response:
     """Answer a bug with a 500 that tells nothing, and log it."""
     log.exception("unhandled error on %s %s", request.method, request.path)
-    body = {"detail": "internal error; see the server log", "code": "internal_error"}
-    return json_response(body, 500)
+    body = Error(detail="internal error; see the server log", code=ErrorCode.INTERNAL_ERROR)
+    return json_response(body.wire(), 500)
 
 
 def install_hooks(app: QuartTrio) -> None:

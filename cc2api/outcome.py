@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from .landlock import PREFIX, SETUP_FAILED
-from .wire import ErrorCode, Status
+from .wire import ErrorCode, ErrorEvent, RunFailure, Status
 
 STDERR_TAIL_BYTES = 8 * 1024
 ROOT_REFUSAL = b"cannot be used with root/sudo privileges"
 LAUNCHER_SAID = PREFIX.encode() + b":"
-
-
-@dataclass(frozen=True)
-class RunError:
-    """What went wrong with a run, as its ``error`` event says."""
-
-    code: ErrorCode
-    message: str
-    exit_code: int | None = None
-    stderr_tail: str | None = None
-    # Only failed and timed-out runs carry the CLI's exit status and stderr.
-    with_exit: bool = field(default=False, compare=False)
-
-    def wire(self) -> dict[str, Any]:
-        """Return the ``error`` event's data."""
-        body: dict[str, Any] = {"code": str(self.code), "message": self.message}
-        if self.with_exit:
-            body["exit_code"] = self.exit_code
-            body["stderr_tail"] = self.stderr_tail
-        return body
 
 
 @dataclass(frozen=True)
@@ -42,7 +21,7 @@ class Happened:
     timeout: float | None  # the plan's, for the message
     interrupt_requested: bool  # an interrupt was sent while a turn ran
     interrupt_forced: bool  # the CLI did not stop its turn and was torn down
-    error: RunError | None  # what the gateway saw go wrong while it ran
+    error: RunFailure | None  # what the gateway saw go wrong while it ran
     exit_code: int | None
     stderr_tail: bytes
     confined: bool
@@ -53,7 +32,7 @@ class Outcome:
     """A run's final status, and the error that goes with it."""
 
     status: Status
-    error: RunError | None
+    error: ErrorEvent | None
 
 
 def decide(happened: Happened) -> Outcome:
@@ -78,34 +57,28 @@ def decide(happened: Happened) -> Outcome:
     error = h.error
     if h.timed_out:
         timeout = h.timeout or 0.0
-        error = RunError(
+        error = RunFailure(
             ErrorCode.TIMEOUT, f"the run took longer than its timeout of {timeout:g} s"
         )
     if error is None and h.exit_code not in (0, None):
         error = _cli_failure(h.exit_code, tail, confined=h.confined)
     if error is None:
         return Outcome(Status.COMPLETED, None)
-    error = RunError(
-        error.code,
-        error.message,
-        exit_code=h.exit_code,
-        stderr_tail=tail.decode("utf-8", "replace"),
-        with_exit=True,
-    )
-    return Outcome(Status.TIMEOUT if h.timed_out else Status.FAILED, error)
+    event = error.event(h.exit_code, tail.decode("utf-8", "replace"))
+    return Outcome(Status.TIMEOUT if h.timed_out else Status.FAILED, event)
 
 
-def _cli_failure(exit_code: int | None, tail: bytes, *, confined: bool) -> RunError:
+def _cli_failure(exit_code: int | None, tail: bytes, *, confined: bool) -> RunFailure:
     if confined and exit_code == SETUP_FAILED and LAUNCHER_SAID in tail:
-        return RunError(
+        return RunFailure(
             ErrorCode.CONFINEMENT_FAILED, "the run could not be confined (see stderr_tail)"
         )
     if ROOT_REFUSAL in tail:
-        return RunError(
+        return RunFailure(
             ErrorCode.ROOT_FULL_ACCESS,
             "the Claude Code CLI refuses full access "
             "(--dangerously-skip-permissions) when run as root: run cc2api as "
             "a non-root user, restrict the run with tools/allowed_tools, or set "
             "IS_SANDBOX=1 in the server's environment inside a sandbox",
         )
-    return RunError(ErrorCode.CLI_FAILED, f"the Claude Code CLI exited with status {exit_code}")
+    return RunFailure(ErrorCode.CLI_FAILED, f"the Claude Code CLI exited with status {exit_code}")

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .outcome import RunError
-from .wire import Status
+from .wire import ErrorEvent, Status
 
 
 @dataclass
@@ -24,7 +23,7 @@ class RunState:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
     exit_code: int | None = None
-    error: RunError | None = None
+    error: ErrorEvent | None = None
     result: dict[str, Any] | None = None  # the CLI's last result line
     # Every session the CLI said it used, the one resumed first.
     sessions: list[str] = field(default_factory=list)
@@ -33,8 +32,3 @@ class RunState:
     def final(self) -> bool:
         """Return whether the run has ended."""
         return self.finished_at is not None
-
-
-def timestamp(moment: datetime | None) -> str | None:
-    """Return a moment as the wire writes it: ISO 8601 in UTC, with a ``Z``."""
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")

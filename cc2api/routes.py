@@ -20,7 +20,17 @@ from .jsonbody import off_loop
 from .models import ApprovalAnswer, FollowUp
 from .runner import Run
 from .sse import stream
-from .wire import Status
+from .wire import (
+    ApprovalAnswered,
+    Approvals,
+    Cancelled,
+    Document,
+    ErrorCode,
+    FollowUpAccepted,
+    Interrupted,
+    Processes,
+    Status,
+)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 routes = Blueprint("gateway", __name__)
@@ -47,7 +57,7 @@ async def chat() -> Response:
 async def cancel(process_id: str) -> Response:
     """Cancel a run; answered once its processes are gone."""
     run = await current_gateway().registry.cancel(run_id_of(process_id))
-    return json_response({"process_id": run.run_id, "status": str(run.status)})
+    return json_response(Cancelled(process_id=run.run_id, status=run.status).wire())
 
 
 @routes.get("/chat/<process_id>/events")
@@ -64,8 +74,8 @@ async def interrupt(process_id: str) -> Response:
     run = current_gateway().registry.get(run_id_of(process_id))
     await raw_body()  # whatever was sent is ignored, but read: the connection stays usable
     await run.interrupt()
-    body = {"process_id": run.run_id, "status": str(run.status), "forced": run.interrupt_forced}
-    return json_response(body)
+    body = Interrupted(process_id=run.run_id, status=run.status, forced=run.interrupt_forced)
+    return json_response(body.wire())
 
 
 @routes.post("/chat/<process_id>/messages")
@@ -75,14 +85,14 @@ async def follow_up(process_id: str) -> Response:
     run = gateway.registry.get(run_id_of(process_id))
     message = await off_loop(partial(parse_body, model=FollowUp), await raw_body(), gateway.parsers)
     ahead = run.follow_up(message.prompt)
-    return json_response({"process_id": run.run_id, "ahead": ahead}, 202)
+    return json_response(FollowUpAccepted(process_id=run.run_id, ahead=ahead).wire(), 202)
 
 
 @routes.get("/chat/<process_id>/approvals")
 async def approvals(process_id: str) -> Response:
     """List the run's approvals waiting for an answer."""
     pending = current_gateway().registry.get(run_id_of(process_id)).approvals()
-    return json_response({"approvals": pending, "count": len(pending)})
+    return json_response(Approvals(approvals=pending, count=len(pending)).wire())
 
 
 @routes.post("/chat/<process_id>/approvals/<approval_id>")
@@ -94,14 +104,15 @@ async def answer(process_id: str, approval_id: str) -> Response:
         partial(parse_body, model=ApprovalAnswer), await raw_body(), gateway.parsers
     )
     approval = run.answer(approval_id, reply.behavior, reply.updated_input, reply.message)
-    return json_response({"approval_id": approval.approval_id, "answer": approval.answer})
+    answered = ApprovalAnswered(approval_id=approval.approval_id, answer=reply.behavior)
+    return json_response(answered.wire())
 
 
 @routes.get("/processes")
 async def processes() -> Response:
     """List the live runs and the finished detached ones, oldest first."""
     runs = [run.describe() for run in current_gateway().registry.runs()]
-    return json_response({"processes": runs, "count": len(runs)})
+    return json_response(Processes(processes=runs, count=len(runs)).wire())
 
 
 def _event_stream(
@@ -157,21 +168,24 @@ _DOCUMENT_STATUS = {
 def run_document(run: Run, lines: list[bytes]) -> tuple[dict[str, Any], int]:
     """Return the ``stream: false`` answer for a finished run, and its HTTP status."""
     state = run.state
-    body: dict[str, Any] = {
-        "process_id": run.run_id,
-        "session_id": state.session_id,
-        "status": str(state.status),
-        "exit_code": state.exit_code,
-        "result": state.result,
-        "messages": [_parsed(line) for line in lines],
-    }
+    failure: dict[str, Any] = {}
     if state.error is not None:
-        error = state.error.wire()
-        body = {"detail": error["message"], "code": error["code"], **body}
-        body["error"] = error
+        failure = {"detail": state.error.message, "code": state.error.code, "error": state.error}
     elif state.status is Status.CANCELLED:
-        body = {"detail": "the run was cancelled", "code": "cancelled", **body}
-    return body, _DOCUMENT_STATUS.get(state.status, 500)
+        failure = {"detail": "the run was cancelled", "code": ErrorCode.CANCELLED}
+    # Built unchecked, and the messages added after: they may be 64 MiB, the CLI's
+    # own, and a model would only copy them.
+    document = Document.model_construct(
+        process_id=run.run_id,
+        session_id=state.session_id,
+        status=state.status,
+        exit_code=state.exit_code,
+        result=state.result,
+        messages=[],
+        **failure,
+    ).wire()
+    document["messages"] = [_parsed(line) for line in lines]
+    return document, _DOCUMENT_STATUS.get(state.status, 500)
 
 
 def _parsed(line: bytes) -> Any:

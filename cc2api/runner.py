@@ -52,11 +52,12 @@ from .launch import Launch, remove_folder
 from .limits import RunLimits
 from .models import ChatRequest
 from .policy import Plan
-from .record import RunState, timestamp
+from .record import RunState
 from .routing import Document, OutputRouter
 from .slots import Slot
 from .supervisor import Supervisor, emitter
-from .wire import Status
+from .wire import Approval as WireApproval
+from .wire import Process, ProcessEvent, Status
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class Run:
             on_finish=weakly(self._finished),
         )
         self.finished = self._supervisor.finished
-        emitter(self._log)("process", {"process_id": self.run_id})
+        emitter(self._log)(ProcessEvent.event, ProcessEvent(process_id=self.run_id).wire())
 
     # -- what the HTTP side asks -----------------------------------------
 
@@ -213,9 +214,9 @@ class Run:
             raise RunEnded(f"run {self.run_id} has ended or is ending ({self.status})")
         return self._conversation.follow_up(prompt)
 
-    def approvals(self) -> list[dict[str, Any]]:
+    def approvals(self) -> list[WireApproval]:
         """Return the approvals waiting for an answer, oldest first."""
-        return [approval.describe() for approval in self._conversation.pending()]
+        return [approval.to_wire() for approval in self._conversation.pending()]
 
     def answer(
         self,
@@ -261,23 +262,23 @@ class Run:
         log.warning("run %s: nobody read its stream; cancelling", self.run_id)
         self.stream_closed()
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> Process:
         """Return the run as ``GET /processes`` lists it."""
         state = self.state
-        return {
-            "process_id": self.run_id,
-            "pid": self.pid,
-            "cwd": self.request.cwd,
-            "model": self.request.model,
-            "session_id": state.session_id,
-            "started_at": timestamp(state.started_at),
-            "status": str(state.status),
-            "queue_position": self._slot.position,
-            "detached": self.detached,
-            "finished_at": timestamp(state.finished_at),
-            "last_event_id": self._log.last_id,
-            "pending_approvals": len(self._conversation.pending()),
-        }
+        return Process(
+            process_id=self.run_id,
+            pid=self.pid,
+            cwd=self.request.cwd,
+            model=self.request.model,
+            session_id=state.session_id,
+            started_at=state.started_at,
+            status=state.status,
+            queue_position=self._slot.position,
+            detached=self.detached,
+            finished_at=state.finished_at,
+            last_event_id=self._log.last_id,
+            pending_approvals=len(self._conversation.pending()),
+        )
 
     async def supervise(self) -> None:
         """Run the CLI to its end and settle the run (see :meth:`Supervisor.supervise`).

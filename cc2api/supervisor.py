@@ -14,12 +14,12 @@ from .cli_tasks import CliTasks
 from .conversation import Conversation
 from .eventlog import EventLog
 from .launch import remove_folder
-from .outcome import Happened, RunError, decide
+from .outcome import Happened, decide
 from .policy import Plan
 from .record import RunState
 from .slots import Slot
 from .sse import frame_json
-from .wire import ErrorCode, Status
+from .wire import DoneEvent, ErrorCode, Event, QueuedEvent, RunFailure, Status
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Supervisor:
         self._on_session = on_session
         self._on_finish = on_finish
         self._timed_out = False
-        self._error: RunError | None = None  # the gateway's own failure
+        self._error: RunFailure | None = None  # the gateway's own failure
         self.finished = trio.Event()
 
     async def supervise(self) -> None:
@@ -86,7 +86,7 @@ class Supervisor:
                     await self._run_in_folder()
                 except* Exception:
                     log.exception("run %s: internal error", self.state.run_id)
-                    self._error = RunError(
+                    self._error = RunFailure(
                         ErrorCode.INTERNAL_ERROR,
                         "the gateway failed while running the CLI; see its log",
                     )
@@ -110,12 +110,10 @@ class Supervisor:
     async def _wait_for_slot(self) -> None:
         if not self._slot.granted:
             slots = self._slot.slots
-            queued = {
-                "position": self._slot.position,
-                "running": slots.running,
-                "max_concurrent_runs": slots.limit,
-            }
-            self._emit("queued", queued)
+            queued = QueuedEvent(
+                position=self._slot.position, running=slots.running, max_concurrent_runs=slots.limit
+            )
+            self._emit(queued.event, queued.wire())
             await self._slot.wait()
         if self.state.status is Status.QUEUED:
             self.state.status = Status.RUNNING
@@ -170,14 +168,14 @@ class Supervisor:
         # Added whatever the readers' pace: a reader that stalls can neither lose
         # them nor hold up the teardown.
         state = self.state
-        done = {
-            "process_id": state.run_id,
-            "status": str(state.status),
-            "exit_code": state.exit_code,
-            "session_id": state.session_id,
-            "duration_ms": duration_ms,
-        }
+        done = DoneEvent(
+            process_id=state.run_id,
+            status=state.status,
+            exit_code=state.exit_code,
+            session_id=state.session_id,
+            duration_ms=duration_ms,
+        )
         if state.error is not None:
-            self._emit("error", state.error.wire())
-        self._emit("done", done)
+            self._emit(state.error.event, state.error.wire())
+        self._emit(done.event, done.wire())
         self._events.close()
