@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
 from cc2api.claims import Claims
+from cc2api.confinement import ConfineSetup
+from cc2api.conversation import HeldBytes
 from cc2api.errors import SessionBusy
+from cc2api.models import ChatRequest
+from cc2api.policy import Policy
 from cc2api.retention import Retention
-from cc2api.store import EventBatch, InMemoryStore, RunRecord
+from cc2api.runner import Run, RunLimits
+from cc2api.slots import Slots
+from cc2api.store import EventBatch, InMemoryStore, RunRecord, record_of
+
+from .helpers import FAKE_CLAUDE, make_settings
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -187,3 +196,59 @@ class TestInMemoryStore:
             store.claim("b", [S1], "q")
         store.release("a")
         assert store.holder(S1) is None
+
+
+def unstarted_run(body: dict[str, object]) -> Run:
+    """A run of ``body`` as the registry builds it, never supervised (no process)."""
+    request = ChatRequest.model_validate(body)
+    return Run(
+        process_id="r1",
+        request=request,
+        plan=Policy(make_settings(), {}, euid=1000).plan(request),
+        claude=FAKE_CLAUDE,
+        environ={},
+        limits=RunLimits(),
+        slot=Slots(1, 0).take(),
+        held_total=HeldBytes(1 << 20),
+        confine=ConfineSetup(Path("/nonexistent")),
+        on_session=lambda run, session: None,
+        on_finish=lambda run: None,
+        reap=lambda: None,
+    )
+
+
+class TestRunRecord:
+    async def test_a_record_keeps_the_options_but_never_the_prompts(self) -> None:
+        """A run's record names its options, but not its prompt, system prompt or MCP config."""
+        run = unstarted_run(
+            {
+                "prompt": "the secret prompt",
+                "cwd": "/w",
+                "model": "sonnet",
+                "max_turns": 3,
+                "system_prompt": "the secret system prompt",
+                "mcp_config": ['{"mcpServers": {"x": {"command": "secret"}}}'],
+            }
+        )
+        record = record_of(run)
+        assert (record.run_id, record.cwd, record.model, record.status) == (
+            "r1",
+            "/w",
+            "sonnet",
+            "running",
+        )
+        assert record.options == {"max_turns": 3}
+        assert "secret" not in repr(record)
+
+    async def test_result_figures_of_the_wrong_type_are_left_out(self) -> None:
+        """A figure of the CLI's result line is recorded only when its type is the expected one."""
+        run = unstarted_run({"prompt": "p", "cwd": "/w"})
+        run.result = {"total_cost_usd": 1, "num_turns": "3", "duration_api_ms": True, "usage": {}}
+        run.error = {"code": "cli_failed", "message": 7}
+        record = record_of(run)
+        assert (record.total_cost_usd, record.num_turns, record.duration_api_ms) == (
+            1.0,
+            None,
+            None,
+        )
+        assert (record.usage, record.error_code, record.error_message) == ({}, "cli_failed", None)
