@@ -17,6 +17,7 @@ from quart_trio import QuartTrio
 from .docs_assets import SERVED, SPECS
 from .errors import NotFound, Unavailable
 from .openapi import openapi_document
+from .wire import ErrorCode
 
 PUBLIC_PREFIXES = ("/docs", "/redoc", "/openapi.json")
 # Only these files are served, each from its package.

@@ -138,12 +138,15 @@ class Gateway:
         """
         claude = self.claude
         if not claude.usable or claude.path is None:
-            raise Unavailable(f"cannot start runs: {claude.problem}", code=ErrorCode.CLI_UNAVAILABLE)
+            raise Unavailable(
+                f"cannot start runs: {claude.problem}", code=ErrorCode.CLI_UNAVAILABLE
+            )
         plan = self.policy.plan(chat)
         check_folders(chat)
         if plan.confined and self.confinement_problem is not None:
             raise Unavailable(
-                f"cannot start runs: {self.confinement_problem}", code=ErrorCode.CONFINEMENT_UNAVAILABLE
+                f"cannot start runs: {self.confinement_problem}",
+                code=ErrorCode.CONFINEMENT_UNAVAILABLE,
             )
         # Files are read only now that the rules have allowed them.
         plan = replace(plan, configs=await load_configs(chat))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Mapping
 
 import trio
@@ -11,16 +10,19 @@ import trio
 from .cli_args import cli_environment
 from .confinement import ConfineSetup
 from .conversation import HeldBytes
-from .errors import NotFound, SessionBusy, Unavailable
+from .errors import NotFound, Unavailable
 from .launch import Launch
 from .limits import RunLimits
 from .models import ChatRequest
 from .policy import Plan
 from .proctree import become_subreaper, reap_zombie_children
+from .retention import Retention
 from .runner import Run
 from .sessions import config_dir, project_key
 from .settings import Settings
 from .slots import Slots
+from .store import InMemoryStore, Store, record_of
+from .wire import ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,12 @@ def _continues(request: ChatRequest) -> bool:
 
 
 class Registry:
-    """Starts, finds, cancels and drains runs; one per app."""
+    """Starts, finds, cancels and drains runs; one per app.
+
+    It holds the live :class:`Run` objects, by run id: every run from its start to
+    its end, and finished detached runs while :class:`Retention` keeps them. Records
+    and session claims go through the :class:`Store`.
+    """
 
     def __init__(
         self,
@@ -42,20 +49,21 @@ class Registry:
         environ: Mapping[str, str],
         *,
         limits: RunLimits | None = None,
+        store: Store | None = None,
     ) -> None:
         self._settings = settings
         self._environ = cli_environment(environ)
         # A run's scheduled prompts (CronCreate) would fire in whatever later run has its
         # input open: off unless the operator turns them on in the server's environment.
         self._environ.setdefault("CLAUDE_CODE_DISABLE_CRON", "1")
-        self._runs: dict[str, Run] = {}
-        self._sessions: dict[str, str] = {}  # session id -> the live run holding it
-        self._projects: dict[str, set[str]] = {}  # project key -> its live runs
-        self._project_of: dict[str, str] = {}  # live run -> its project key
-        self._claims_of: dict[str, list[str]] = {}  # live run -> the sessions it holds
-        self._retained: deque[str] = deque()  # finished detached runs, oldest first
-        # Each keeps up to RUN_BUFFER_BYTES of events: their number is bounded too.
-        self._retain_limit = settings.max_concurrent_runs + settings.max_queued_runs
+        self._store: Store = InMemoryStore() if store is None else store
+        self._runs: dict[str, Run] = {}  # run id -> run, oldest first
+        # Each kept run holds up to RUN_BUFFER_BYTES of events: their number is bounded too.
+        self._retention = Retention(
+            settings.detached_ttl_seconds,
+            settings.max_concurrent_runs + settings.max_queued_runs,
+            self._evict,
+        )
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self._reaping = False
@@ -70,21 +78,44 @@ class Registry:
         """Own the runs' nursery until cancelled.
 
         Cancellation: cancelling this task cancels every run; each tears its
-        process tree down (shielded, bounded) before this returns.
+        process tree down (shielded, bounded) before this returns. Retained runs
+        are let go. The store's writer outlives the runs, so their last records are
+        queued before it flushes (shielded, bounded by the store).
         """
         self._reaping = become_subreaper()
         if not self._reaping:
             log.warning("could not become a child subreaper; orphans are left to init")
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            task_status.started()
+        for lost in await self._store.recover():
+            log.warning("run %s was live when the gateway stopped: now lost", lost.run_id)
+        # Shielded so that a cancellation of this task reaches the writer only once
+        # the runs are gone, through writing.cancel() below.
+        writing = trio.CancelScope(shield=True)
+        async with trio.open_nursery() as outer:
+            await outer.start(self._write, writing)
             try:
-                while True:
-                    await trio.sleep(REAP_INTERVAL_SECONDS)
-                    self.reap()
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(self._retention.serve)
+                    self._nursery = nursery
+                    task_status.started()
+                    try:
+                        while True:
+                            await trio.sleep(REAP_INTERVAL_SECONDS)
+                            self.reap()
+                    finally:
+                        self._closing = True
+                        self._nursery = None
+                        self._retention.close()  # at once: no run is kept past the registry
             finally:
-                self._closing = True
-                self._nursery = None
+                writing.cancel()
+
+    async def _write(
+        self,
+        scope: trio.CancelScope,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        with scope:
+            await self._store.serve(task_status=task_status)
 
     @property
     def environ(self) -> dict[str, str]:
@@ -111,65 +142,58 @@ class Registry:
             log.exception("reaping orphans failed")
 
     def start(self, request: ChatRequest, plan: Plan, launch: Launch) -> Run:
-        """Register a run and start its supervisor; the run's stream is ``run.events``.
+        """Claim the request's sessions, register a run and start its supervisor.
+
+        The run's events are read through ``run.attach_reader()``; it is found by
+        :meth:`get` under ``run.run_id`` (its run id) until it is let go.
 
         Raises:
             Unavailable: the gateway is shutting down.
-            SessionBusy: a live run is using ``request.session_id``.
+            SessionBusy: a live run is using ``request.session_id`` or
+                ``request.new_session_id``, or is live in the project a
+                ``continue_conversation`` would share.
             QueueFull: MAX_CONCURRENT_RUNS run and MAX_QUEUED_RUNS wait already.
         """
         if not self.serving or self._nursery is None:
-            raise Unavailable("the server is shutting down", code="shutting_down")
-        claims = [s for s in (request.session_id, request.new_session_id) if s is not None]
-        for claim in claims:
-            if claim in self._sessions:
-                raise SessionBusy(
-                    f"session {claim} is in use by run {self._sessions[claim]}; "
-                    "wait for it to end or cancel it"
-                )
-        project = project_key(request.cwd)
+            raise Unavailable("the server is shutting down", code=ErrorCode.SHUTTING_DOWN)
+        run_id = launch.run_id
+        sessions = [s for s in (request.session_id, request.new_session_id) if s is not None]
         # --continue picks the project's most recent session, which may be a live run's.
-        live_here = self._projects.get(project)
-        if _continues(request) and live_here:
-            blocker = next(iter(live_here))
-            raise SessionBusy(
-                f"run {blocker} is live in the project of {request.cwd}, which "
-                "continue_conversation would share; wait for it to end, cancel it, or "
-                "use fork_session"
+        continue_from = request.cwd if _continues(request) else None
+        self._store.claim(run_id, sessions, project_key(request.cwd), continue_from=continue_from)
+        try:
+            slot = self.slots.take()
+            run = Run(
+                request=request,
+                plan=plan,
+                launch=launch,
+                limits=self._limits,
+                slot=slot,
+                held_total=self.held,
+                confine=self._confine,
+                on_session=self._claim_session,
+                on_finish=self._forget,
+                reap=self.reap,
             )
-        slot = self.slots.take()
-        run = Run(
-            request=request,
-            plan=plan,
-            launch=launch,
-            limits=self._limits,
-            slot=slot,
-            held_total=self.held,
-            confine=self._confine,
-            on_session=self._claim_session,
-            on_finish=self._forget,
-            reap=self.reap,
-        )
-        self._runs[run.run_id] = run
-        for claim in claims:
-            self._sessions[claim] = run.run_id
-        self._claims_of[run.run_id] = claims
-        self._projects.setdefault(project, set()).add(run.run_id)
-        self._project_of[run.run_id] = project
-        self._nursery.start_soon(run.supervise, name=f"run {run.run_id}")
+        except BaseException:  # the claims are the run's: it never started
+            self._store.release(run_id)
+            raise
+        self._runs[run_id] = run
+        self._store.save_run(record_of(run))
+        self._nursery.start_soon(run.supervise, name=f"run {run_id}")
         if not run.detached and request.stream:
             self._nursery.start_soon(run.cancel_unless_read, self._limits.reader_timeout)
         return run
 
-    def get(self, process_id: str) -> Run:
+    def get(self, run_id: str) -> Run:
         """Return the run with this id: live, or finished and detached within its TTL.
 
         Raises:
-            NotFound: no such run (or it has been evicted).
+            NotFound: no such run (or it has been let go).
         """
-        run = self._runs.get(process_id)
+        run = self._runs.get(run_id)
         if run is None:
-            raise NotFound(f"no active process {process_id}", code="process_not_found")
+            raise NotFound(f"no active process {run_id}", code=ErrorCode.PROCESS_NOT_FOUND)
         return run
 
     def runs(self) -> list[Run]:
@@ -180,15 +204,15 @@ class Registry:
         """Return the runs that have not finished, oldest first."""
         return [run for run in self._runs.values() if not run.finished.is_set()]
 
-    async def cancel(self, process_id: str) -> Run:
+    async def cancel(self, run_id: str) -> Run:
         """Cancel a run and return once its processes are gone and it is deregistered.
 
         Raises:
-            NotFound: no live run has this id.
+            NotFound: no run has this id.
 
         Cancellation: cancelling the caller stops the wait, not the teardown.
         """
-        run = self.get(process_id)
+        run = self.get(run_id)
         run.cancel()
         await run.finished.wait()
         return run
@@ -206,36 +230,20 @@ class Registry:
             await run.finished.wait()
 
     def _claim_session(self, run: Run, session_id: str) -> None:
-        owner = self._sessions.setdefault(session_id, run.run_id)
-        if owner == run.run_id:
-            self._claims_of.setdefault(run.run_id, []).append(session_id)
-        else:
-            log.warning("runs %s and %s both use session %s", owner, run.run_id, session_id)
+        holder = self._store.claim_later(run.run_id, session_id)
+        if holder != run.run_id:
+            log.warning("runs %s and %s both use session %s", holder, run.run_id, session_id)
+        self._store.save_run(record_of(run))
 
     def _forget(self, run: Run) -> None:
         # A detached run stays readable for a while; its session is free at once.
-        ttl = self._settings.detached_ttl_seconds
-        if run.detached and ttl > 0 and self._nursery is not None:
-            self._retained.append(run.run_id)
-            while len(self._retained) > self._retain_limit:
-                self._runs.pop(self._retained.popleft(), None)
-            self._nursery.start_soon(self._evict_later, run, ttl)
-        else:
-            self._runs.pop(run.run_id, None)
-        project = self._project_of.pop(run.run_id, None)
-        if project is not None:
-            live = self._projects[project]
-            live.discard(run.run_id)
-            if not live:
-                del self._projects[project]
-        for session in self._claims_of.pop(run.run_id, ()):
-            if self._sessions.get(session) == run.run_id:
-                del self._sessions[session]
-        log.info("run %s ended: %s", run.run_id, run.status)
+        run_id = run.run_id
+        self._store.release(run_id)
+        self._store.save_run(record_of(run))
+        if not (run.detached and self._retention.keep(run_id)):
+            self._evict(run_id)
+        log.info("run %s ended: %s", run_id, run.status)
 
-    async def _evict_later(self, run: Run, ttl: float) -> None:
-        try:
-            await trio.sleep(ttl)
-        finally:  # at shutdown too: nothing is kept past the registry
-            if self._runs.pop(run.run_id, None) is not None:
-                self._retained.remove(run.run_id)
+    def _evict(self, run_id: str) -> None:
+        if self._runs.pop(run_id, None) is not None:
+            self._store.evict(run_id)

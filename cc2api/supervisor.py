@@ -6,7 +6,7 @@ import logging
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -19,7 +19,7 @@ from .policy import Plan
 from .record import RunState
 from .slots import Slot
 from .sse import frame_json
-from .wire import DoneEvent, ErrorCode, Event, QueuedEvent, RunFailure, Status
+from .wire import DoneEvent, ErrorCode, FinalStatus, QueuedEvent, RunFailure, Status
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class Supervisor:
         state = self.state
         done = DoneEvent(
             process_id=state.run_id,
-            status=state.status,
+            status=cast("FinalStatus", state.status),  # settled: final
             exit_code=state.exit_code,
             session_id=state.session_id,
             duration_ms=duration_ms,

@@ -104,7 +104,7 @@ async def test_run_with_a_reader_is_not_cancelled(
         assert run.status is Status.RUNNING
         run.cancel()
         await drain(events)
-        assert run.describe()["status"] == "cancelled"
+        assert run.describe().status == "cancelled"
 
 
 async def test_cancel_after_the_end_keeps_the_final_status(
