@@ -4,21 +4,36 @@ Every fake opens a FIFO that the benchmark holds open for writing, prints its in
 line and waits for EOF on the FIFO. Once every stream has its init event, the
 gateway's memory is read (all streams open, nothing flowing), the FIFO is closed, and
 all fakes print their lines at once, one write per line, as the CLI does.
+
+The reference is the same number of fakes, gated the same way, spawned directly and
+read straight from their pipes by one thread (a poll loop and blocking reads).
 """
 
 from __future__ import annotations
 
 import os
+import selectors
+import subprocess
 import time
 from functools import partial
+from pathlib import Path
 
 import trio
 
 from .client import Connection, ConnectionClosed
 from .common import Bench, Tally, chat_request
-from .fake import INIT_LINE, RESULT_LINE, SESSION, assistant_line, message_frames_bytes
+from .fake import (
+    INIT_LINE,
+    READ_BYTES,
+    RESULT_LINE,
+    SESSION,
+    assistant_line,
+    message_frames_bytes,
+    read_first_line,
+    spawn,
+)
 from .servers import Server, start_gateway, stop
-from .table import Row, kib
+from .table import Row, kib, ratio
 
 # Connections opened at once: Hypercorn's listen backlog is 100, and a burst past it
 # would measure SYN retransmits rather than the gateway.
@@ -91,6 +106,40 @@ async def sample_peak(server: Server, peak: list[int]) -> None:
         await trio.sleep(SAMPLE_SECONDS)
 
 
+def direct(folder: Path, count: int, lines: int, pad: int) -> float:
+    """Return the events/s of ``count`` gated fakes read straight from their pipes."""
+    gate_path = folder / "direct-gate"
+    os.mkfifo(gate_path)
+    gate = os.open(gate_path, os.O_RDWR)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(count):
+            procs.append(spawn(f"gate {gate_path} {lines} {pad}", folder, close_stdin=True))
+        for proc in procs:
+            read_first_line(proc)  # its init line: the fake waits on the gate now
+        with selectors.DefaultSelector() as selector:
+            for proc in procs:
+                assert proc.stdout is not None  # noqa: S101 (PIPE)
+                selector.register(proc.stdout.fileno(), selectors.EVENT_READ)
+            start = time.perf_counter()
+            os.close(gate)
+            gate = -1
+            while selector.get_map():
+                for key, _ in selector.select():
+                    if not os.read(key.fd, READ_BYTES):
+                        selector.unregister(key.fd)
+            elapsed = time.perf_counter() - start
+    finally:
+        if gate >= 0:
+            os.close(gate)
+        for proc in procs:
+            if proc.stdout is not None:
+                proc.stdout.close()
+            proc.kill()
+            proc.wait()
+    return count * (lines + 1) / elapsed
+
+
 async def measure(bench: Bench, count: int) -> list[Row]:
     """Run ``count`` streams at once on a fresh gateway; return the figure's rows."""
     folder = bench.folder / f"parallel-{count}"
@@ -147,9 +196,17 @@ async def measure(bench: Bench, count: int) -> list[Row]:
     if timeout.cancelled_caught:
         return [completed]
     events = streams.completed * (lines + 1)  # each stream's lines and result, once released
+    reference = await trio.to_thread.run_sync(direct, folder, count, lines, pad)
+    rate = events / elapsed
     return [
         completed,
-        Row(f"{name}: events/s", f"{events / elapsed:,.0f}", f"{events:,} events"),
+        Row(
+            f"{name}: events/s",
+            f"{rate:,.0f}",
+            f"{reference:,.0f} direct",
+            ratio(rate, reference),
+            "aim 0.9",
+        ),
         Row(f"{name}: memory/stream open", kib((held - idle) / count), f"idle RSS {kib(idle)}"),
         Row(
             f"{name}: memory/stream peak", kib((peak[0] - idle) / count), f"{lines} x {pad} B lines"

@@ -3,6 +3,32 @@
 from __future__ import annotations
 
 
+def marked(lines: list[bytes], markers: tuple[bytes, ...], head_bytes: int) -> list[int]:
+    """Return, in order, the indices of the lines whose first ``head_bytes`` hold a marker.
+
+    The heads are searched as one, in C: a batch without a marker costs one join and
+    one search per marker, and one with markers a search per marked line.
+    """
+    if not lines:
+        return []
+    heads = b"\n".join([line[:head_bytes] for line in lines])
+    found: set[int] = set()
+    for marker in markers:
+        if b"\n" in marker:
+            raise ValueError("a marker cannot hold a newline")
+        at = heads.find(marker)
+        while at >= 0:
+            # Newlines only separate heads, so those before the hit number its line.
+            index = heads.count(b"\n", 0, at)
+            found.add(index)
+            # The next hit, if any, is in a later line: skip past this head.
+            end = heads.find(b"\n", at)
+            if end < 0:
+                break
+            at = heads.find(marker, end + 1)
+    return sorted(found)
+
+
 class LineTooLong(Exception):
     """Raised when a line grows past the framer's limit before its newline arrives."""
 
@@ -36,9 +62,12 @@ class LineFramer:
                 raise LineTooLong(self._max, [])
             return []
         lines = chunk.split(b"\n")
+        fits = len(self._partial) + len(chunk) <= self._max  # then no line can be too long
         if self._partial:  # only the line that began earlier is copied, not the chunk
             lines[0] = bytes(self._partial) + lines[0]
         self._partial = bytearray(lines.pop())
+        if fits:
+            return lines
         for index, line in enumerate(lines):
             if len(line) > self._max:
                 raise LineTooLong(self._max, lines[:index])

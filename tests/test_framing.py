@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cc2api.framing import LineFramer, LineTooLong
+from cc2api.framing import LineFramer, LineTooLong, marked
 
 
 def frame_all(chunks: list[bytes], limit: int = 1 << 20) -> list[bytes]:
@@ -50,6 +50,14 @@ class TestLineFramer:
         with pytest.raises(LineTooLong):
             framer.feed(b"x" * 100)
 
+    def test_line_over_limit_across_chunks_raises(self) -> None:
+        """A line that outgrows the limit only with its earlier part is refused."""
+        framer = LineFramer(1024)
+        assert framer.feed(b"a\n" + b"x" * 600) == [b"a"]
+        with pytest.raises(LineTooLong) as caught:
+            framer.feed(b"x" * 600 + b"\nb\n")
+        assert caught.value.before == []
+
     def test_lines_before_the_long_one_are_kept(self) -> None:
         """The complete lines ahead of an overlong one are handed over with the error."""
         framer = LineFramer(1024)
@@ -73,3 +81,44 @@ class TestLineFramer:
             chunks.append(data[pos : pos + step])
             pos, i = pos + step, i + 1
         assert frame_all(chunks) == lines
+
+
+MARKERS = (b'"init"', b'"result"', b'"control_')
+
+
+class TestMarked:
+    def test_finds_the_lines_whose_head_names_a_marker(self) -> None:
+        """Only a marker within the head counts, and each line is named once, in order."""
+        lines = [
+            b'{"type":"assistant","text":"a \\"result\\" later"}',
+            b'{"type":"result","result":"x"}',
+            b'{"type":"system","subtype":"init"}',
+            b'{"type":"control_request","init":"result"}',
+        ]
+        assert marked(lines, MARKERS, 64) == [1, 2, 3]
+        assert marked(lines, MARKERS, 17) == [1, 3]
+        assert marked([], MARKERS, 64) == []
+        assert marked([b"plain", b""], MARKERS, 64) == []
+
+    def test_a_marker_cannot_hold_a_newline(self) -> None:
+        """Heads are joined with newlines: such a marker could match across two."""
+        with pytest.raises(ValueError, match="newline"):
+            marked([b"a"], (b"a\nb",), 64)
+
+    @given(
+        st.lists(
+            st.lists(st.sampled_from([*MARKERS, b"x", b'"', b" ", b"\xff", b"r" * 20])).map(
+                b"".join
+            ),
+            max_size=8,
+        ),
+        st.integers(min_value=1, max_value=80),
+    )
+    def test_is_a_search_of_each_head(self, lines: list[bytes], head_bytes: int) -> None:
+        """It answers as a search of every line's head for every marker would."""
+        expected = [
+            index
+            for index, line in enumerate(lines)
+            if any(marker in line[:head_bytes] for marker in MARKERS)
+        ]
+        assert marked(lines, MARKERS, head_bytes) == expected
