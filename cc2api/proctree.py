@@ -145,13 +145,22 @@ def _has_marker(pid: int, marker: bytes) -> bool:
 
 
 def _children_of(me: int) -> set[int]:
-    listings = list((_PROC / str(me) / "task").glob("*/children"))
-    if not listings:  # a kernel without CONFIG_PROC_CHILDREN: look at every process
-        return {info.pid for info in _snapshot().values() if info.ppid == me}
+    # Plain listdir and open(), as in _snapshot: this runs on the event loop at every
+    # run's end, and a gateway tearing many runs down has as many worker threads.
+    tasks = f"{_PROC}/{me}/task"
+    try:
+        tids = os.listdir(tasks)
+    except OSError:
+        tids = []
     children: set[int] = set()
-    for listing in listings:
-        with contextlib.suppress(OSError):
-            children.update(int(pid) for pid in listing.read_text().split())
+    listed = False
+    for tid in tids:
+        raw = _read(f"{tasks}/{tid}/children")
+        if raw is not None:
+            listed = True
+            children.update(int(pid) for pid in raw.split())
+    if not listed:  # a kernel without CONFIG_PROC_CHILDREN: look at every process
+        return {info.pid for info in _snapshot().values() if info.ppid == me}
     return children
 
 

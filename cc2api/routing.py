@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .eventlog import EventLog
-from .framing import LineFramer, LineTooLong
+from .framing import LineFramer, LineTooLong, marked
 from .sse import frame_messages
 
 # Only lines whose start names one of these are parsed; the rest pass untouched.
@@ -109,13 +109,13 @@ class OutputRouter:
             return
         ascii_only = chunk is not None and chunk.isascii() and lines[0].isascii()
         plain = chunk is not None and b"\r" not in chunk and b"\r" not in lines[0]
-        suspects = {id(line) for line in _suspects(lines)}
+        suspects = marked(lines, _INSPECT_MARKERS, HEAD_BYTES)
         if not suspects:
             await self._log_lines(lines, ascii_only=ascii_only, plain=plain)
             return
         start = 0
-        for index, line in enumerate(lines):
-            head = _parse_head_line(line) if id(line) in suspects else None
+        for index in suspects:
+            head = _parse_head_line(lines[index])
             if head is None:
                 continue
             kind = head.get("type")
@@ -135,14 +135,6 @@ class OutputRouter:
         await self._log.append(
             lambda first_id: (frame_messages(first_id, lines, plain=plain), len(lines))
         )
-
-
-def _suspects(lines: list[bytes]) -> list[bytes]:
-    """Return the lines whose head names a marker: the heads are searched as one."""
-    heads = b"\n".join([line[:HEAD_BYTES] for line in lines])
-    if not any(marker in heads for marker in _INSPECT_MARKERS):
-        return []
-    return [line for line in lines if any(m in line[:HEAD_BYTES] for m in _INSPECT_MARKERS)]
 
 
 def _parse_head_line(line: bytes) -> dict[str, Any] | None:
