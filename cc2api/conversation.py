@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import math
 import uuid
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import trio
 
-from . import wire
-from .approval_rules import ApprovalRules, input_change_refusal
+from .approval_rules import ApprovalRules
+from .approvals import Approval, Approvals, Behavior, Emit, Outbox, control_line
 from .cli_args import user_message
-from .codes import ErrorCode
-from .errors import ApprovalAnswered, Forbidden, NotFound, RunEnded, TooManyMessages
-from .wire import REASON_FIELDS
+from .errors import RunEnded, TooManyMessages
 
-Behavior = Literal["allow", "deny"]
-Emit = Callable[[str, dict[str, Any]], None]
+__all__ = ["MAX_HELD_MESSAGES", "Approval", "Behavior", "Conversation", "HeldBytes"]
 # Follow-ups a run holds while a turn is in progress, at most; FOLLOWUP_MAX_BYTES and
 # FOLLOWUPS_TOTAL_MAX_BYTES bound their size, one run's and all runs' together.
 MAX_HELD_MESSAGES = 16
@@ -47,59 +39,6 @@ class HeldBytes:
         self.held -= size
 
 
-@dataclass
-class Approval:
-    """A tool call the CLI asked the gateway about (``can_use_tool``)."""
-
-    approval_id: str
-    request_id: str  # the CLI's id for its control request
-    tool_name: str
-    input: dict[str, Any]
-    suggestions: list[Any]
-    reasons: dict[str, str | None] = field(default_factory=dict)  # REASON_FIELDS
-    refused: str | None = None  # why the gateway refused it without asking anyone
-    requested_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    # allow, deny, refused (by the gateway), timeout, cancelled (by the CLI), expired
-    answer: str | None = None
-    timer: trio.CancelScope = field(default_factory=trio.CancelScope)  # the timeout's
-
-    def settle(self, answer: str) -> None:
-        """Record the answer, stop the timeout, and let go of the tool's input."""
-        self.answer = answer
-        self.timer.cancel()
-        self.input = {}
-
-    def describe(self) -> dict[str, Any]:
-        """Return the approval as the ``approval`` event and the listing show it."""
-        return self.to_wire().wire()
-
-    def to_wire(self) -> wire.Approval:
-        """Return the approval as the model of the ``approval`` event and the listing."""
-        return wire.Approval(
-            approval_id=self.approval_id,
-            tool_name=self.tool_name,
-            input=self.input,
-            suggestions=self.suggestions,
-            requested_at=self.requested_at,
-            **{name: self.reasons.get(name) for name in REASON_FIELDS},
-            refused=self.refused,
-        )
-
-    def answered(self, answer: wire.Verdict) -> dict[str, Any]:
-        """Settle the approval with ``answer``; return the ``approval_answered`` event's data."""
-        self.settle(answer)
-        return wire.ApprovalAnswered(approval_id=self.approval_id, answer=answer).wire()
-
-
-def _line(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-
-
-def _control_response(request_id: str, response: dict[str, Any]) -> bytes:
-    body = {"subtype": "success", "request_id": request_id, "response": response}
-    return _line({"type": "control_response", "response": body})
-
-
 class Conversation:
     """What the gateway says to the CLI on stdin, and what it makes of the CLI's replies.
 
@@ -119,22 +58,18 @@ class Conversation:
         held_total: HeldBytes,
         rules: ApprovalRules,
     ) -> None:
-        self._out, self.outgoing = trio.open_memory_channel[bytes](math.inf)
-        self._out.send_nowait(user_message(prompt))
+        self._outbox = Outbox()
+        self.outgoing = self._outbox.outgoing
+        self._outbox.write(user_message(prompt))
         self._turns = 1  # user messages sent and not yet answered with a result
         self._held: deque[bytes] = deque()  # follow-ups waiting for the current turn
         self._held_bytes = 0
         self._held_limit = held_limit
         self._held_total = held_total
-        self._rules = rules
         self._grace = followup_grace
-        self._approval_timeout = approval_timeout
-        self._emit = emit
+        self._approvals = Approvals(self._outbox, rules=rules, timeout=approval_timeout, emit=emit)
         self._acks: dict[str, trio.Event] = {}
         self._idle = trio.Event()  # no turn in progress: the grace runs
-        self._nursery: trio.Nursery | None = None
-        self.approvals: dict[str, Approval] = {}
-        self.input_closed = False
         self.interrupt_requested = False  # an interrupt was sent while a turn ran
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -144,7 +79,7 @@ class Conversation:
         """
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
+                self._approvals.nursery = nursery
                 task_status.started()
                 while True:
                     await self._idle.wait()
@@ -154,15 +89,14 @@ class Conversation:
                         self.close_input()
                         return
         finally:
-            self._nursery = None  # closed: no timer can start any more
+            self._approvals.nursery = None  # closed: no timer can start any more
 
     def close_input(self) -> None:
         """Close the CLI's stdin once what is queued has been written; idempotent."""
-        if not self.input_closed:
-            self.input_closed = True
-            self._out.close()
+        if not self._outbox.closed:
+            self._outbox.close()
             self._drop_held()
-            self._expire_pending("expired")
+            self._approvals.expire_pending("expired")
 
     def _drop_held(self) -> None:
         self._held.clear()
@@ -175,13 +109,19 @@ class Conversation:
         self._held_total.give(len(line))
         return line
 
-    def _expire_pending(self, answer: str) -> None:
-        for approval in self.pending():
-            approval.settle(answer)
+    @property
+    def input_closed(self) -> bool:
+        """Return whether the CLI's stdin is closed (or closing): nothing more is said."""
+        return self._outbox.closed
+
+    @property
+    def approvals(self) -> dict[str, Approval]:
+        """Return every approval of the run, by id."""
+        return self._approvals.by_id
 
     def pending(self) -> list[Approval]:
         """Return the approvals still waiting for an answer, oldest first."""
-        return [a for a in self.approvals.values() if a.answer is None]
+        return self._approvals.pending()
 
     # -- what the CLI says --------------------------------------------------
 
@@ -198,14 +138,11 @@ class Conversation:
             if isinstance(request_id, str) and request_id in self._acks:
                 self._acks.pop(request_id).set()
         elif kind == "control_cancel_request":  # the CLI withdrew a request of its own
-            withdrawn = line.get("request_id")
-            for approval in self.pending():
-                if approval.request_id == withdrawn:
-                    self._emit(wire.ApprovalAnswered.event, approval.answered("cancelled"))
+            self._approvals.withdraw(line.get("request_id"))
 
     def _turn_ended(self) -> None:
         self._turns = max(0, self._turns - 1)
-        self._expire_pending("expired")
+        self._approvals.expire_pending("expired")
         if self.interrupt_requested:
             self.close_input()
         elif self._held:
@@ -231,39 +168,9 @@ class Conversation:
                 "request_id": request_id,
                 "error": f"cc2api does not handle {request.get('subtype')!r} requests",
             }
-            self._write(_line({"type": "control_response", "response": body}))
+            self._write(control_line({"type": "control_response", "response": body}))
             return
-        tool_input = request.get("input")
-        suggestions = request.get("permission_suggestions")
-        approval = Approval(
-            approval_id=str(uuid.uuid4()),
-            request_id=request_id,
-            tool_name=str(request.get("tool_name", "")),
-            input=tool_input if isinstance(tool_input, dict) else {},
-            suggestions=suggestions if isinstance(suggestions, list) else [],
-            reasons={
-                name: value if isinstance(value := request.get(name), str) else None
-                for name in REASON_FIELDS
-            },
-            refused=self._rules.refusal(request),
-        )
-        self.approvals[approval.approval_id] = approval
-        self._emit(wire.Approval.event, approval.describe())
-        if approval.refused is not None:
-            message = f"cc2api refused this without asking anyone: {approval.refused}."
-            self._reply(approval, "deny", None, message, answer="refused")
-        elif self._approval_timeout > 0 and self._nursery is not None:
-            self._nursery.start_soon(self._expire, approval)
-
-    async def _expire(self, approval: Approval) -> None:
-        with approval.timer:
-            await trio.sleep(self._approval_timeout)
-        if approval.answer is None and not self.input_closed:
-            message = (
-                f"No answer within {self._approval_timeout:g} s: the request to use "
-                f"{approval.tool_name} timed out and was denied (nobody refused it)."
-            )
-            self._reply(approval, "deny", None, message, answer="timeout")
+        self._approvals.ask(request_id, request)
 
     # -- what clients ask ---------------------------------------------------
 
@@ -320,7 +227,7 @@ class Conversation:
         request_id = str(uuid.uuid4())
         acknowledged = self._acks[request_id] = trio.Event()
         request = {"type": "control_request", "request_id": request_id}
-        self._write(_line({**request, "request": {"subtype": "interrupt"}}))
+        self._write(control_line({**request, "request": {"subtype": "interrupt"}}))
         try:
             with trio.move_on_after(patience):
                 await acknowledged.wait()
@@ -336,48 +243,8 @@ class Conversation:
         updated_input: dict[str, Any] | None,
         message: str | None,
     ) -> Approval:
-        """Answer a pending approval.
-
-        Raises:
-            NotFound: the run never had such an approval.
-            ApprovalAnswered: it was answered already (or refused, timed out, or expired).
-            Forbidden: ``updated_input`` changes what the call would act on.
-        """
-        approval = self.approvals.get(approval_id)
-        if approval is None:
-            raise NotFound(
-                f"no approval {approval_id} in this run", code=ErrorCode.APPROVAL_NOT_FOUND
-            )
-        if approval.answer is not None or self.input_closed:
-            raise ApprovalAnswered(
-                f"approval {approval_id} was answered already: {approval.answer}"
-            )
-        if behavior == "allow" and updated_input is not None:
-            refusal = input_change_refusal(approval.tool_name, approval.input, updated_input)
-            if refusal is not None:
-                raise Forbidden(refusal, code=ErrorCode.UPDATED_INPUT_FORBIDDEN)
-        self._reply(approval, behavior, updated_input, message, answer=behavior)
-        return approval
-
-    def _reply(
-        self,
-        approval: Approval,
-        behavior: Behavior,
-        updated_input: dict[str, Any] | None,
-        message: str | None,
-        *,
-        answer: wire.Verdict,
-    ) -> None:
-        if behavior == "allow":
-            response: dict[str, Any] = {
-                "behavior": "allow",
-                "updatedInput": approval.input if updated_input is None else updated_input,
-            }
-        else:
-            response = {"behavior": "deny", "message": message or "Denied by the approver."}
-        self._write(_control_response(approval.request_id, response))
-        self._emit(wire.ApprovalAnswered.event, approval.answered(answer))
+        """Answer a pending approval (see :meth:`Approvals.answer` for what it raises)."""
+        return self._approvals.answer(approval_id, behavior, updated_input, message)
 
     def _write(self, line: bytes) -> None:
-        if not self.input_closed:
-            self._out.send_nowait(line)
+        self._outbox.write(line)
