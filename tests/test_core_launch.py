@@ -17,10 +17,8 @@ CLAUDE = Path("/usr/bin/claude-stand-in")
 RUN_ID = "5b0c5c4e-8f3e-4a53-9f0e-2d6f1b0e1a11"
 
 
-def launch_of(
-    body: dict[str, object], *, environ: dict[str, str] | None = None, **settings: object
-):  # type: ignore[no-untyped-def]
-    """The launch a gateway with ``settings`` builds for ``body``."""
+def launch_of(body: dict[str, object], *, environ: dict[str, str] | None = None) -> Launch:
+    """The launch a permissive gateway builds for ``body``."""
     request = ChatRequest.model_validate(body)
     plan = Policy(make_settings(), {}, euid=1000).plan(request)
     return plan_launch(
