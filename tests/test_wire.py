@@ -109,6 +109,13 @@ class TestApiMdTables:
             if ErrorCode(ticked(code)) in defaults:
                 assert int(status) == defaults[ErrorCode(ticked(code))], code
 
+    def test_status_table_lists_every_status_and_whether_it_is_final(self) -> None:
+        """API.md's status table names every Status, in order, each final exactly when it is."""
+        rows = [(ticked(name), final) for name, final, _ in table(["status", "final", "meaning"])]
+        assert [name for name, _ in rows] == [str(status) for status in Status]
+        for name, final in rows:
+            assert (final == "yes") is Status(name).final, name
+
     def test_final_statuses_are_the_ones_done_describes(self) -> None:
         """API.md's account of `done` names each final status, and no other."""
         text = paragraph("`status` in `done` is")
