@@ -187,6 +187,7 @@ class TestDetach:
         async def read() -> None:
             path = f"/chat/{process_id}/events"
             async with gw.client.stream("GET", path) as response:
+                assert response.status_code == 200, await response.aread()
                 async with aclosing(sse_events(response)) as stream:
                     events = []
                     async for event in stream:
