@@ -1,15 +1,26 @@
-"""Fixtures: fresh working folders and CLI homes, the scripted model, the real CLI."""
+"""Fixtures: fresh folders and CLI homes, the shared gateway, the scripted model, the real CLI."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import trio
 
-from .helpers import PINNED_CLI_VERSION, REAL_CLAUDE
+from .helpers import (
+    AUTH,
+    PINNED_CLI_VERSION,
+    REAL_CLAUDE,
+    Shared,
+    SharedServer,
+    listing,
+    make_settings,
+    serve_in_thread,
+)
 from .scripted_api import ScriptedAPI
 
 
@@ -27,6 +38,34 @@ def _fake_environ(tmp_path: Path) -> dict[str, str]:
     home = tmp_path / "home"
     home.mkdir()
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
+
+
+@pytest.fixture(scope="session", name="shared_server")
+def _shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedServer]:
+    """One gateway with default settings and the fake CLI, for every test that needs no other.
+
+    No login lockout: one address's wrong passwords in one test must not lock the
+    next tests out (tests/test_bad_input.py sends many on purpose).
+    """
+    home = tmp_path_factory.mktemp("shared-home")
+    workdir = tmp_path_factory.mktemp("shared-work")
+    environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
+    with serve_in_thread(make_settings(auth_max_failures=0), environ) as url:
+        yield SharedServer(url, home, workdir)
+
+
+@pytest.fixture(name="gw")
+async def _gw(shared_server: SharedServer) -> AsyncIterator[Shared]:
+    """A client of the session's gateway; runs the test left going are cancelled after it."""
+    async with httpx.AsyncClient(base_url=shared_server.url, auth=AUTH, timeout=60) as client:
+        yield Shared(shared_server.url, client, shared_server.home)
+        # The next test must find every slot free, as on a gateway of its own.
+        for run in await listing(client):
+            if run["status"] in ("running", "queued"):
+                await client.delete(f"/chat/{run['process_id']}")
+        with trio.fail_after(30):
+            while (await client.get("/health")).json()["active_processes"]:
+                await trio.sleep(0.02)
 
 
 @pytest.fixture(scope="session", name="real_claude")

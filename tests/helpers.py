@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from contextlib import aclosing, asynccontextmanager
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -57,11 +59,17 @@ def make_settings(**overrides: Any) -> Settings:
 
 
 @dataclass
-class Served:
+class Gateway:
     """A gateway served by a real Hypercorn, and a client for it."""
 
     url: str
     client: httpx.AsyncClient
+
+
+@dataclass
+class Served(Gateway):
+    """A gateway of the test's own, served in the test's trio run: its app may be inspected."""
+
     app: QuartTrio
 
 
@@ -85,6 +93,64 @@ async def served(
                 yield Served(url, client, app)
             finally:
                 stop.set()
+
+
+@dataclass(frozen=True)
+class SharedServer:
+    """The session's gateway (conftest's ``shared_server``): its URL, its CLI home, a cwd."""
+
+    url: str
+    home: Path
+    workdir: Path
+
+
+@dataclass
+class Shared(Gateway):
+    """A test's client of the session's gateway (conftest's ``gw``).
+
+    Other tests' runs share it: finished detached runs stay listed, so a test
+    picks its own runs out by process id, and leaves nothing running behind.
+    """
+
+    home: Path  # the HOME its CLIs get
+
+
+@contextmanager
+def serve_in_thread(settings: Settings, environ: Mapping[str, str]) -> Iterator[str]:
+    """Serve a fresh app from a thread with a trio run of its own; yield its URL.
+
+    httpx's tests serve their app this way: the server outlives any one test's trio
+    run, so one gateway can serve many tests. It is stopped when the block ends,
+    and any error it raised is reported then.
+    """
+    started: queue.Queue[tuple[str, trio.lowlevel.TrioToken, trio.Event]] = queue.Queue()
+    failure: list[BaseException] = []
+
+    async def serve_until_stopped() -> None:
+        stop = trio.Event()
+        async with served(settings, environ) as gateway:
+            started.put((gateway.url, trio.lowlevel.current_trio_token(), stop))
+            await stop.wait()
+
+    def main() -> None:
+        try:
+            trio.run(serve_until_stopped)
+        except BaseException as error:  # reported by the caller, not lost in the thread
+            failure.append(error)
+
+    thread = threading.Thread(target=main, name="gateway", daemon=True)
+    thread.start()
+    try:
+        url, token, stop = started.get(timeout=30)
+    except queue.Empty:
+        raise AssertionError(f"the gateway did not start: {failure}") from None
+    try:
+        yield url
+    finally:
+        trio.from_thread.run_sync(stop.set, trio_token=token)
+        thread.join(30)
+    assert not thread.is_alive(), "the gateway did not stop"
+    assert not failure, failure
 
 
 @dataclass

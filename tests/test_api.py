@@ -17,6 +17,7 @@ import trio
 from .helpers import (
     AUTH,
     FAKE_CLAUDE,
+    Shared,
     chat_body,
     make_settings,
     post_chat,
@@ -57,18 +58,16 @@ class TestHealth:
         assert chat.status_code == 503
         assert chat.json()["code"] == "cli_unavailable"
 
-    async def test_reveals_no_secrets(self, fake_environ: dict[str, str]) -> None:
+    async def test_reveals_no_secrets(self, gw: Shared) -> None:
         """The health answer holds neither the password nor the user."""
-        async with served(make_settings(), fake_environ) as gw:
-            text = (await gw.client.get("/health")).text
+        text = (await gw.client.get("/health")).text
         assert AUTH[1] not in text
 
 
 class TestChatStream:
-    async def test_events_in_order(self, fake_environ: dict[str, str], workdir: Path) -> None:
+    async def test_events_in_order(self, gw: Shared, workdir: Path) -> None:
         """A run streams process, one message per CLI line, then done; ids count up from 1."""
-        async with served(make_settings(), fake_environ) as gw:
-            response, events = await post_chat(gw.client, chat_body("echo hi", workdir))
+        response, events = await post_chat(gw.client, chat_body("echo hi", workdir))
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["cache-control"] == "no-cache"
@@ -87,12 +86,9 @@ class TestChatStream:
         assert done["session_id"] == events[1].json()["session_id"]
         assert isinstance(done["duration_ms"], int)
 
-    async def test_lines_pass_through_byte_for_byte(
-        self, fake_environ: dict[str, str], workdir: Path
-    ) -> None:
+    async def test_lines_pass_through_byte_for_byte(self, gw: Shared, workdir: Path) -> None:
         """Each message event's data is the CLI's stdout line, unmodified."""
-        async with served(make_settings(), fake_environ) as gw:
-            _, events = await post_chat(gw.client, chat_body("echo ünïcode", workdir))
+        _, events = await post_chat(gw.client, chat_body("echo ünïcode", workdir))
         assert events[2].data == '{"type":"assistant","text":"echo ünïcode"}'
 
     async def test_argv_environment_and_prompt(
@@ -114,11 +110,10 @@ class TestChatStream:
         assert seen["leaked"] == []
         assert seen["marker"] == response.headers["x-process-id"]
 
-    async def test_one_mebibyte_prompt(self, fake_environ: dict[str, str], workdir: Path) -> None:
+    async def test_one_mebibyte_prompt(self, gw: Shared, workdir: Path) -> None:
         """A 1 MiB prompt reaches the CLI whole (argv would cap it at 128 KiB)."""
         prompt = "echo " + "x" * (1024 * 1024)
-        async with served(make_settings(), fake_environ) as gw:
-            _, events = await post_chat(gw.client, chat_body(prompt, workdir))
+        _, events = await post_chat(gw.client, chat_body(prompt, workdir))
         assert events[-2].json()["result"] == prompt
         assert events[-1].json()["status"] == "completed"
 
@@ -192,39 +187,35 @@ class TestValidation:
         ],
     )
     async def test_bad_bodies(
-        self, fake_environ: dict[str, str], body: Any, status: int, code: str, names: str
+        self, gw: Shared, body: Any, status: int, code: str, names: str
     ) -> None:
         """Each bad body gets its 4xx JSON {detail, code}, and the detail names the problem."""
-        async with served(make_settings(), fake_environ) as gw:
-            # Serialized here so that lone surrogates travel as JSON escapes.
-            response = await gw.client.post("/chat", content=json.dumps(body))
-            health = await gw.client.get("/health")
+        # Serialized here so that lone surrogates travel as JSON escapes.
+        response = await gw.client.post("/chat", content=json.dumps(body))
+        health = await gw.client.get("/health")
         assert response.status_code == status
         assert response.json()["code"] == code
         assert names in response.json()["detail"]
         assert set(response.json()) == {"detail", "code"}
         assert health.json()["status"] == "ok"
 
-    async def test_malformed_json(self, fake_environ: dict[str, str]) -> None:
+    async def test_malformed_json(self, gw: Shared) -> None:
         """A body that is not JSON gets 400 invalid_json."""
-        async with served(make_settings(), fake_environ) as gw:
-            response = await gw.client.post("/chat", content=b"{not json")
+        response = await gw.client.post("/chat", content=b"{not json")
         assert response.status_code == 400
         assert response.json()["code"] == "invalid_json"
 
-    async def test_body_over_limit(self, fake_environ: dict[str, str], workdir: Path) -> None:
+    async def test_body_over_limit(self, gw: Shared, workdir: Path) -> None:
         """A body over 10 MiB gets 413 JSON."""
         body = chat_body("x" * (11 * 1024 * 1024), workdir)
-        async with served(make_settings(), fake_environ) as gw:
-            response = await gw.client.post("/chat", json=body)
+        response = await gw.client.post("/chat", json=body)
         assert response.status_code == 413
         assert response.json()["code"] == "request_entity_too_large"
 
-    async def test_unknown_route_and_method(self, fake_environ: dict[str, str]) -> None:
+    async def test_unknown_route_and_method(self, gw: Shared) -> None:
         """Unknown paths get 404 JSON and wrong methods 405 JSON."""
-        async with served(make_settings(), fake_environ) as gw:
-            missing = await gw.client.get("/nope")
-            wrong = await gw.client.put("/chat")
+        missing = await gw.client.get("/nope")
+        wrong = await gw.client.put("/chat")
         assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
         assert (wrong.status_code, wrong.json()["code"]) == (405, "method_not_allowed")
 
@@ -284,17 +275,16 @@ class TestOperatorRules:
 
 class TestConfigFiles:
     async def test_fifo_as_config_is_refused_without_blocking(
-        self, fake_environ: dict[str, str], workdir: Path, tmp_path: Path
+        self, gw: Shared, workdir: Path, tmp_path: Path
     ) -> None:
         """A FIFO given as a settings file gets 422 at once, and the server stays responsive."""
         fifo = tmp_path / "fifo"
         os.mkfifo(fifo)
-        async with served(make_settings(), fake_environ) as gw:
-            with trio.fail_after(5):
-                response = await gw.client.post(
-                    "/chat", json=chat_body("echo", workdir, settings=str(fifo))
-                )
-                health = await gw.client.get("/health")
+        with trio.fail_after(5):
+            response = await gw.client.post(
+                "/chat", json=chat_body("echo", workdir, settings=str(fifo))
+            )
+            health = await gw.client.get("/health")
         assert response.status_code == 422
         assert "regular file" in response.json()["detail"]
         assert health.json()["status"] == "ok"
@@ -314,13 +304,12 @@ class TestConfigFiles:
         assert response.json()["code"] == "cwd_forbidden"
 
     async def test_config_file_reaches_the_cli_as_a_private_copy(
-        self, fake_environ: dict[str, str], workdir: Path, tmp_path: Path
+        self, gw: Shared, workdir: Path, tmp_path: Path
     ) -> None:
         """A settings file is handed to the CLI as a copy in the run's private folder."""
         config = tmp_path / "settings.json"
         config.write_text('{"model": "x"}')
-        async with served(make_settings(), fake_environ) as gw:
-            _, events = await post_chat(gw.client, chat_body("argv", workdir, settings=str(config)))
+        _, events = await post_chat(gw.client, chat_body("argv", workdir, settings=str(config)))
         (flag,) = [a for a in events[2].json()["argv"] if a.startswith("--settings=")]
         assert flag != f"--settings={config}"
         assert "cc2api-run-" in flag
@@ -357,6 +346,8 @@ class TestHangUpEarly:
                 )
                 await stream.aclose()
             with trio.fail_after(2):
+                # Nothing marks a request the server has read but not yet listed: give the
+                # five the time to appear, so that an empty listing means they are gone.
                 await trio.sleep(0.3)
                 while (await gw.client.get("/processes")).json()["count"]:
                     await trio.sleep(0.05)
@@ -364,31 +355,26 @@ class TestHangUpEarly:
 
 class TestAuth:
     @pytest.mark.parametrize("path", ["/processes", "/chat", f"/chat/{uuid.uuid4()}"])
-    async def test_everything_but_health_needs_credentials(
-        self, fake_environ: dict[str, str], path: str
-    ) -> None:
+    async def test_everything_but_health_needs_credentials(self, gw: Shared, path: str) -> None:
         """Without credentials every endpoint but /health answers 401 JSON with the realm."""
-        async with served(make_settings(), fake_environ) as gw:
-            method = {"/processes": "GET", "/chat": "POST"}.get(path, "DELETE")
-            async with httpx.AsyncClient(base_url=gw.url) as anonymous:
-                response = await anonymous.request(method, path)
+        method = {"/processes": "GET", "/chat": "POST"}.get(path, "DELETE")
+        async with httpx.AsyncClient(base_url=gw.url) as anonymous:
+            response = await anonymous.request(method, path)
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == 'Basic realm="cc2api"'
         assert response.json()["code"] == "unauthorized"
 
-    async def test_wrong_password(self, fake_environ: dict[str, str]) -> None:
+    async def test_wrong_password(self, gw: Shared) -> None:
         """A wrong password gets 401."""
-        async with served(make_settings(), fake_environ) as gw:
-            async with httpx.AsyncClient(base_url=gw.url, auth=("admin", "wrong")) as client:
-                response = await client.get("/processes")
+        async with httpx.AsyncClient(base_url=gw.url, auth=("admin", "wrong")) as client:
+            response = await client.get("/processes")
         assert response.status_code == 401
 
 
 class TestCors:
-    async def test_no_cors_headers_by_default(self, fake_environ: dict[str, str]) -> None:
+    async def test_no_cors_headers_by_default(self, gw: Shared) -> None:
         """With CORS_ORIGINS unset no Access-Control header is ever sent."""
-        async with served(make_settings(), fake_environ) as gw:
-            response = await gw.client.get("/processes", headers={"Origin": "https://evil.example"})
+        response = await gw.client.get("/processes", headers={"Origin": "https://evil.example"})
         assert not any(h.lower().startswith("access-control") for h in response.headers)
 
     async def test_listed_origin_only(self, fake_environ: dict[str, str]) -> None:
@@ -426,11 +412,10 @@ class TestProcesses:
                 while (await gw.client.get("/processes")).json()["count"]:
                     await trio.sleep(0.05)
 
-    async def test_delete_unknown_is_404(self, fake_environ: dict[str, str]) -> None:
+    async def test_delete_unknown_is_404(self, gw: Shared) -> None:
         """DELETE of an unknown or non-UUID id is 404 JSON."""
-        async with served(make_settings(), fake_environ) as gw:
-            unknown = await gw.client.delete(f"/chat/{uuid.uuid4()}")
-            garbage = await gw.client.delete("/chat/not-a-uuid")
+        unknown = await gw.client.delete(f"/chat/{uuid.uuid4()}")
+        garbage = await gw.client.delete("/chat/not-a-uuid")
         assert (unknown.status_code, unknown.json()["code"]) == (404, "process_not_found")
         assert (garbage.status_code, garbage.json()["code"]) == (404, "process_not_found")
 

@@ -2,23 +2,19 @@
 
 tests/test_api.py holds hand-picked cases; the tables here are generated from
 ``ChatRequest`` (its fields and their JSON schema), so a new field is covered the
-day it is added. One gateway (a real Hypercorn serving ``create_app``, the fake CLI
-behind it) serves the whole module from a thread of its own, so that every case
-also checks that the cases before it left the server healthy.
+day it is added. The session's one gateway (a real Hypercorn serving ``create_app``,
+the fake CLI behind it, from a thread of its own: conftest's ``shared_server``) serves
+the whole module, so that every case also checks that the cases before it left the
+server healthy.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
-import queue
 import re
-import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import h11
@@ -29,7 +25,7 @@ import trio
 from cc2api.jsonbody import MAX_STRINGS
 from cc2api.models import ChatRequest
 
-from .helpers import AUTH, collect, make_settings, served
+from .helpers import AUTH, SharedServer, collect
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -63,52 +59,14 @@ PLAIN_HTTP = False
 # -- the shared gateway ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Gateway:
-    """The module's gateway: its URL and a folder that is a valid ``cwd``."""
-
-    url: str
-    workdir: Path
-
-
-@pytest.fixture(scope="module", name="gateway")
-def _gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """Serve one gateway for the module, in a thread with its own trio loop."""
-    home = tmp_path_factory.mktemp("home")
-    workdir = tmp_path_factory.mktemp("work")
-    environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
-    # No lockout: the tables send many wrong credentials from one address on purpose.
-    settings = make_settings(auth_max_failures=0)
-    started: queue.Queue[tuple[str, trio.lowlevel.TrioToken, trio.Event]] = queue.Queue()
-    failure: list[BaseException] = []
-
-    async def serve() -> None:
-        stop = trio.Event()
-        async with served(settings, environ) as gw:
-            started.put((gw.url, trio.lowlevel.current_trio_token(), stop))
-            await stop.wait()
-
-    def main() -> None:
-        try:
-            trio.run(serve)
-        except BaseException as error:  # reported by the fixture, not lost in the thread
-            failure.append(error)
-
-    thread = threading.Thread(target=main, name="gateway", daemon=True)
-    thread.start()
-    try:
-        url, token, stop = started.get(timeout=30)
-    except queue.Empty:
-        raise AssertionError(f"the gateway did not start: {failure}") from None
-    yield Gateway(url, workdir)
-    trio.from_thread.run_sync(stop.set, trio_token=token)
-    thread.join(30)
-    assert not thread.is_alive(), "the gateway did not stop"
-    assert not failure, failure
+@pytest.fixture(name="gateway")
+def _gateway(shared_server: SharedServer) -> SharedServer:
+    """The session's gateway (conftest's ``shared_server``), which serves this module."""
+    return shared_server
 
 
 @pytest.fixture(name="client")
-async def _client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+async def _client(gateway: SharedServer) -> AsyncIterator[httpx.AsyncClient]:
     """A fresh client with the right credentials."""
     async with httpx.AsyncClient(
         base_url=gateway.url, auth=AUTH, timeout=60, verify=PLAIN_HTTP
@@ -119,7 +77,7 @@ async def _client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
 # -- helpers -------------------------------------------------------------------------
 
 
-def body_of(gateway: Gateway, **fields: Any) -> dict[str, Any]:
+def body_of(gateway: SharedServer, **fields: Any) -> dict[str, Any]:
     """Return a valid body (echo prompt, real cwd) with ``fields`` set or replaced."""
     return {"prompt": "echo", "cwd": str(gateway.workdir), **fields}
 
@@ -170,7 +128,7 @@ def assert_completed(response: httpx.Response, events: list[Any]) -> None:
     assert events[-1].json()["status"] == "completed", events[-1].data
 
 
-async def assert_healthy(gateway: Gateway) -> None:
+async def assert_healthy(gateway: SharedServer) -> None:
     """Assert GET /health answers 200 ``ok`` on a new connection, and no run is left."""
     async with httpx.AsyncClient(
         base_url=gateway.url, timeout=ANSWER_SECONDS, verify=PLAIN_HTTP
@@ -356,7 +314,7 @@ class TestBodyShape:
         ],
     )
     async def test_not_a_json_object_is_400(
-        self, gateway: Gateway, client: httpx.AsyncClient, content: bytes, fragment: str
+        self, gateway: SharedServer, client: httpx.AsyncClient, content: bytes, fragment: str
     ) -> None:
         """A body that is not a UTF-8 JSON object gets 400 invalid_json saying what it is."""
         response, _ = await post_raw(client, content)
@@ -364,7 +322,7 @@ class TestBodyShape:
         await assert_healthy(gateway)
 
     async def test_utf8_encoded_surrogate_is_refused(
-        self, gateway: Gateway, client: httpx.AsyncClient
+        self, gateway: SharedServer, client: httpx.AsyncClient
     ) -> None:
         """A surrogate encoded in UTF-8 bytes (not valid UTF-8) gets a 4xx naming the field."""
         content = b'{"prompt":"\xed\xa0\x80","cwd":"%s"}' % str(gateway.workdir).encode()
@@ -385,7 +343,7 @@ class TestBodyShape:
         ],
     )
     async def test_non_json_numbers_are_refused(
-        self, gateway: Gateway, client: httpx.AsyncClient, template: str
+        self, gateway: SharedServer, client: httpx.AsyncClient, template: str
     ) -> None:
         """NaN and Infinity are not JSON: refused, never passed on to the CLI as its input."""
         response, _ = await post_raw(client, template % gateway.workdir)
@@ -399,7 +357,7 @@ class TestBodyShape:
         ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain"],
     )
     async def test_form_bodies_are_not_parsed_as_forms(
-        self, gateway: Gateway, client: httpx.AsyncClient, content_type: str
+        self, gateway: SharedServer, client: httpx.AsyncClient, content_type: str
     ) -> None:
         """A form-encoded body gets 400 invalid_json whatever Content-Type claims."""
         content = b"--x\r\nContent-Disposition: form-data; name=prompt\r\n\r\nhi\r\n--x--\r\n"
@@ -411,7 +369,7 @@ class TestBodyShape:
 # -- size ------------------------------------------------------------------------------
 
 
-def oversized(gateway: Gateway) -> bytes:
+def oversized(gateway: SharedServer) -> bytes:
     """Return a valid body one byte over the limit."""
     head = json.dumps(body_of(gateway, prompt="")).encode()
     # '{"prompt": "", ...}' with the prompt filled to reach the limit plus one byte.
@@ -428,7 +386,7 @@ async def chunks_of(data: bytes, size: int = 65536) -> AsyncIterator[bytes]:
 class TestSize:
     @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
     async def test_one_byte_over_the_limit_is_413(
-        self, gateway: Gateway, client: httpx.AsyncClient, chunked: bool
+        self, gateway: SharedServer, client: httpx.AsyncClient, chunked: bool
     ) -> None:
         """A body one byte over 10 MiB gets 413 JSON, with or without Content-Length."""
         data = oversized(gateway)
@@ -439,7 +397,7 @@ class TestSize:
         await assert_healthy(gateway)
 
     async def test_a_body_of_a_million_keys_is_refused_before_parsing(
-        self, gateway: Gateway, client: httpx.AsyncClient
+        self, gateway: SharedServer, client: httpx.AsyncClient
     ) -> None:
         """10 MiB of 880,000 unknown keys gets a short 413 body_too_complex, unparsed."""
         keys = ",".join(f'"k{i}":1' for i in range(880_000))
@@ -453,7 +411,7 @@ class TestSize:
         await assert_healthy(gateway)
 
     async def test_many_problems_are_reported_briefly(
-        self, gateway: Gateway, client: httpx.AsyncClient
+        self, gateway: SharedServer, client: httpx.AsyncClient
     ) -> None:
         """A body with 5,000 unknown fields gets a 422 naming five of them and counting the rest."""
         extra = {f"unknown_{i}": 1 for i in range(5_000)}
@@ -462,7 +420,9 @@ class TestSize:
         assert len(body["detail"]) < 500
         await assert_healthy(gateway)
 
-    async def test_declared_length_over_the_limit_is_413_at_once(self, gateway: Gateway) -> None:
+    async def test_declared_length_over_the_limit_is_413_at_once(
+        self, gateway: SharedServer
+    ) -> None:
         """A Content-Length over the limit gets 413 JSON before any of the body is sent."""
         head = (
             "POST /chat HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
@@ -485,7 +445,7 @@ class TestSize:
         ],
     )
     async def test_refusal_before_the_body_leaves_the_connection_usable(
-        self, gateway: Gateway, refusal: tuple[str, str, str, int, int]
+        self, gateway: SharedServer, refusal: tuple[str, str, str, int, int]
     ) -> None:
         """A refusal sent before the body was read closes the connection or answers the next."""
         method, path, authorization, length, status = refusal
@@ -589,7 +549,7 @@ class TestNesting:
     @pytest.mark.parametrize("depth", [100, 600, 1000, 100_000])
     @pytest.mark.parametrize("place", list(NEST_PLACES))
     async def test_deep_nesting_is_refused_or_run(
-        self, gateway: Gateway, client: httpx.AsyncClient, place: str, depth: int
+        self, gateway: SharedServer, client: httpx.AsyncClient, place: str, depth: int
     ) -> None:
         """Deep nesting gets a 4xx naming the field, the nesting or the key count (or runs)."""
         template, field = NEST_PLACES[place]
@@ -615,7 +575,7 @@ class TestNesting:
 class TestFields:
     @pytest.mark.parametrize("field", MISSING)
     async def test_missing_required_field_is_422(
-        self, gateway: Gateway, client: httpx.AsyncClient, field: str
+        self, gateway: SharedServer, client: httpx.AsyncClient, field: str
     ) -> None:
         """A body without a required field gets 422 naming it as required."""
         body = body_of(gateway)
@@ -626,7 +586,7 @@ class TestFields:
 
     @pytest.mark.parametrize("field", NULL)
     async def test_null_where_not_nullable_is_422(
-        self, gateway: Gateway, client: httpx.AsyncClient, field: str
+        self, gateway: SharedServer, client: httpx.AsyncClient, field: str
     ) -> None:
         """null for a field that does not take null gets 422 naming the field."""
         response, _ = await post_json(client, body_of(gateway, **{field: None}))
@@ -635,7 +595,7 @@ class TestFields:
 
     @pytest.mark.parametrize(("field", "value", "named"), WRONG_TYPE)
     async def test_wrong_type_is_422(
-        self, gateway: Gateway, client: httpx.AsyncClient, field: str, value: Any, named: str
+        self, gateway: SharedServer, client: httpx.AsyncClient, field: str, value: Any, named: str
     ) -> None:
         """A value of a JSON type the field does not take gets 422 naming the field."""
         response, _ = await post_json(client, body_of(gateway, **{field: value}))
@@ -644,7 +604,7 @@ class TestFields:
 
     @pytest.mark.parametrize("field", EMPTY)
     async def test_empty_string(
-        self, gateway: Gateway, client: httpx.AsyncClient, field: str
+        self, gateway: SharedServer, client: httpx.AsyncClient, field: str
     ) -> None:
         """An empty string gets 422 naming the field, unless the field gives it a meaning."""
         response, events = await post_json(client, body_of(gateway, **{field: stringy(field, "")}))
@@ -656,7 +616,7 @@ class TestFields:
 
     @pytest.mark.parametrize("field", NUL)
     async def test_nul_byte_is_422(
-        self, gateway: Gateway, client: httpx.AsyncClient, field: str
+        self, gateway: SharedServer, client: httpx.AsyncClient, field: str
     ) -> None:
         """A string holding a NUL byte (which argv and paths cannot carry) gets 422 naming it."""
         text = f"{gateway.workdir}\x00x" if field == "cwd" else "a\x00b"
@@ -666,7 +626,7 @@ class TestFields:
 
     @pytest.mark.parametrize("field", FLAG_LIKE)
     async def test_flag_like_value(
-        self, gateway: Gateway, client: httpx.AsyncClient, field: str
+        self, gateway: SharedServer, client: httpx.AsyncClient, field: str
     ) -> None:
         """A value that looks like a CLI flag is refused naming the field, or never hits argv."""
         fields = {field: stringy(field, FLAG)}
@@ -686,7 +646,7 @@ class TestFields:
 
     @pytest.mark.parametrize(("field", "value", "named"), out_of_range())
     async def test_out_of_range_is_422(
-        self, gateway: Gateway, client: httpx.AsyncClient, field: str, value: Any, named: str
+        self, gateway: SharedServer, client: httpx.AsyncClient, field: str, value: Any, named: str
     ) -> None:
         """A value past a bound, item count or enum of the schema gets 422 naming the field."""
         response, _ = await post_json(client, body_of(gateway, **{field: value}))
@@ -695,7 +655,7 @@ class TestFields:
 
     @pytest.mark.parametrize("name", UNKNOWN)
     async def test_unknown_field_is_422(
-        self, gateway: Gateway, client: httpx.AsyncClient, name: str
+        self, gateway: SharedServer, client: httpx.AsyncClient, name: str
     ) -> None:
         """An unknown field (camelCase typos of real ones included) gets 422 naming it."""
         response, _ = await post_json(client, body_of(gateway, **{name: ["Read"]}))
@@ -703,7 +663,7 @@ class TestFields:
         await assert_healthy(gateway)
 
     async def test_every_unknown_field_is_named(
-        self, gateway: Gateway, client: httpx.AsyncClient
+        self, gateway: SharedServer, client: httpx.AsyncClient
     ) -> None:
         """Several unknown fields get one 422 that names each of them."""
         response, _ = await post_json(
@@ -752,7 +712,7 @@ class TestFields:
         ],
     )
     async def test_bad_value_is_422(
-        self, gateway: Gateway, client: httpx.AsyncClient, fields: dict[str, Any], named: str
+        self, gateway: SharedServer, client: httpx.AsyncClient, fields: dict[str, Any], named: str
     ) -> None:
         """A value over a byte limit, of the wrong form or naming nothing gets 422 saying so."""
         response, _ = await post_json(client, body_of(gateway, **fields))
@@ -776,7 +736,7 @@ class TestFields:
         ],
     )
     async def test_contradictory_fields_are_422(
-        self, gateway: Gateway, client: httpx.AsyncClient, fields: dict[str, Any], named: str
+        self, gateway: SharedServer, client: httpx.AsyncClient, fields: dict[str, Any], named: str
     ) -> None:
         """Fields that contradict each other get 422 naming them."""
         response, _ = await post_json(client, body_of(gateway, **fields))
@@ -818,7 +778,7 @@ class TestAuthorization:
     @pytest.mark.parametrize(("method", "path"), AUTHENTICATED, ids=str)
     @pytest.mark.parametrize(("header", "fragment"), BAD_AUTHORIZATION)
     async def test_bad_authorization_is_401(
-        self, gateway: Gateway, header: bytes, fragment: str, method: str, path: str
+        self, gateway: SharedServer, header: bytes, fragment: str, method: str, path: str
     ) -> None:
         """A malformed or wrong Authorization header gets 401 JSON with the Basic challenge."""
         async with httpx.AsyncClient(base_url=gateway.url, verify=PLAIN_HTTP) as anonymous:
@@ -832,7 +792,7 @@ class TestAuthorization:
         assert AUTH[1] not in response.text
         await assert_healthy(gateway)
 
-    async def test_header_too_large_for_the_server_is_431(self, gateway: Gateway) -> None:
+    async def test_header_too_large_for_the_server_is_431(self, gateway: SharedServer) -> None:
         """An Authorization header of 1 MiB gets Hypercorn's 431 (before the app, so no JSON)."""
         async with httpx.AsyncClient(base_url=gateway.url, verify=PLAIN_HTTP) as anonymous:
             with trio.fail_after(ANSWER_SECONDS):
@@ -866,7 +826,7 @@ class TestRoutes:
         ],
     )
     async def test_wrong_method_is_405(
-        self, gateway: Gateway, client: httpx.AsyncClient, method: str, path: str
+        self, gateway: SharedServer, client: httpx.AsyncClient, method: str, path: str
     ) -> None:
         """A method a path does not take gets 405 JSON naming the method and the path."""
         with trio.fail_after(ANSWER_SECONDS):
@@ -892,7 +852,7 @@ class TestRoutes:
         ],
     )
     async def test_unknown_path_is_404(
-        self, gateway: Gateway, client: httpx.AsyncClient, path: str
+        self, gateway: SharedServer, client: httpx.AsyncClient, path: str
     ) -> None:
         """A path the API does not have gets 404 JSON naming the method."""
         with trio.fail_after(ANSWER_SECONDS):
@@ -920,7 +880,7 @@ class TestRoutes:
         ],
     )
     async def test_unknown_process_id_is_404(
-        self, gateway: Gateway, client: httpx.AsyncClient, process_id: str, fragment: str
+        self, gateway: SharedServer, client: httpx.AsyncClient, process_id: str, fragment: str
     ) -> None:
         """DELETE /chat/{id} with an id that names no run gets 404 process_not_found."""
         with trio.fail_after(ANSWER_SECONDS):
@@ -932,7 +892,7 @@ class TestRoutes:
 # -- raw HTTP ------------------------------------------------------------------------------------
 
 
-async def exchange(gateway: Gateway, request: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
+async def exchange(gateway: SharedServer, request: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
     """Send raw bytes, return the first answer's status, headers and body (h11 parses it)."""
     host, port = gateway.url.removeprefix("http://").rsplit(":", 1)
     connection = h11.Connection(h11.CLIENT)

@@ -12,7 +12,7 @@ import pytest
 
 from cc2api.models import MAX_JSON_BYTES
 
-from .helpers import chat_body, make_settings, served
+from .helpers import Shared, chat_body, make_settings, served
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -59,12 +59,11 @@ async def answers(
 @pytest.mark.parametrize("field", ["settings", "mcp_config"])
 class TestUnusableFiles:
     async def test_every_unusable_file_gets_the_same_answer(
-        self, fake_environ: dict[str, str], workdir: Path, tmp_path: Path, field: str
+        self, gw: Shared, workdir: Path, tmp_path: Path, field: str
     ) -> None:
         """Missing, folder, FIFO, not JSON, breaking the rules: byte for byte one answer."""
         paths = unusable_files(tmp_path / "files", field)
-        async with served(make_settings(), fake_environ) as gw:
-            seen = await answers(gw.client, field, paths, workdir)
+        seen = await answers(gw.client, field, paths, workdir)
         assert len(seen) == 1, seen
         ((status, body),) = seen
         assert status == 422
@@ -73,14 +72,13 @@ class TestUnusableFiles:
         assert detail.startswith(f"{field}{index}: cannot use the file 'PATH': it must be")
 
     async def test_a_usable_file_is_taken(
-        self, fake_environ: dict[str, str], workdir: Path, tmp_path: Path, field: str
+        self, gw: Shared, workdir: Path, tmp_path: Path, field: str
     ) -> None:
         """A regular file holding what the field takes starts the run."""
         path = tmp_path / "good.json"
         path.write_text(json.dumps(GOOD[field]))
-        async with served(make_settings(), fake_environ) as gw:
-            response = await gw.client.post("/chat", json=body_naming(field, path, workdir))
-            await response.aread()
+        response = await gw.client.post("/chat", json=body_naming(field, path, workdir))
+        await response.aread()
         assert response.status_code == 200
 
     async def test_outside_the_roots_nothing_is_read(

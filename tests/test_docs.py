@@ -17,7 +17,7 @@ from cc2api.envfile import init_env
 from cc2api.settings import Settings
 from cc2api.sse import frame, frame_json
 
-from .helpers import PASSWORD, REPO, USER, make_settings, served
+from .helpers import PASSWORD, REPO, USER, Shared, make_settings, served
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,12 +42,11 @@ async def run_example(argv: list[str], url: str, cwd: Path) -> str:
 
 
 class TestReadmeExamples:
-    async def test_python_example(self, fake_environ: dict[str, str], workdir: Path) -> None:
+    async def test_python_example(self, gw: Shared, workdir: Path) -> None:
         """The README's Python example streams a run to its done event."""
         script = workdir / "example.py"
         script.write_text(readme_block("python"))
-        async with served(make_settings(), fake_environ) as gw:
-            out = await run_example([sys.executable, str(script)], gw.url, workdir)
+        out = await run_example([sys.executable, str(script)], gw.url, workdir)
         assert out.splitlines() == [
             "process None",
             "message system",

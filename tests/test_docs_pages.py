@@ -13,7 +13,7 @@ from cc2api.models import ChatRequest
 from cc2api.openapi import openapi_document
 
 from .browser import OPERATIONS, render
-from .helpers import make_settings, served
+from .helpers import Shared, make_settings, served
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,22 +42,21 @@ class TestOpenApi:
 
 
 class TestPages:
-    async def test_docs_pages_and_assets_need_no_login(self, fake_environ: dict[str, str]) -> None:
+    async def test_docs_pages_and_assets_need_no_login(self, gw: Shared) -> None:
         """/openapi.json, /docs, /redoc and their scripts are served without credentials."""
-        async with served(make_settings(), fake_environ) as gw:
-            async with httpx.AsyncClient(base_url=gw.url) as anonymous:
-                answers = {
-                    path: await anonymous.get(path)
-                    for path in (
-                        "/openapi.json",
-                        "/docs",
-                        "/redoc",
-                        "/docs/assets/swagger-ui-bundle.js",
-                        "/docs/assets/swagger-ui.css",
-                        "/redoc/assets/redoc.standalone.js",
-                    )
-                }
-                other = await anonymous.get("/docs/assets/package.json")
+        async with httpx.AsyncClient(base_url=gw.url) as anonymous:
+            answers = {
+                path: await anonymous.get(path)
+                for path in (
+                    "/openapi.json",
+                    "/docs",
+                    "/redoc",
+                    "/docs/assets/swagger-ui-bundle.js",
+                    "/docs/assets/swagger-ui.css",
+                    "/redoc/assets/redoc.standalone.js",
+                )
+            }
+            other = await anonymous.get("/docs/assets/package.json")
         assert {path: r.status_code for path, r in answers.items()} == dict.fromkeys(answers, 200)
         assert "swagger-ui-bundle.js" in answers["/docs"].text
         assert "cdn" not in answers["/docs"].text.lower() + answers["/redoc"].text.lower()
@@ -75,13 +74,10 @@ class TestPages:
         assert "swagger-ui-dist@5.35.0 and redoc@2.5.4" in detail
         assert f"DOCS_ASSETS_DIR ({tmp_path}) does not hold them" in detail
 
-    async def test_editable_install_serves_the_clone_copy(
-        self, fake_environ: dict[str, str]
-    ) -> None:
+    async def test_editable_install_serves_the_clone_copy(self, gw: Shared) -> None:
         """From a clone (no copy in the package), the files come from .web/node_modules."""
         assert not PACKAGED_ASSETS.exists()
-        async with served(make_settings(), fake_environ) as gw:
-            served_css = await gw.client.get("/docs/assets/swagger-ui.css")
+        served_css = await gw.client.get("/docs/assets/swagger-ui.css")
         assert served_css.content == (CLONE_ASSETS / ASSETS["swagger-ui.css"]).read_bytes()
 
 
@@ -116,11 +112,8 @@ class TestLookupOrder:
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
-async def test_page_lists_every_operation_offline(
-    page: str, fake_environ: dict[str, str], tmp_path: Path
-) -> None:
+async def test_page_lists_every_operation_offline(page: str, gw: Shared, tmp_path: Path) -> None:
     """Headless Chromium with the network off renders the page with every operation listed."""
-    async with served(make_settings(), fake_environ) as gw:
-        dom = await render(gw.url + page, tmp_path)
+    dom = await render(gw.url + page, tmp_path)
     missing = {summary for summary in OPERATIONS if summary not in dom}
     assert missing == set(), dom[:2000]

@@ -20,6 +20,7 @@ from .helpers import (
     FAKE_CLAUDE,
     Event,
     Served,
+    Shared,
     chat_body,
     collect,
     exists,
@@ -134,12 +135,9 @@ class TestDisconnect:
 
 
 class TestFailures:
-    async def test_crash_reports_exit_code_and_stderr(
-        self, fake_environ: dict[str, str], workdir: Path
-    ) -> None:
+    async def test_crash_reports_exit_code_and_stderr(self, gw: Shared, workdir: Path) -> None:
         """A CLI that exits non-zero yields an error event with its exit code and stderr tail."""
-        async with served(make_settings(), fake_environ) as gw:
-            _r, events = await post_chat(gw.client, chat_body("crash", workdir))
+        _r, events = await post_chat(gw.client, chat_body("crash", workdir))
         assert [e.event for e in events][-2:] == ["error", "done"]
         error = events[-2].json()
         assert error["code"] == "cli_failed"
@@ -149,13 +147,10 @@ class TestFailures:
         assert events[-1].json()["status"] == "failed"
         assert events[-1].json()["exit_code"] == 3
 
-    async def test_ten_mebibytes_of_stderr_do_not_stall(
-        self, fake_environ: dict[str, str], workdir: Path
-    ) -> None:
+    async def test_ten_mebibytes_of_stderr_do_not_stall(self, gw: Shared, workdir: Path) -> None:
         """A CLI writing 10 MiB to stderr still completes: stderr is drained all the time."""
-        async with served(make_settings(), fake_environ) as gw:
-            body = chat_body("stderr-flood 160", workdir)
-            _r, events = await post_chat(gw.client, body)
+        body = chat_body("stderr-flood 160", workdir)
+        _r, events = await post_chat(gw.client, body)
         assert events[-2].json()["result"] == "survived"
         assert events[-1].json()["status"] == "completed"
 
@@ -181,12 +176,9 @@ class TestFailures:
         assert len(events[2].json()["pad"]) == 3 * 1024 * 1024
         assert events[-1].json()["status"] == "completed"
 
-    async def test_non_json_line_passes_through(
-        self, fake_environ: dict[str, str], workdir: Path
-    ) -> None:
+    async def test_non_json_line_passes_through(self, gw: Shared, workdir: Path) -> None:
         """A stdout line that is not JSON is still streamed as a message, unmodified."""
-        async with served(make_settings(), fake_environ) as gw:
-            _r, events = await post_chat(gw.client, chat_body("non-json", workdir))
+        _r, events = await post_chat(gw.client, chat_body("non-json", workdir))
         assert events[2].data == "this is not JSON"
         assert events[-1].json()["status"] == "completed"
 
@@ -204,40 +196,33 @@ class TestFailures:
         assert events[2].json()["status"] == "failed"
 
     async def test_descendant_left_after_normal_exit_is_killed(
-        self, fake_environ: dict[str, str], workdir: Path
+        self, gw: Shared, workdir: Path
     ) -> None:
         """A background process a tool left behind does not outlive a completed run."""
-        async with served(make_settings(), fake_environ) as gw:
-            body = chat_body("escape-and-exit", workdir)
-            _r, events = await post_chat(gw.client, body)
+        body = chat_body("escape-and-exit", workdir)
+        _r, events = await post_chat(gw.client, body)
         child = events[2].json()["child_pid"]
         assert events[-1].json()["status"] == "completed"
         assert not exists(child)
 
-    async def test_slow_reader_gets_every_line(
-        self, fake_environ: dict[str, str], workdir: Path
-    ) -> None:
+    async def test_slow_reader_gets_every_line(self, gw: Shared, workdir: Path) -> None:
         """A reader slower than the CLI still gets every line, though the CLI exited long before."""
         body = chat_body("lines 12 100000", workdir)
-        async with served(make_settings(), fake_environ) as gw:
-            async with gw.client.stream("POST", "/chat", json=body) as r:
-                events = []
-                async with aclosing(sse_events(r)) as stream:
-                    async for event in stream:
-                        events.append(event)
-                        await trio.sleep(0.2)
+        async with gw.client.stream("POST", "/chat", json=body) as r:
+            events = []
+            async with aclosing(sse_events(r)) as stream:
+                async for event in stream:
+                    events.append(event)
+                    await trio.sleep(0.2)  # the slowness is the behaviour under test
         numbers = [e.json()["n"] for e in events if e.event == "message" and "n" in e.json()]
         assert numbers == list(range(12))
         assert events[-2].json()["type"] == "result"
         assert events[-1].json()["status"] == "completed"
 
-    async def test_tool_job_that_ends_on_its_own_is_reaped(
-        self, fake_environ: dict[str, str], workdir: Path
-    ) -> None:
+    async def test_tool_job_that_ends_on_its_own_is_reaped(self, gw: Shared, workdir: Path) -> None:
         """A setsid job that exits by itself mid-run is reaped, not left a zombie."""
-        async with served(make_settings(), fake_environ) as gw:
-            body = chat_body("short-orphan", workdir)
-            _r, events = await post_chat(gw.client, body)
+        body = chat_body("short-orphan", workdir)
+        _r, events = await post_chat(gw.client, body)
         child = events[2].json()["child_pid"]
         assert events[-1].json()["status"] == "completed"
         assert not exists(child)
@@ -272,99 +257,87 @@ class TestFailures:
 
 
 class TestSessions:
-    async def test_session_in_use_is_409(self, fake_environ: dict[str, str], workdir: Path) -> None:
+    async def test_session_in_use_is_409(self, gw: Shared, workdir: Path) -> None:
         """A second run naming a session a live run uses gets 409; after it ends, it is free."""
         session = str(uuid.uuid4())
-        async with served(make_settings(kill_grace_seconds=GRACE), fake_environ) as gw:
-            body = chat_body("hang", workdir, session_id=session)
-            async with gw.client.stream("POST", "/chat", json=body) as first:
-                process_id = first.headers["x-process-id"]
-                busy = await gw.client.post("/chat", json=body)
-                assert busy.status_code == 409
-                assert busy.json()["code"] == "session_busy"
-                assert process_id in busy.json()["detail"]
-                await gw.client.delete(f"/chat/{process_id}")
-                await collect(first)
-            again = chat_body("echo", workdir, session_id=session)
-            async with gw.client.stream("POST", "/chat", json=again) as second:
-                assert second.status_code == 200
-                await collect(second)
+        body = chat_body("hang", workdir, session_id=session)
+        async with gw.client.stream("POST", "/chat", json=body) as first:
+            process_id = first.headers["x-process-id"]
+            busy = await gw.client.post("/chat", json=body)
+            assert busy.status_code == 409
+            assert busy.json()["code"] == "session_busy"
+            assert process_id in busy.json()["detail"]
+            await gw.client.delete(f"/chat/{process_id}")
+            await collect(first)
+        again = chat_body("echo", workdir, session_id=session)
+        async with gw.client.stream("POST", "/chat", json=again) as second:
+            assert second.status_code == 200
+            await collect(second)
 
-    async def test_session_reported_by_the_cli_is_claimed(
-        self, fake_environ: dict[str, str], workdir: Path
-    ) -> None:
+    async def test_session_reported_by_the_cli_is_claimed(self, gw: Shared, workdir: Path) -> None:
         """A new run's session, once the CLI reports it, is busy until the run ends."""
-        async with served(make_settings(kill_grace_seconds=GRACE), fake_environ) as gw:
-            async with gw.client.stream("POST", "/chat", json=chat_body("hang", workdir)) as r:
-                async with aclosing(sse_events(r)) as events:
-                    async for event in events:
-                        if event.event == "message":
-                            session = event.json()["session_id"]
-                            break
-                    body = chat_body("echo", workdir, session_id=session)
-                    assert (await gw.client.post("/chat", json=body)).status_code == 409
-                    await gw.client.delete(f"/chat/{r.headers['x-process-id']}")
+        async with gw.client.stream("POST", "/chat", json=chat_body("hang", workdir)) as r:
+            async with aclosing(sse_events(r)) as events:
+                async for event in events:
+                    if event.event == "message":
+                        session = event.json()["session_id"]
+                        break
+                body = chat_body("echo", workdir, session_id=session)
+                assert (await gw.client.post("/chat", json=body)).status_code == 409
+                await gw.client.delete(f"/chat/{r.headers['x-process-id']}")
 
-    async def test_new_session_id_is_reserved(
-        self, fake_environ: dict[str, str], workdir: Path
-    ) -> None:
+    async def test_new_session_id_is_reserved(self, gw: Shared, workdir: Path) -> None:
         """A new_session_id in use by a live run cannot be resumed or claimed again (409)."""
         session = str(uuid.uuid4())
-        async with served(make_settings(kill_grace_seconds=GRACE), fake_environ) as gw:
-            body = chat_body("hang", workdir, new_session_id=session)
-            async with gw.client.stream("POST", "/chat", json=body) as first:
-                resume = chat_body("echo", workdir, session_id=session)
-                assert (await gw.client.post("/chat", json=resume)).status_code == 409
-                assert (await gw.client.post("/chat", json=body)).status_code == 409
-                await gw.client.delete(f"/chat/{first.headers['x-process-id']}")
+        body = chat_body("hang", workdir, new_session_id=session)
+        async with gw.client.stream("POST", "/chat", json=body) as first:
+            resume = chat_body("echo", workdir, session_id=session)
+            assert (await gw.client.post("/chat", json=resume)).status_code == 409
+            assert (await gw.client.post("/chat", json=body)).status_code == 409
+            await gw.client.delete(f"/chat/{first.headers['x-process-id']}")
 
     async def test_continue_waits_for_any_run_in_the_same_project(
-        self, fake_environ: dict[str, str], tmp_path: Path
+        self, gw: Shared, tmp_path: Path
     ) -> None:
         """continue_conversation is refused while any run is live in a folder the CLI files
         under the same project name (/x/a-b and /x/a/b)."""
         (tmp_path / "a-b").mkdir()
         (tmp_path / "a" / "b").mkdir(parents=True)
-        async with served(make_settings(kill_grace_seconds=GRACE), fake_environ) as gw:
-            body = chat_body("hang", tmp_path / "a-b")
-            async with gw.client.stream("POST", "/chat", json=body) as first:
-                other = chat_body("echo", tmp_path / "a" / "b", continue_conversation=True)
-                assert (await gw.client.post("/chat", json=other)).status_code == 409
-                fresh = chat_body("echo", tmp_path / "a" / "b")
-                response, _ = await post_chat(gw.client, fresh)
-                assert response.status_code == 200
-                await gw.client.delete(f"/chat/{first.headers['x-process-id']}")
+        body = chat_body("hang", tmp_path / "a-b")
+        async with gw.client.stream("POST", "/chat", json=body) as first:
+            other = chat_body("echo", tmp_path / "a" / "b", continue_conversation=True)
+            assert (await gw.client.post("/chat", json=other)).status_code == 409
+            fresh = chat_body("echo", tmp_path / "a" / "b")
+            response, _ = await post_chat(gw.client, fresh)
+            assert response.status_code == 200
+            await gw.client.delete(f"/chat/{first.headers['x-process-id']}")
 
-    async def test_one_continue_per_folder(
-        self, fake_environ: dict[str, str], workdir: Path
-    ) -> None:
+    async def test_one_continue_per_folder(self, gw: Shared, workdir: Path) -> None:
         """Two runs may not continue the same folder's conversation at once; a fork may."""
-        async with served(make_settings(kill_grace_seconds=GRACE), fake_environ) as gw:
-            body = chat_body("hang", workdir, continue_conversation=True)
-            async with gw.client.stream("POST", "/chat", json=body) as first:
-                again = await gw.client.post("/chat", json=body)
-                assert again.status_code == 409
-                assert "continue_conversation would share" in again.json()["detail"]
-                fork = chat_body("echo", workdir, continue_conversation=True, fork_session=True)
-                response, events = await post_chat(gw.client, fork)
-                assert response.status_code == 200
-                assert events[-1].json()["status"] == "completed"
-                await gw.client.delete(f"/chat/{first.headers['x-process-id']}")
+        body = chat_body("hang", workdir, continue_conversation=True)
+        async with gw.client.stream("POST", "/chat", json=body) as first:
+            again = await gw.client.post("/chat", json=body)
+            assert again.status_code == 409
+            assert "continue_conversation would share" in again.json()["detail"]
+            fork = chat_body("echo", workdir, continue_conversation=True, fork_session=True)
+            response, events = await post_chat(gw.client, fork)
+            assert response.status_code == 200
+            assert events[-1].json()["status"] == "completed"
+            await gw.client.delete(f"/chat/{first.headers['x-process-id']}")
 
 
 class TestParallel:
-    async def test_runs_in_parallel(self, fake_environ: dict[str, str], workdir: Path) -> None:
+    async def test_runs_in_parallel(self, gw: Shared, workdir: Path) -> None:
         """Twenty runs stream at once, each to its own client, all completing."""
         results: list[str] = []
-        async with served(make_settings(), fake_environ) as gw:
 
-            async def one(n: int) -> None:
-                body = chat_body(f"echo run-{n}", workdir)
-                _r, events = await post_chat(gw.client, body)
-                assert events[-2].json()["result"] == f"echo run-{n}"
-                results.append(events[-1].json()["status"])
+        async def one(n: int) -> None:
+            body = chat_body(f"echo run-{n}", workdir)
+            _r, events = await post_chat(gw.client, body)
+            assert events[-2].json()["result"] == f"echo run-{n}"
+            results.append(events[-1].json()["status"])
 
-            async with trio.open_nursery() as nursery:
-                for n in range(20):
-                    nursery.start_soon(one, n)
+        async with trio.open_nursery() as nursery:
+            for n in range(20):
+                nursery.start_soon(one, n)
         assert results == ["completed"] * 20

@@ -15,6 +15,7 @@ from .helpers import (
     AUTH,
     FAKE_CLAUDE,
     REPO,
+    Shared,
     alive,
     chat_body,
     make_settings,
@@ -35,11 +36,10 @@ MiB = 1024 * 1024
 
 class TestBrokenCli:
     async def test_crash_mid_line_delivers_what_came_before(
-        self, fake_environ: dict[str, str], workdir: Path
+        self, gw: Shared, workdir: Path
     ) -> None:
         """A CLI dying halfway through a line: whole lines, the cut one, then error and done."""
-        async with served(make_settings(), fake_environ) as gw:
-            _, events = await post_chat(gw.client, chat_body("crash-mid", workdir))
+        _, events = await post_chat(gw.client, chat_body("crash-mid", workdir))
         assert [e.event for e in events] == ["process", *["message"] * 3, "error", "done"]
         assert events[2].json()["text"] == "before"
         assert events[3].data == '{"type":"assistant","text":"cut sh'
@@ -61,13 +61,12 @@ class TestBrokenCli:
         assert events[-1].json()["status"] == "timeout"
 
     async def test_invalid_utf8_is_replaced_and_the_stream_goes_on(
-        self, fake_environ: dict[str, str], workdir: Path
+        self, gw: Shared, workdir: Path
     ) -> None:
         """Bytes that are not UTF-8 reach the client as U+FFFD; the stream stays valid UTF-8."""
-        async with served(make_settings(), fake_environ) as gw:
-            body = chat_body("bad-utf8", workdir)
-            async with gw.client.stream("POST", "/chat", json=body) as response:
-                raw = await response.aread()
+        body = chat_body("bad-utf8", workdir)
+        async with gw.client.stream("POST", "/chat", json=body) as response:
+            raw = await response.aread()
         text = raw.decode("utf-8")  # strict: would raise on a bad byte
         assert '"text":"bad \ufffd\ufffd bytes"' in text
         assert '"status":"completed"' in text

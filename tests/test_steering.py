@@ -9,6 +9,7 @@ import weakref
 from contextlib import aclosing
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,8 @@ from cc2api.limits import RunLimits
 
 from .helpers import (
     Event,
-    Served,
+    Gateway,
+    Shared,
     alive,
     chat_body,
     collect,
@@ -30,12 +32,13 @@ from .helpers import (
     served,
     sse_events,
     started_run,
+    wait_until,
 )
 
 pytestmark = pytest.mark.timeout(60)
 
 
-async def start_and_hang_up(gw: Served, body: dict[str, object], until: str) -> tuple[str, int]:
+async def start_and_hang_up(gw: Gateway, body: dict[str, object], until: str) -> tuple[str, int]:
     """Start a run, read until an event whose data holds ``until``, then hang up.
 
     Returns the process id and the last event id read.
@@ -50,7 +53,7 @@ async def start_and_hang_up(gw: Served, body: dict[str, object], until: str) -> 
     raise AssertionError(f"the stream ended without {until!r}")
 
 
-async def replay(gw: Served, process_id: str, **headers: str) -> list[Event]:
+async def replay(gw: Gateway, process_id: str, **headers: str) -> list[Event]:
     """Read GET /chat/{id}/events to its end."""
     path = f"/chat/{process_id}/events"
     async with gw.client.stream("GET", path, headers=headers) as response:
@@ -58,14 +61,25 @@ async def replay(gw: Served, process_id: str, **headers: str) -> list[Event]:
         return await collect(response)
 
 
-async def status_of(gw: Served, process_id: str) -> str:
+async def listed_run(gw: Gateway, process_id: str) -> dict[str, Any]:
+    """Return the run as GET /processes lists it (other tests' runs may be listed too)."""
+    return next(run for run in await listing(gw.client) if run["process_id"] == process_id)
+
+
+async def status_of(gw: Gateway, process_id: str) -> str:
     """Return the run's status as GET /processes lists it."""
-    runs = await listing(gw.client)
-    return str(next(run["status"] for run in runs if run["process_id"] == process_id))
+    return str((await listed_run(gw, process_id))["status"])
+
+
+async def wait_unlisted(gw: Gateway, process_id: str, timeout: float = 10) -> None:
+    """Wait until GET /processes no longer lists the run; fail after ``timeout``."""
+    with trio.fail_after(timeout):
+        while any(run["process_id"] == process_id for run in await listing(gw.client)):
+            await trio.sleep(0.05)
 
 
 async def document_after(
-    gw: Served, body: dict[str, object], method: str, action: str
+    gw: Gateway, body: dict[str, object], method: str, action: str
 ) -> httpx.Response:
     """POST ``body`` with stream: false; once its CLI runs, send ``method /chat/{id}/action``.
 
@@ -85,54 +99,46 @@ async def document_after(
 
 class TestDetach:
     async def test_detached_run_survives_a_hang_up_and_replays_from_last_event_id(
-        self, fake_environ: dict[str, str], workdir: Path
+        self, gw: Shared, workdir: Path
     ) -> None:
         """After a dropped connection a detached run goes on; replay continues with no gap."""
-        async with served(make_settings(), fake_environ) as gw:
-            body = chat_body("ask echo hi", workdir, detach=True, approval="http")
-            process_id, last = await start_and_hang_up(gw, body, '"approval_id"')
-            await trio.sleep(0.3)
-            assert await status_of(gw, process_id) == "running"
-            approvals = (await gw.client.get(f"/chat/{process_id}/approvals")).json()
-            approval_id = approvals["approvals"][0]["approval_id"]
-            await gw.client.post(
-                f"/chat/{process_id}/approvals/{approval_id}", json={"behavior": "allow"}
-            )
-            rest = await replay(gw, process_id, **{"Last-Event-ID": str(last)})
+        body = chat_body("ask echo hi", workdir, detach=True, approval="http")
+        process_id, last = await start_and_hang_up(gw, body, '"approval_id"')
+        # Nothing marks the moment the server hears the hang-up (a detached run shows no
+        # change): this pause gives it the time to end the run wrongly, which is the check.
+        await trio.sleep(0.3)
+        assert await status_of(gw, process_id) == "running"
+        approvals = (await gw.client.get(f"/chat/{process_id}/approvals")).json()
+        approval_id = approvals["approvals"][0]["approval_id"]
+        await gw.client.post(
+            f"/chat/{process_id}/approvals/{approval_id}", json={"behavior": "allow"}
+        )
+        rest = await replay(gw, process_id, **{"Last-Event-ID": str(last)})
         assert [e.id for e in rest] == list(range(last + 1, last + 1 + len(rest)))
         assert rest[-1].event == "done"
         assert rest[-1].json()["status"] == "completed"
 
     async def test_replay_by_query_parameter_from_the_start(
-        self, fake_environ: dict[str, str], workdir: Path
+        self, gw: Shared, workdir: Path
     ) -> None:
         """last_event_id in the query works like the header; without either, replay starts at 1."""
-        async with served(make_settings(), fake_environ) as gw:
-            response, first = await post_chat(gw.client, chat_body("echo x", workdir, detach=True))
-            process_id = response.headers["x-process-id"]
-            whole = await replay(gw, process_id)
-            async with gw.client.stream(
-                "GET", f"/chat/{process_id}/events", params={"last_event_id": "2"}
-            ) as r:
-                tail = await collect(r)
+        response, first = await post_chat(gw.client, chat_body("echo x", workdir, detach=True))
+        process_id = response.headers["x-process-id"]
+        whole = await replay(gw, process_id)
+        async with gw.client.stream(
+            "GET", f"/chat/{process_id}/events", params={"last_event_id": "2"}
+        ) as r:
+            tail = await collect(r)
         assert [(e.id, e.event, e.data) for e in whole] == [(e.id, e.event, e.data) for e in first]
         assert [e.id for e in tail] == [e.id for e in first[2:]]
 
     async def test_without_detach_a_hang_up_still_ends_the_run(
-        self, fake_environ: dict[str, str], workdir: Path
+        self, gw: Shared, workdir: Path
     ) -> None:
         """A run without detach is torn down when its client hangs up, as before."""
-        async with served(make_settings(), fake_environ) as gw:
-            process_id, _ = await start_and_hang_up(gw, chat_body("hang", workdir), '"pid"')
-            pid = next(p["pid"] for p in (await listing(gw.client)))
-
-            async def gone() -> bool:
-                runs = await listing(gw.client)
-                return all(p["process_id"] != process_id for p in runs)
-
-            with trio.fail_after(10):
-                while not await gone():
-                    await trio.sleep(0.05)
+        process_id, _ = await start_and_hang_up(gw, chat_body("hang", workdir), '"pid"')
+        pid = (await listed_run(gw, process_id))["pid"]
+        await wait_unlisted(gw, process_id)
         assert not alive(pid)
 
     async def test_finished_detached_run_is_kept_then_evicted(
@@ -141,17 +147,21 @@ class TestDetach:
         """A finished detached run is listed with its status until DETACHED_TTL_SECONDS pass."""
         async with served(make_settings(detached_ttl_seconds=1.5), fake_environ) as gw:
             response, _ = await post_chat(gw.client, chat_body("echo x", workdir, detach=True))
+            finished = trio.current_time()  # no later than the run finished
             process_id = response.headers["x-process-id"]
             listed = await listing(gw.client)
             health = (await gw.client.get("/health")).json()
-            await trio.sleep(2)
-            later = await gw.client.get(f"/chat/{process_id}/events")
+            with trio.fail_after(10):
+                while (later := await gw.client.get(f"/chat/{process_id}/events")).is_success:
+                    await trio.sleep(0.05)
+            kept = trio.current_time() - finished
         assert [(p["process_id"], p["status"], p["detached"]) for p in listed] == [
             (process_id, "completed", True)
         ]
         assert listed[0]["finished_at"] is not None
         assert health["active_processes"] == 0
         assert later.status_code == 404
+        assert kept > 0.5  # kept for about the TTL (1.5 s), not evicted when it finished
 
     async def test_only_so_many_finished_runs_are_kept(
         self, fake_environ: dict[str, str], workdir: Path
@@ -168,27 +178,36 @@ class TestDetach:
         assert listed == ids[1:]
         assert oldest.status_code == 404
 
-    async def test_several_readers_at_once(
-        self, fake_environ: dict[str, str], workdir: Path
-    ) -> None:
+    async def test_several_readers_at_once(self, gw: Shared, workdir: Path) -> None:
         """Two readers of one live run both get the whole run."""
-        async with served(make_settings(), fake_environ) as gw:
-            body = chat_body("ask echo hi", workdir, detach=True, approval="http")
-            process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
-            results: list[list[Event]] = []
+        body = chat_body("ask echo hi", workdir, detach=True, approval="http")
+        process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
+        results: list[list[Event]] = []
+        caught_up: list[None] = []  # one entry a reader that has read up to the approval
 
-            async def read() -> None:
-                results.append(await replay(gw, process_id))
+        async def read() -> None:
+            path = f"/chat/{process_id}/events"
+            async with gw.client.stream("GET", path) as response:
+                assert response.status_code == 200, await response.aread()
+                async with aclosing(sse_events(response)) as stream:
+                    events = []
+                    async for event in stream:
+                        if event.event == ":":
+                            continue
+                        events.append(event)
+                        if event.event == "approval":
+                            caught_up.append(None)
+            results.append(events)
 
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(read)
-                nursery.start_soon(read)
-                await trio.sleep(0.3)
-                approval = (await gw.client.get(f"/chat/{process_id}/approvals")).json()
-                approval_id = approval["approvals"][0]["approval_id"]
-                await gw.client.post(
-                    f"/chat/{process_id}/approvals/{approval_id}", json={"behavior": "deny"}
-                )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            nursery.start_soon(read)
+            await wait_until(lambda: len(caught_up) == 2, timeout=10)
+            approval = (await gw.client.get(f"/chat/{process_id}/approvals")).json()
+            approval_id = approval["approvals"][0]["approval_id"]
+            await gw.client.post(
+                f"/chat/{process_id}/approvals/{approval_id}", json={"behavior": "deny"}
+            )
         assert len(results) == 2
         assert [(e.id, e.data) for e in results[0]] == [(e.id, e.data) for e in results[1]]
         assert results[0][-1].event == "done"
@@ -220,15 +239,14 @@ class TestDetach:
         [("abc", "whole number"), ("999", "does not exist"), ("9" * 5000, "whole number")],
     )
     async def test_bad_last_event_id_is_400(
-        self, fake_environ: dict[str, str], workdir: Path, value: str, fragment: str
+        self, gw: Shared, workdir: Path, value: str, fragment: str
     ) -> None:
         """A Last-Event-ID that is not a number, or names no event yet, gets 400 naming it."""
-        async with served(make_settings(), fake_environ) as gw:
-            response, _ = await post_chat(gw.client, chat_body("echo", workdir, detach=True))
-            answer = await gw.client.get(
-                f"/chat/{response.headers['x-process-id']}/events",
-                headers={"Last-Event-ID": value},
-            )
+        response, _ = await post_chat(gw.client, chat_body("echo", workdir, detach=True))
+        answer = await gw.client.get(
+            f"/chat/{response.headers['x-process-id']}/events",
+            headers={"Last-Event-ID": value},
+        )
         assert answer.status_code == 400
         assert answer.json()["code"] == "invalid_last_event_id"
         assert fragment in answer.json()["detail"]
@@ -236,33 +254,29 @@ class TestDetach:
 
 class TestApprovalsWithTheFake:
     async def test_pending_approval_dies_with_a_run_that_was_not_detached(
-        self, fake_environ: dict[str, str], workdir: Path
+        self, gw: Shared, workdir: Path
     ) -> None:
         """A client hanging up on a pending approval (no detach) ends the run and its CLI."""
-        async with served(make_settings(), fake_environ) as gw:
-            body = chat_body("ask rm -rf /", workdir, approval="http")
-            process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
-            with trio.fail_after(10):
-                while (await gw.client.get("/processes")).json()["count"]:
-                    await trio.sleep(0.05)
-            answer = await gw.client.get(f"/chat/{process_id}/approvals")
+        body = chat_body("ask rm -rf /", workdir, approval="http")
+        process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
+        await wait_unlisted(gw, process_id)
+        answer = await gw.client.get(f"/chat/{process_id}/approvals")
         assert answer.status_code == 404
 
-    async def test_answers_are_checked(self, fake_environ: dict[str, str], workdir: Path) -> None:
+    async def test_answers_are_checked(self, gw: Shared, workdir: Path) -> None:
         """Unknown approvals get 404, answered ones 409, and a bad answer body 422."""
-        async with served(make_settings(), fake_environ) as gw:
-            body = chat_body("ask ls", workdir, approval="http", detach=True)
-            process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
-            base = f"/chat/{process_id}/approvals"
-            approval_id = (await gw.client.get(base)).json()["approvals"][0]["approval_id"]
-            bad = await gw.client.post(f"{base}/{approval_id}", json={"behavior": "maybe"})
-            unknown = await gw.client.post(f"{base}/nope", json={"behavior": "allow"})
-            first = await gw.client.post(
-                f"{base}/{approval_id}",
-                json={"behavior": "allow", "updated_input": {"command": "ls", "timeout": 5000}},
-            )
-            again = await gw.client.post(f"{base}/{approval_id}", json={"behavior": "deny"})
-            events = await replay(gw, process_id)
+        body = chat_body("ask ls", workdir, approval="http", detach=True)
+        process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
+        base = f"/chat/{process_id}/approvals"
+        approval_id = (await gw.client.get(base)).json()["approvals"][0]["approval_id"]
+        bad = await gw.client.post(f"{base}/{approval_id}", json={"behavior": "maybe"})
+        unknown = await gw.client.post(f"{base}/nope", json={"behavior": "allow"})
+        first = await gw.client.post(
+            f"{base}/{approval_id}",
+            json={"behavior": "allow", "updated_input": {"command": "ls", "timeout": 5000}},
+        )
+        again = await gw.client.post(f"{base}/{approval_id}", json={"behavior": "deny"})
+        events = await replay(gw, process_id)
         assert bad.status_code == 422
         assert "behavior" in bad.json()["detail"]
         assert unknown.status_code == 404
@@ -276,21 +290,20 @@ class TestApprovalsWithTheFake:
         assert answered == {"approval_id": approval_id, "answer": "allow"}
 
     async def test_an_answer_may_not_change_what_the_call_acts_on(
-        self, fake_environ: dict[str, str], workdir: Path
+        self, gw: Shared, workdir: Path
     ) -> None:
         """updated_input changing Bash's command gets 403, and the approval still waits."""
-        async with served(make_settings(), fake_environ) as gw:
-            body = chat_body("ask ls", workdir, approval="http", detach=True)
-            process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
-            base = f"/chat/{process_id}/approvals"
-            approval_id = (await gw.client.get(base)).json()["approvals"][0]["approval_id"]
-            changed = await gw.client.post(
-                f"{base}/{approval_id}",
-                json={"behavior": "allow", "updated_input": {"command": "rm -rf ~"}},
-            )
-            still = (await gw.client.get(base)).json()["count"]
-            denied = await gw.client.post(f"{base}/{approval_id}", json={"behavior": "deny"})
-            events = await replay(gw, process_id)
+        body = chat_body("ask ls", workdir, approval="http", detach=True)
+        process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
+        base = f"/chat/{process_id}/approvals"
+        approval_id = (await gw.client.get(base)).json()["approvals"][0]["approval_id"]
+        changed = await gw.client.post(
+            f"{base}/{approval_id}",
+            json={"behavior": "allow", "updated_input": {"command": "rm -rf ~"}},
+        )
+        still = (await gw.client.get(base)).json()["count"]
+        denied = await gw.client.post(f"{base}/{approval_id}", json={"behavior": "deny"})
+        events = await replay(gw, process_id)
         assert changed.status_code == 403
         assert changed.json()["code"] == "updated_input_forbidden"
         assert "'command'" in changed.json()["detail"]
@@ -300,7 +313,7 @@ class TestApprovalsWithTheFake:
         assert decision["behavior"] == "deny"
 
     async def test_a_safety_check_is_refused_without_asking(
-        self, fake_environ: dict[str, str], workdir: Path
+        self, gw: Shared, workdir: Path
     ) -> None:
         """A question flagged safetyCheck is denied at once, with its reasons, and never pending."""
         request = {
@@ -313,8 +326,7 @@ class TestApprovalsWithTheFake:
             "tool_use_id": "toolu_1",
         }
         body = chat_body("ask-json " + json.dumps(request), workdir, approval="http")
-        async with served(make_settings(), fake_environ) as gw:
-            _, events = await post_chat(gw.client, body)
+        _, events = await post_chat(gw.client, body)
         (asked,) = [e.json() for e in events if e.event == "approval"]
         assert asked["decision_reason_type"] == "safetyCheck"
         assert asked["decision_reason"] == "a sensitive file"
@@ -330,14 +342,13 @@ class TestApprovalsWithTheFake:
         "path", ["home/.claude/settings.json", "work/.git/hooks/pre-commit", "home/.bashrc"]
     )
     async def test_protected_paths_are_refused_even_unflagged(
-        self, fake_environ: dict[str, str], workdir: Path, path: str
+        self, gw: Shared, workdir: Path, path: str
     ) -> None:
         """A write to configuration later runs load is refused, whatever reason the CLI gives."""
         target = workdir.parent / path
         request = {"tool_name": "Write", "input": {"file_path": str(target), "content": "x"}}
         body = chat_body("ask-json " + json.dumps(request), workdir, approval="http")
-        async with served(make_settings(), fake_environ) as gw:
-            _, events = await post_chat(gw.client, body)
+        _, events = await post_chat(gw.client, body)
         (asked,) = [e.json() for e in events if e.event == "approval"]
         assert "configuration" in asked["refused"]
         answered = next(e.json() for e in events if e.event == "approval_answered")
@@ -370,20 +381,21 @@ class TestApprovalsWithTheFake:
         assert events[-1].json()["status"] == "completed"
 
     async def test_detached_run_keeps_its_approval_after_a_hang_up(
-        self, fake_environ: dict[str, str], workdir: Path
+        self, gw: Shared, workdir: Path
     ) -> None:
         """A detached run's pending approval survives the client's hang-up and can be denied."""
-        async with served(make_settings(), fake_environ) as gw:
-            body = chat_body("ask ls", workdir, approval="http", detach=True)
-            process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
-            await trio.sleep(0.5)
-            pending = (await gw.client.get(f"/chat/{process_id}/approvals")).json()
-            approval_id = pending["approvals"][0]["approval_id"]
-            await gw.client.post(
-                f"/chat/{process_id}/approvals/{approval_id}",
-                json={"behavior": "deny", "message": "not today"},
-            )
-            events = await replay(gw, process_id)
+        body = chat_body("ask ls", workdir, approval="http", detach=True)
+        process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
+        # Nothing marks the moment the server hears the hang-up: this pause gives it the
+        # time to drop the approval wrongly, which is the check.
+        await trio.sleep(0.5)
+        pending = (await gw.client.get(f"/chat/{process_id}/approvals")).json()
+        approval_id = pending["approvals"][0]["approval_id"]
+        await gw.client.post(
+            f"/chat/{process_id}/approvals/{approval_id}",
+            json={"behavior": "deny", "message": "not today"},
+        )
+        events = await replay(gw, process_id)
         assert pending["count"] == 1
         assert pending["approvals"][0]["input"] == {"command": "ls"}
         decision = next(e.json()["decision"] for e in events if '"decision":' in e.data)
@@ -402,43 +414,46 @@ class TestApprovalsWithTheFake:
         assert not any('"control_' in e.data for e in events if e.event == "message")
 
     async def test_request_withdrawn_by_the_cli_is_cancelled(
-        self, fake_environ: dict[str, str], workdir: Path
+        self, gw: Shared, workdir: Path
     ) -> None:
         """A control_cancel_request is not passed on; it ends its approval as cancelled."""
-        async with served(make_settings(), fake_environ) as gw:
-            body = chat_body("ask-withdraw ls", workdir, approval="http", detach=True)
-            _, events = await post_chat(gw.client, body)
-            process_id = events[0].json()["process_id"]
-            approval_id = next(e.json()["approval_id"] for e in events if e.event == "approval")
-            late = await gw.client.post(
-                f"/chat/{process_id}/approvals/{approval_id}", json={"behavior": "allow"}
-            )
+        body = chat_body("ask-withdraw ls", workdir, approval="http", detach=True)
+        _, events = await post_chat(gw.client, body)
+        process_id = events[0].json()["process_id"]
+        approval_id = next(e.json()["approval_id"] for e in events if e.event == "approval")
+        late = await gw.client.post(
+            f"/chat/{process_id}/approvals/{approval_id}", json={"behavior": "allow"}
+        )
         answered = next(e.json() for e in events if e.event == "approval_answered")
         assert answered["answer"] == "cancelled"
         assert not any("control_" in e.data for e in events if e.event == "message")
         assert late.status_code == 409
 
     async def test_question_after_the_input_closed_is_ignored(
-        self, fake_environ: dict[str, str], workdir: Path
+        self, gw: Shared, workdir: Path
     ) -> None:
         """A can_use_tool after the run's input closed makes no approval, and done stays last."""
-        async with served(make_settings(), fake_environ) as gw:
-            body = chat_body("ask-late", workdir, approval="http", detach=True)
-            _, events = await post_chat(gw.client, body)
-            listed = await listing(gw.client)
+        body = chat_body("ask-late", workdir, approval="http", detach=True)
+        response, events = await post_chat(gw.client, body)
+        listed = await listed_run(gw, response.headers["x-process-id"])
         assert "approval" not in [e.event for e in events]
         assert events[-1].event == "done"
-        assert listed[0]["pending_approvals"] == 0
+        assert listed["pending_approvals"] == 0
 
     async def test_question_read_after_the_cli_exited_is_ignored(
-        self, fake_environ: dict[str, str], workdir: Path
+        self, gw: Shared, workdir: Path
     ) -> None:
         """A can_use_tool still in the pipe when the CLI exits does not fail the run."""
-        async with served(make_settings(), fake_environ) as gw:
-            body = chat_body("ask-and-exit 40", workdir, approval="http")
-            async with gw.client.stream("POST", "/chat", json=body) as response:
-                await trio.sleep(1.5)  # the CLI exits while its output waits for us
-                events = await collect(response)
+        body = chat_body("ask-and-exit 40", workdir, approval="http")
+        async with gw.client.stream("POST", "/chat", json=body) as response:
+            # Read nothing until the CLI has exited, its output still waiting for us; when
+            # backpressure keeps it from exiting, give up on that after 1.5 s.
+            process_id = response.headers["x-process-id"]
+            with trio.move_on_after(1.5):
+                while (pid := (await listed_run(gw, process_id))["pid"]) is None:
+                    await trio.sleep(0.02)
+                await wait_until(lambda: not alive(pid), timeout=20)
+            events = await collect(response)
         # Whether the question is read before or after the exit is the scheduler's
         # choice; either way the run ends cleanly, with no approval left open.
         assert "error" not in [e.event for e in events]
@@ -451,6 +466,8 @@ class TestApprovalsWithTheFake:
         async with served(make_settings(approval_timeout_seconds=0), fake_environ) as gw:
             body = chat_body("ask ls", workdir, approval="http", detach=True)
             process_id, _ = await start_and_hang_up(gw, body, '"approval_id"')
+            # The wait is the check: no timer may deny it meanwhile (the core layer,
+            # tests/test_core_conversation.py, waits a simulated day).
             await trio.sleep(1.5)
             pending = (await gw.client.get(f"/chat/{process_id}/approvals")).json()
             approval_id = pending["approvals"][0]["approval_id"]
@@ -515,7 +532,9 @@ class TestInterruptWithTheFake:
             body = chat_body("interruptible", workdir)
             async with gw.client.stream("POST", "/chat", json=body) as response:
                 process_id = response.headers["x-process-id"]
-                await trio.sleep(1.5)  # reads nothing: the CLI blocks on its stdout
+                # Reads nothing for a while, so that the CLI blocks on its stdout: the
+                # interrupt must get through all the same. This pause is the behaviour.
+                await trio.sleep(1.5)
                 async with httpx.AsyncClient(base_url=gw.url, auth=gw.client.auth) as other:
                     answer = await other.post(f"/chat/{process_id}/interrupt")
                 events = await collect(response)
@@ -523,28 +542,24 @@ class TestInterruptWithTheFake:
         assert events[-1].json()["status"] == "interrupted"
         assert "aborted_streaming" in events[-2].data
 
-    async def test_interrupt_unknown_run_is_404(self, fake_environ: dict[str, str]) -> None:
+    async def test_interrupt_unknown_run_is_404(self, gw: Shared) -> None:
         """Interrupting a run that does not exist gets 404."""
-        async with served(make_settings(), fake_environ) as gw:
-            answer = await gw.client.post("/chat/0b6f4c1e-3b9a-4f7e-8d2c-5a1e9f3c7b21/interrupt")
+        answer = await gw.client.post("/chat/0b6f4c1e-3b9a-4f7e-8d2c-5a1e9f3c7b21/interrupt")
         assert answer.status_code == 404
 
 
 class TestFollowUpWithTheFake:
-    async def test_too_many_waiting_follow_ups_get_429(
-        self, fake_environ: dict[str, str], workdir: Path
-    ) -> None:
+    async def test_too_many_waiting_follow_ups_get_429(self, gw: Shared, workdir: Path) -> None:
         """Past MAX_HELD_MESSAGES follow-ups waiting on one turn, another gets 429."""
-        async with served(make_settings(), fake_environ) as gw:
-            process_id, _ = await start_and_hang_up(
-                gw, chat_body("hang", workdir, detach=True), '"pid"'
-            )
-            path = f"/chat/{process_id}/messages"
-            answers = [
-                await gw.client.post(path, json={"prompt": f"m{i}"})
-                for i in range(MAX_HELD_MESSAGES + 1)
-            ]
-            await gw.client.delete(f"/chat/{process_id}")
+        process_id, _ = await start_and_hang_up(
+            gw, chat_body("hang", workdir, detach=True), '"pid"'
+        )
+        path = f"/chat/{process_id}/messages"
+        answers = [
+            await gw.client.post(path, json={"prompt": f"m{i}"})
+            for i in range(MAX_HELD_MESSAGES + 1)
+        ]
+        await gw.client.delete(f"/chat/{process_id}")
         assert [a.json()["ahead"] for a in answers[:-1]] == list(range(1, MAX_HELD_MESSAGES + 1))
         assert answers[-1].status_code == 429
         assert answers[-1].json()["code"] == "too_many_messages"
@@ -586,28 +601,22 @@ class TestFollowUpWithTheFake:
         assert "FOLLOWUPS_TOTAL_MAX_BYTES" in refused.json()["detail"]
         assert taken.status_code == 202
 
-    async def test_follow_up_to_an_ended_run_is_409(
-        self, fake_environ: dict[str, str], workdir: Path
-    ) -> None:
+    async def test_follow_up_to_an_ended_run_is_409(self, gw: Shared, workdir: Path) -> None:
         """A follow-up to a run that has ended gets 409 run_ended."""
-        async with served(make_settings(), fake_environ) as gw:
-            response, _ = await post_chat(gw.client, chat_body("echo", workdir, detach=True))
-            answer = await gw.client.post(
-                f"/chat/{response.headers['x-process-id']}/messages", json={"prompt": "more"}
-            )
+        response, _ = await post_chat(gw.client, chat_body("echo", workdir, detach=True))
+        answer = await gw.client.post(
+            f"/chat/{response.headers['x-process-id']}/messages", json={"prompt": "more"}
+        )
         assert answer.status_code == 409
         assert answer.json()["code"] == "run_ended"
 
-    async def test_follow_up_body_is_validated(
-        self, fake_environ: dict[str, str], workdir: Path
-    ) -> None:
+    async def test_follow_up_body_is_validated(self, gw: Shared, workdir: Path) -> None:
         """A follow-up without a prompt, or with unknown fields, gets 422 naming them."""
-        async with served(make_settings(), fake_environ) as gw:
-            process_id, _ = await start_and_hang_up(
-                gw, chat_body("hang", workdir, detach=True), '"pid"'
-            )
-            answer = await gw.client.post(f"/chat/{process_id}/messages", json={"text": "more"})
-            await gw.client.delete(f"/chat/{process_id}")
+        process_id, _ = await start_and_hang_up(
+            gw, chat_body("hang", workdir, detach=True), '"pid"'
+        )
+        answer = await gw.client.post(f"/chat/{process_id}/messages", json={"text": "more"})
+        await gw.client.delete(f"/chat/{process_id}")
         assert answer.status_code == 422
         assert "prompt: field required" in answer.json()["detail"]
         assert "text: unknown field" in answer.json()["detail"]
@@ -639,13 +648,12 @@ class TestNewRoutes:
     )
     @pytest.mark.parametrize("process_id", ["0b6f4c1e-3b9a-4f7e-8d2c-5a1e9f3c7b21", "nope"])
     async def test_unknown_or_malformed_process_id_is_404(
-        self, fake_environ: dict[str, str], method: str, path: str, process_id: str
+        self, gw: Shared, method: str, path: str, process_id: str
     ) -> None:
         """Every route on a run answers 404 JSON for an unknown or non-UUID process id."""
-        async with served(make_settings(), fake_environ) as gw:
-            answer = await gw.client.request(
-                method, path.format(id=process_id), json={"prompt": "x", "behavior": "allow"}
-            )
+        answer = await gw.client.request(
+            method, path.format(id=process_id), json={"prompt": "x", "behavior": "allow"}
+        )
         assert answer.status_code == 404
         assert answer.json()["code"] == "process_not_found"
 
@@ -659,23 +667,17 @@ class TestNewRoutes:
             ("GET", "/chat/{id}/approvals/x"),
         ],
     )
-    async def test_wrong_method_is_405(
-        self, fake_environ: dict[str, str], method: str, path: str
-    ) -> None:
+    async def test_wrong_method_is_405(self, gw: Shared, method: str, path: str) -> None:
         """A method a run's route does not take gets 405 JSON naming it."""
-        async with served(make_settings(), fake_environ) as gw:
-            answer = await gw.client.request(method, path.format(id=uuid.uuid4()))
+        answer = await gw.client.request(method, path.format(id=uuid.uuid4()))
         assert answer.status_code == 405
         assert method in answer.json()["detail"]
 
 
 class TestDocument:
-    async def test_stream_false_answers_one_document(
-        self, fake_environ: dict[str, str], workdir: Path
-    ) -> None:
+    async def test_stream_false_answers_one_document(self, gw: Shared, workdir: Path) -> None:
         """stream: false returns every line parsed, the result and the status as one JSON."""
-        async with served(make_settings(), fake_environ) as gw:
-            answer = await gw.client.post("/chat", json=chat_body("echo hi", workdir, stream=False))
+        answer = await gw.client.post("/chat", json=chat_body("echo hi", workdir, stream=False))
         assert answer.status_code == 200
         body = answer.json()
         assert body["process_id"] == answer.headers["x-process-id"]
@@ -694,7 +696,7 @@ class TestDocument:
     )
     async def test_stream_false_failures_get_their_status(
         self,
-        fake_environ: dict[str, str],
+        gw: Shared,
         workdir: Path,
         *,
         prompt: str,
@@ -703,9 +705,8 @@ class TestDocument:
         code: str,
     ) -> None:
         """A failed or timed-out run without streaming answers with its HTTP status and code."""
-        async with served(make_settings(), fake_environ) as gw:
-            body = chat_body(prompt, workdir, stream=False, **fields)
-            answer = await gw.client.post("/chat", json=body)
+        body = chat_body(prompt, workdir, stream=False, **fields)
+        answer = await gw.client.post("/chat", json=body)
         assert answer.status_code == status
         assert answer.json()["code"] == code
         assert answer.json()["error"]["code"] == code
@@ -764,6 +765,8 @@ class TestDocument:
                 body = chat_body("hang", workdir, stream=False, detach=True)
                 with pytest.raises(httpx.ReadTimeout):
                     await impatient.post("/chat", json=body, timeout=1)
+            # Nothing marks the moment the server hears the hang-up: this pause gives it
+            # the time to end the run wrongly, which is the check.
             await trio.sleep(0.5)
             runs = await listing(gw.client)
             await gw.client.delete(f"/chat/{runs[0]['process_id']}")
