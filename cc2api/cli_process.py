@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 # As much as the CLI's stdout pipe holds once enlarged (the kernel's default cap for
 # F_SETPIPE_SZ): fewer, larger reads, each framed and sent as one batch.
 READ_CHUNK = 1024 * 1024
-# Ends every process of a run: the CLI (while unreaped) and whatever it left.
+# Ends every process of a run: the CLI (while unreaped) and whatever it left. It must
+# bound its own time (the default: the kill grace, plus a few seconds for a process
+# stuck in the kernel), since teardown runs it shielded.
 KillPolicy = Callable[[RunProcesses], Awaitable[object]]
 
 
@@ -79,11 +81,14 @@ class CliProcess:
         return self._proc.returncode
 
     async def exit(self) -> None:
-        """Wait for the CLI itself to exit; reads then switch to draining with a deadline.
-
-        What is still in a pipe is then only passed on. Cancellation: the wait stops.
-        """
+        """Wait for the CLI itself to exit (reaped). Cancellation: the wait stops."""
         await self._proc.wait()
+
+    def start_draining(self) -> None:
+        """Switch the reads to draining: what is still in a pipe comes with a deadline.
+
+        Call it once the CLI has exited and nothing is left to say to it.
+        """
         self.exited.set()
         for read in list(self._pending_reads):
             read.cancel()

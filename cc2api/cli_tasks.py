@@ -197,6 +197,7 @@ class CliTasks:
         self._conversation.close_input()
         self._conversation_scope.cancel()
         self._interrupt_scope.cancel()
+        cli.start_draining()
         await cli.end_leftovers()
 
     async def _hung_after_input(self, scope: trio.CancelScope) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -60,8 +61,9 @@ def plan_launch(
 
     ``environ`` is what every run inherits (already without the withheld names).
     """
-    # Named by the run, which is a random UUID: nobody can guess it to place a link there.
-    workdir = Path(tempfile.gettempdir()) / f"{WORKDIR_PREFIX}{run_id}"
+    # The run id is told to clients while the run is queued, before the folder is made:
+    # a secret part keeps anyone from taking the name first (mkdir would then fail).
+    workdir = Path(tempfile.gettempdir()) / f"{WORKDIR_PREFIX}{run_id}-{secrets.token_hex(8)}"
     files = RunFiles(workdir)
     argv = build_argv(claude, request, plan, files)
     env = {**environ, **plan.extra_env}

@@ -123,6 +123,11 @@ class Registry:
         return self._environ
 
     @property
+    def store(self) -> Store:
+        """Return the store the registry keeps records and claims in."""
+        return self._store
+
+    @property
     def confine(self) -> ConfineSetup:
         """Return what confined runs are set up with."""
         return self._confine
@@ -163,23 +168,28 @@ class Registry:
         self._store.claim(run_id, sessions, project_key(request.cwd), continue_from=continue_from)
         try:
             slot = self.slots.take()
-            run = Run(
-                request=request,
-                plan=plan,
-                launch=launch,
-                limits=self._limits,
-                slot=slot,
-                held_total=self.held,
-                confine=self._confine,
-                on_session=self._claim_session,
-                on_finish=self._forget,
-                reap=self.reap,
-            )
+            try:
+                run = Run(
+                    request=request,
+                    plan=plan,
+                    launch=launch,
+                    limits=self._limits,
+                    slot=slot,
+                    held_total=self.held,
+                    confine=self._confine,
+                    on_session=self._claim_session,
+                    on_finish=self._forget,
+                    reap=self.reap,
+                )
+                self._runs[run_id] = run
+                self._store.save_run(record_of(run))
+            except BaseException:
+                slot.release()
+                self._runs.pop(run_id, None)
+                raise
         except BaseException:  # the claims are the run's: it never started
             self._store.release(run_id)
             raise
-        self._runs[run_id] = run
-        self._store.save_run(record_of(run))
         self._nursery.start_soon(run.supervise, name=f"run {run_id}")
         if not run.detached and request.stream:
             self._nursery.start_soon(run.cancel_unless_read, self._limits.reader_timeout)
@@ -233,16 +243,24 @@ class Registry:
         holder = self._store.claim_later(run.run_id, session_id)
         if holder != run.run_id:
             log.warning("runs %s and %s both use session %s", holder, run.run_id, session_id)
-        self._store.save_run(record_of(run))
+        self._record(run)
 
     def _forget(self, run: Run) -> None:
         # A detached run stays readable for a while; its session is free at once.
         run_id = run.run_id
         self._store.release(run_id)
-        self._store.save_run(record_of(run))
+        self._record(run)
         if not (run.detached and self._retention.keep(run_id)):
             self._evict(run_id)
         log.info("run %s ended: %s", run_id, run.status)
+
+    def _record(self, run: Run) -> None:
+        # A run under way is not failed for its record: a store that cannot take it
+        # costs the record, and says so in the log.
+        try:
+            self._store.save_run(record_of(run))
+        except Exception:
+            log.exception("run %s: its record could not be saved", run.run_id)
 
     def _evict(self, run_id: str) -> None:
         if self._runs.pop(run_id, None) is not None:

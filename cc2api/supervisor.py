@@ -98,14 +98,21 @@ class Supervisor:
                 or self.state.status is Status.CANCELLING
                 or trio.current_effective_deadline() == float("-inf")
             )
-            # No awaits from here on: nothing can be interrupted.
-            self._slot.release()
-            self._conversation.close_input()
-            self._settle(cancelled)
-            self.state.finished_at = datetime.now(UTC)
-            self._on_finish()
-            self._finish_log(round((trio.current_time() - started) * 1000))
-            self.finished.set()
+            # No awaits from here on: nothing can be interrupted. Whatever fails, the
+            # log is closed and ``finished`` set: readers, DELETE and drain wait on them.
+            try:
+                self._slot.release()
+                self._conversation.close_input()
+                self._settle(cancelled)
+                self.state.finished_at = datetime.now(UTC)
+                try:
+                    self._on_finish()
+                except Exception:
+                    log.exception("run %s: recording its end failed", self.state.run_id)
+                self._finish_log(round((trio.current_time() - started) * 1000))
+            finally:
+                self._events.close()
+                self.finished.set()
 
     async def _wait_for_slot(self) -> None:
         if not self._slot.granted:
@@ -178,4 +185,3 @@ class Supervisor:
         if state.error is not None:
             self._emit(state.error.event, state.error.wire())
         self._emit(done.event, done.wire())
-        self._events.close()

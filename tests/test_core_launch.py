@@ -32,11 +32,13 @@ def launch_of(body: dict[str, object], *, environ: dict[str, str] | None = None)
 
 
 class TestLaunch:
-    def test_the_run_folder_is_named_by_the_run(self) -> None:
-        """A run's folder is a private temporary folder named after its run id."""
-        launch = launch_of({"prompt": "p", "cwd": "/w"})
-        assert launch.workdir.name == f"{WORKDIR_PREFIX}{RUN_ID}"
-        assert not launch.workdir.exists()  # made only when the run starts
+    def test_the_run_folder_is_named_by_the_run_and_a_secret(self) -> None:
+        """A run's folder is named after its run id and a part nobody is told."""
+        first = launch_of({"prompt": "p", "cwd": "/w"})
+        second = launch_of({"prompt": "p", "cwd": "/w"})
+        assert first.workdir.name.startswith(f"{WORKDIR_PREFIX}{RUN_ID}-")
+        assert first.workdir != second.workdir
+        assert not first.workdir.exists()  # made only when the run starts
 
     def test_every_process_is_marked_with_the_run(self) -> None:
         """The environment carries the marker teardown finds the run's processes by."""

@@ -20,6 +20,7 @@ from cc2api.policy import Plan, Policy
 from cc2api.registry import Registry
 from cc2api.routes import abandoned as _abandoned
 from cc2api.runner import Run, Status
+from cc2api.store import InMemoryStore, RunRecord, Store
 
 from .helpers import FAKE_CLAUDE, exists, make_settings, wait_until
 
@@ -33,12 +34,16 @@ def full(request: ChatRequest) -> Plan:
 
 @asynccontextmanager
 async def registry_serving(
-    environ: dict[str, str], *, reader_timeout: float = 10.0, **settings: Any
+    environ: dict[str, str],
+    *,
+    reader_timeout: float = 10.0,
+    store: Store | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Registry]:
     """A registry with its nursery open for the block; cancelled (runs torn down) after."""
     made = make_settings(**settings)
     limits = replace(RunLimits.from_settings(made), reader_timeout=reader_timeout)
-    registry = Registry(made, environ, limits=limits)
+    registry = Registry(made, environ, limits=limits, store=store)
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.serve)
         try:
@@ -189,3 +194,50 @@ async def test_cancel_during_a_natural_teardown_says_cancelled(
             cancelled = await registry.cancel(run.run_id)
         assert cancelled.status is Status.CANCELLED
         assert b'"status":"cancelled"' in await drain(events)
+
+
+class FailingStore(InMemoryStore):
+    """An in-memory store whose saves fail from the ``fail_from``-th on: a store that broke."""
+
+    def __init__(self, fail_from: int) -> None:
+        super().__init__()
+        self.saves = 0
+        self.fail_from = fail_from
+
+    def save_run(self, record: RunRecord) -> None:
+        """Save, or fail as a broken store would."""
+        self.saves += 1
+        if self.saves >= self.fail_from:
+            raise OSError("the store is broken")
+        super().save_run(record)
+
+
+async def test_a_failed_start_gives_back_the_slot_and_the_session(
+    fake_environ: dict[str, str], workdir: Path
+) -> None:
+    """A run the store cannot record at its start is not kept: its slot and session are free."""
+    session = str(uuid.uuid4())
+    body = {"prompt": "echo hi", "cwd": str(workdir), "new_session_id": session}
+    request = ChatRequest.model_validate(body)
+    async with registry_serving(fake_environ, store=FailingStore(1)) as registry:
+        with pytest.raises(OSError, match="broken"):
+            start_request(registry, request)
+        assert registry.runs() == []
+        assert registry.slots.running == 0
+        assert registry.store.holder(session) is None
+
+
+async def test_a_run_whose_end_cannot_be_recorded_still_ends(
+    fake_environ: dict[str, str], workdir: Path
+) -> None:
+    """A store that fails while a run goes costs the record only: the run completes."""
+    async with registry_serving(fake_environ, store=FailingStore(2)) as registry:
+        run = start(registry, "echo hi", workdir)
+        events = run.attach_reader()
+        run.stream_started()
+        with trio.fail_after(20):
+            frames = await drain(events)
+            await run.finished.wait()
+        assert b"event: done" in frames
+        assert run.status is Status.COMPLETED
+        assert registry.slots.running == 0
