@@ -85,7 +85,7 @@ class RunRecord:
 
     run_id: str  # process_id on the wire
     created_at: datetime  # accepted
-    status: str  # a runner.Status value
+    status: str  # a Status value (cc2api.wire)
     cwd: str
     started_at: datetime | None = None  # its CLI spawned (None: still queued, or never)
     ended_at: datetime | None = None
