@@ -7,7 +7,6 @@ from collections.abc import Mapping
 
 import trio
 
-from .cli_args import cli_environment
 from .confinement import ConfineSetup
 from .conversation import HeldBytes
 from .errors import NotFound, Unavailable
@@ -52,10 +51,8 @@ class Registry:
         store: Store | None = None,
     ) -> None:
         self._settings = settings
-        self._environ = cli_environment(environ)
-        # A run's scheduled prompts (CronCreate) would fire in whatever later run has its
-        # input open: off unless the operator turns them on in the server's environment.
-        self._environ.setdefault("CLAUDE_CODE_DISABLE_CRON", "1")
+        # Built once by the gateway: the server's environment less what is withheld.
+        self._environ = dict(environ)
         self._store: Store = InMemoryStore() if store is None else store
         self._runs: dict[str, Run] = {}  # run id -> run, oldest first
         # Each kept run holds up to RUN_BUFFER_BYTES of events: their number is bounded too.
