@@ -85,11 +85,6 @@ class CliTasks:
         """Return the run's own folder, which the CLI's option files go in."""
         return self._launch.workdir
 
-    @property
-    def started(self) -> bool:
-        """Return whether the CLI has been spawned."""
-        return self.pid is not None
-
     def interrupt(self) -> None:
         """Start stopping the current turn, once; ignored while no CLI is serving."""
         if self._interrupting or self._nursery is None:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 __all__ = [
     "FINAL_STATUSES",
@@ -16,6 +16,7 @@ __all__ = [
     "RunErrorCode",
     "Status",
     "Verdict",
+    "as_final",
 ]
 
 
@@ -41,6 +42,17 @@ FinalStatus = Literal[
     Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMEOUT, Status.INTERRUPTED
 ]
 FINAL_STATUSES: frozenset[Status] = frozenset(get_args(FinalStatus))
+
+
+def as_final(status: Status) -> FinalStatus:
+    """Return the status of a run that has ended, typed as final.
+
+    Raises:
+        ValueError: the status is not final (the run has not ended).
+    """
+    if not status.final:
+        raise ValueError(f"{status} is not a final status")
+    return cast("FinalStatus", status)
 
 
 class ErrorCode(StrEnum):

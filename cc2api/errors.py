@@ -14,9 +14,8 @@ class ApiError(Exception):
     status: int = 400
     code: ErrorCode = ErrorCode.BAD_REQUEST
 
-    def __init__(self, detail: str, *, code: str | None = None) -> None:
-        # A str is taken too (callers not yet naming an ErrorCode) but must be one's value:
-        # a code the enum does not list fails here, not in a client.
+    def __init__(self, detail: str, *, code: ErrorCode | None = None) -> None:
+        # Checked at run time too: a code the enum does not list fails here, not in a client.
         super().__init__(detail)
         self.detail = detail
         if code is not None:
@@ -69,7 +68,7 @@ class TooManyRequests(ApiError):
     status = 429
     code = ErrorCode.TOO_MANY_REQUESTS
 
-    def __init__(self, detail: str, *, retry_after: int, code: str | None = None) -> None:
+    def __init__(self, detail: str, *, retry_after: int, code: ErrorCode | None = None) -> None:
         super().__init__(detail, code=code)
         self.retry_after = retry_after
 

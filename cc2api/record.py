@@ -27,8 +27,3 @@ class RunState:
     result: dict[str, Any] | None = None  # the CLI's last result line
     # Every session the CLI said it used, the one resumed first.
     sessions: list[str] = field(default_factory=list)
-
-    @property
-    def final(self) -> bool:
-        """Return whether the run has ended."""
-        return self.finished_at is not None

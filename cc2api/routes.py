@@ -7,7 +7,7 @@ import json
 import weakref
 from collections.abc import Callable
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 import trio
 from quart import Blueprint, Response
@@ -26,11 +26,11 @@ from .wire import (
     Cancelled,
     Document,
     ErrorCode,
-    FinalStatus,
     FollowUpAccepted,
     Interrupted,
     Processes,
     Status,
+    as_final,
 )
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -58,7 +58,7 @@ async def chat() -> Response:
 async def cancel(process_id: str) -> Response:
     """Cancel a run; answered once its processes are gone."""
     run = await current_gateway().registry.cancel(run_id_of(process_id))
-    return json_response(Cancelled(process_id=run.run_id, status=_final(run)).wire())
+    return json_response(Cancelled(process_id=run.run_id, status=as_final(run.status)).wire())
 
 
 @routes.get("/chat/<process_id>/events")
@@ -75,7 +75,9 @@ async def interrupt(process_id: str) -> Response:
     run = current_gateway().registry.get(run_id_of(process_id))
     await raw_body()  # whatever was sent is ignored, but read: the connection stays usable
     await run.interrupt()
-    body = Interrupted(process_id=run.run_id, status=_final(run), forced=run.interrupt_forced)
+    body = Interrupted(
+        process_id=run.run_id, status=as_final(run.status), forced=run.interrupt_forced
+    )
     return json_response(body.wire())
 
 
@@ -114,11 +116,6 @@ async def processes() -> Response:
     """List the live runs and the finished detached ones, oldest first."""
     runs = [run.describe() for run in current_gateway().registry.runs()]
     return json_response(Processes(processes=runs, count=len(runs)).wire())
-
-
-def _final(run: Run) -> FinalStatus:
-    # Asked only once the run has finished, when its status is final.
-    return cast("FinalStatus", run.status)
 
 
 def _event_stream(

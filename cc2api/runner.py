@@ -43,12 +43,12 @@ import trio
 
 from .approval_rules import ApprovalRules
 from .callbacks import weakly
-from .cli_tasks import CliTasks, log_safe_argv
+from .cli_tasks import CliTasks
 from .confinement import ConfineSetup
 from .conversation import Approval, Behavior, Conversation, HeldBytes
 from .errors import RunEnded
 from .eventlog import EventLog, Reader
-from .launch import Launch, remove_folder
+from .launch import Launch
 from .limits import RunLimits
 from .models import ChatRequest
 from .policy import Plan
@@ -61,7 +61,7 @@ from .wire import Process, ProcessEvent, Status
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Run", "RunLimits", "Status", "log_safe_argv", "remove_folder"]
+__all__ = ["Run"]
 
 
 class Run:
@@ -104,11 +104,12 @@ class Run:
         # alive through a reference cycle would be freed only by the cycle collector,
         # late, with every event and message it holds.
         self._log = EventLog(limits.buffer_bytes, limits.stall_timeout, weakly(self._stalled))
+        emit = emitter(self._log)
         self._conversation = Conversation(
             request.prompt,
             followup_grace=limits.followup_grace,
             approval_timeout=limits.approval_timeout,
-            emit=emitter(self._log),
+            emit=emit,
             held_limit=limits.followup_max_bytes,
             held_total=held_total,
             rules=ApprovalRules.for_plan(plan),
@@ -139,6 +140,7 @@ class Run:
             plan=plan,
             slot=slot,
             events=self._log,
+            emit=emit,
             conversation=self._conversation,
             cli=self._cli,
             cancel_scope=self.cancel_scope,
@@ -146,7 +148,7 @@ class Run:
             on_finish=weakly(self._finished),
         )
         self.finished = self._supervisor.finished
-        emitter(self._log)(ProcessEvent.event, ProcessEvent(process_id=self.run_id).wire())
+        emit(ProcessEvent.event, ProcessEvent(process_id=self.run_id).wire())
 
     # -- what the HTTP side asks -----------------------------------------
 

@@ -6,7 +6,7 @@ import logging
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import trio
 
@@ -19,7 +19,7 @@ from .policy import Plan
 from .record import RunState
 from .slots import Slot
 from .sse import frame_json
-from .wire import DoneEvent, ErrorCode, FinalStatus, QueuedEvent, RunFailure, Status
+from .wire import DoneEvent, ErrorCode, QueuedEvent, RunFailure, Status, as_final
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class Supervisor:
         plan: Plan,
         slot: Slot,
         events: EventLog,
+        emit: Emit,
         conversation: Conversation,
         cli: CliTasks,
         cancel_scope: trio.CancelScope,
@@ -57,7 +58,7 @@ class Supervisor:
         self._plan = plan
         self._slot = slot
         self._events = events
-        self._emit = emitter(events)
+        self._emit = emit
         self._conversation = conversation
         self._cli = cli
         self._cancel_scope = cancel_scope
@@ -177,7 +178,7 @@ class Supervisor:
         state = self.state
         done = DoneEvent(
             process_id=state.run_id,
-            status=cast("FinalStatus", state.status),  # settled: final
+            status=as_final(state.status),
             exit_code=state.exit_code,
             session_id=state.session_id,
             duration_ms=duration_ms,

@@ -22,6 +22,7 @@ from .codes import (
     RunErrorCode,
     Status,
     Verdict,
+    as_final,
 )
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "Status",
     "Verdict",
     "Wire",
+    "as_final",
     "timestamp",
 ]
 

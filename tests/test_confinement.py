@@ -14,7 +14,7 @@ import pytest
 
 from cc2api import confinement
 from cc2api.confinement import RunFolders, bring_back, prepare
-from cc2api.runner import remove_folder
+from cc2api.launch import remove_folder
 from cc2api.sessions import transcript
 
 from .helpers import chat_body, collect, fake_cli_reads, make_settings, post_chat, served

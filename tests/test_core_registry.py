@@ -14,10 +14,11 @@ from cc2api.confinement import ConfineSetup
 from cc2api.conversation import HeldBytes
 from cc2api.errors import SessionBusy
 from cc2api.launch import plan_launch
+from cc2api.limits import RunLimits
 from cc2api.models import ChatRequest
 from cc2api.policy import Policy
 from cc2api.retention import Retention
-from cc2api.runner import Run, RunLimits
+from cc2api.runner import Run
 from cc2api.slots import Slots
 from cc2api.store import EventBatch, InMemoryStore, RunRecord, record_of
 

@@ -19,8 +19,9 @@ from cc2api.models import ChatRequest
 from cc2api.policy import Plan, Policy
 from cc2api.registry import Registry
 from cc2api.routes import abandoned as _abandoned
-from cc2api.runner import Run, Status
+from cc2api.runner import Run
 from cc2api.store import InMemoryStore, RunRecord, Store
+from cc2api.wire import Status
 
 from .helpers import FAKE_CLAUDE, exists, make_settings, wait_until
 

@@ -25,6 +25,7 @@ from cc2api.wire import (
     Process,
     RunFailure,
     Status,
+    as_final,
 )
 
 from .helpers import REPO
@@ -266,7 +267,13 @@ class TestErrorCodes:
     def test_an_unlisted_code_is_refused(self) -> None:
         """An ApiError cannot carry a code the enum does not list."""
         with pytest.raises(ValueError, match="not_a_code"):
-            errors.NotFound("gone", code="not_a_code")
+            errors.NotFound("gone", code="not_a_code")  # type: ignore[arg-type]
+
+    def test_only_a_final_status_is_typed_final(self) -> None:
+        """as_final gives back a final status as it is and refuses a live one."""
+        assert as_final(Status.CANCELLED) is Status.CANCELLED
+        with pytest.raises(ValueError, match="cancelling"):
+            as_final(Status.CANCELLING)
 
     def test_error_body_is_plain_json(self) -> None:
         """An error's body is detail and code, the code as a plain str."""
