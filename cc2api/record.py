@@ -20,7 +20,8 @@ class RunState:
     run_id: str
     status: Status
     session_id: str | None  # the session the CLI said it uses (at first: the one resumed)
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # accepted
+    spawned_at: datetime | None = None  # its CLI started (None: queued, or never)
     finished_at: datetime | None = None
     exit_code: int | None = None
     error: ErrorEvent | None = None

@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     max_connections: int | None = Field(default=None, ge=1)
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     max_connections_per_address: int = Field(default=256, ge=0)  # 0: no such limit
+    # The store of runs, events and sessions' runs: SQLite in DATA_DIR, or nothing kept.
+    store: Literal["sqlite", "memory"] = "sqlite"
+    data_dir: Path = Path(".data")  # relative: to the folder the server starts in
+    retention_days: float = Field(default=14.0, gt=0)
+    store_max_bytes: int = Field(default=1024 * MiB, ge=MiB)
+    store_prompts: bool = False
+    # Queued writes held while the store cannot write (a full disk); past it, the oldest
+    # events queued are dropped (their replay says `dropped`), records never.
+    store_backlog_bytes: int = Field(default=256 * MiB, ge=MiB)
 
     _password_source: str = PrivateAttr(default="AUTH_PASSWORD")
 
@@ -145,7 +154,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{path} is not an absolute path that exists")
         return value
 
-    @field_validator("confine_runs", mode="before")
+    @field_validator("confine_runs", "store", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

@@ -64,6 +64,8 @@ from the records' ``total_cost_usd``.
 
 from __future__ import annotations
 
+import base64
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -76,7 +78,32 @@ from .claims import Claims
 if TYPE_CHECKING:
     from .runner import Run
 
-__all__ = ["EventBatch", "InMemoryStore", "RunRecord", "Store", "record_of"]
+__all__ = [
+    "MAX_PAGE",
+    "STORE_MARKER_VAR",
+    "EventBatch",
+    "InMemoryStore",
+    "RunPage",
+    "RunQuery",
+    "RunRecord",
+    "Store",
+    "StoreUnusable",
+    "record_of",
+]
+
+# Every process of a run carries the store's id beside CC2API_RUN_ID (proctree's
+# marker), so that a gateway restarted on a DATA_DIR ends the leftovers of its own runs
+# after a crash, and never another gateway's.
+STORE_MARKER_VAR = "CC2API_STORE_ID"
+# The most records one page of GET /runs (or GET /sessions) holds.
+MAX_PAGE = 500
+
+
+class StoreUnusable(Exception):  # noqa: N818 (named for what the operator reads)
+    """The store cannot be opened: locked by another gateway, corrupt, or unwritable.
+
+    Its message says what is wrong and what to do; the server refuses to start.
+    """
 
 
 @dataclass(frozen=True)
@@ -103,6 +130,36 @@ class RunRecord:
     num_turns: int | None = None
     duration_api_ms: int | None = None
     api_key_id: str | None = None  # the key that started it (issue 13)
+    # Every session the CLI said it used, the one resumed first (GET /sessions' runs).
+    sessions: tuple[str, ...] = ()
+    prompt: str | None = None  # only with STORE_PROMPTS=true: prompts may hold secrets
+    # The id of its last event: the registry's count for a live run; a store that keeps
+    # events answers its own (the last it holds), which a crash may leave behind.
+    last_event_id: int = 0
+    # The store pruned some of its events (STORE_MAX_BYTES): a replay starts with `dropped`.
+    events_pruned: bool = False
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """A page of GET /runs: filters, newest first, after an opaque cursor."""
+
+    statuses: frozenset[str] = frozenset()  # empty: any
+    session_id: str | None = None  # runs that used it (any of their sessions)
+    cwd_prefix: str | None = None  # a folder: the runs in it and below it
+    since: datetime | None = None  # created at or after
+    until: datetime | None = None  # created before
+    cursor: str | None = None  # a RunPage's next_cursor
+    limit: int = 100
+    api_key_id: str | None = None  # issue 13: a key sees only its own runs
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """Records newest first, and the cursor of the next page (None: the last page)."""
+
+    records: list[RunRecord]
+    next_cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -159,8 +216,8 @@ def _amount(found: dict[str, Any], key: str) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def record_of(run: Run) -> RunRecord:
-    """Return what the store keeps of ``run`` as it stands."""
+def record_of(run: Run, *, prompt: bool = False) -> RunRecord:
+    """Return what the store keeps of ``run`` as it stands (its prompt only if ``prompt``)."""
     request, state = run.request, run.state
     result = state.result or {}
     usage = result.get("usage")
@@ -184,24 +241,60 @@ def record_of(run: Run) -> RunRecord:
         usage=usage if isinstance(usage, dict) else None,
         num_turns=_count(result, "num_turns"),
         duration_api_ms=_count(result, "duration_api_ms"),
+        started_at=state.spawned_at,
+        sessions=tuple(state.sessions),
+        prompt=request.prompt if prompt else None,
+        last_event_id=run.last_event_id,
     )
 
 
 class Store(Protocol):
     """Run records, event logs and session claims; see the module's page for the design."""
 
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Write what is queued, in batches, until cancelled.
+    @property
+    def store_id(self) -> str:
+        """Return what tells this store's processes apart (the value of STORE_MARKER_VAR).
 
-        Cancellation: what is still queued is flushed, shielded and bounded, then
-        Cancelled propagates.
+        Known before the store is opened: runs' environments are built from it.
         """
         ...
 
-    async def recover(self) -> list[RunRecord]:
-        """At startup, mark the runs that were live when the gateway died ``lost``; return them.
+    @property
+    def keeps_history(self) -> bool:
+        """Return whether records and events outlive the registry's runs (and restarts)."""
+        ...
 
-        The caller tears down their leftover processes before it serves.
+    @property
+    def problem(self) -> str | None:
+        """Return why the store cannot write now (a full disk, ...), or None; /health shows it."""
+        ...
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open the store, then write what is queued, in batches, until cancelled.
+
+        Started once it is open and upgraded, and ready for :meth:`unfinished`.
+
+        Raises:
+            StoreUnusable: before it is started: it cannot be opened (another gateway
+                holds it, it is corrupt, or its folder cannot be written).
+
+        Cancellation: what is still queued is flushed, shielded and bounded, then the
+        store is closed and Cancelled propagates.
+        """
+        ...
+
+    async def unfinished(self) -> list[RunRecord]:
+        """Return the runs recorded as live: at startup, those the last gateway left behind.
+
+        Their ``last_event_id`` is the last event the store holds. The caller ends
+        their leftover processes, then saves each one ``lost`` with its ``done`` event.
+        """
+        ...
+
+    async def flush(self) -> None:
+        """Return once everything queued before the call is written (or could not be).
+
+        Cancellation: the wait stops; the writes go on.
         """
         ...
 
@@ -216,7 +309,19 @@ class Store(Protocol):
         ...
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        """Return the stored record of ``run_id``, if any (off the hot path)."""
+        """Return the record of ``run_id``, if any, its latest save included (off the hot path)."""
+        ...
+
+    async def list_runs(self, query: RunQuery) -> RunPage:
+        """Return a page of records, newest first, as GET /runs lists them.
+
+        Raises:
+            ValueError: ``query.cursor`` is not a cursor this store made.
+        """
+        ...
+
+    async def session_runs(self, session_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Return, for each session, the ids of the runs that used it, oldest first."""
         ...
 
     # -- event logs -----------------------------------------------------------
@@ -225,10 +330,14 @@ class Store(Protocol):
         """Queue a batch of a run's events for writing; ids follow the last batch. Never waits."""
         ...
 
-    async def read_events(self, run_id: str, after: int, max_bytes: int) -> list[EventBatch]:
-        """Return the stored batches holding the events after id ``after``, up to ``max_bytes``.
+    async def read_events(
+        self, run_id: str, after: int, max_bytes: int, *, before: int | None = None
+    ) -> list[EventBatch]:
+        """Return the batches holding the events after id ``after`` (and before ``before``).
 
-        A gap between ``after`` and the first batch's ``first`` means pruned events.
+        At least one batch when there is one, then more up to about ``max_bytes``; the
+        first may start before ``after + 1``. A gap between ``after`` and the first
+        batch's ``first`` means pruned (or never written) events. Queued batches count.
         """
         ...
 
@@ -262,16 +371,71 @@ class Store(Protocol):
         ...
 
 
+def newest_first(records: list[RunRecord], query: RunQuery) -> RunPage:
+    """Filter and page records in memory, as a store without an index answers GET /runs."""
+    picked = [
+        record
+        for record in records
+        if (not query.statuses or record.status in query.statuses)
+        and (query.session_id is None or query.session_id in record.sessions)
+        and (query.cwd_prefix is None or within(record.cwd, query.cwd_prefix))
+        and (query.since is None or record.created_at >= query.since)
+        and (query.until is None or record.created_at < query.until)
+        and (query.api_key_id is None or record.api_key_id == query.api_key_id)
+    ]
+    picked.sort(key=lambda record: (record.created_at, record.run_id), reverse=True)
+    if query.cursor is not None:
+        moment, run_id = decode_cursor(query.cursor)
+        picked = [r for r in picked if (r.created_at, r.run_id) < (moment, run_id)]
+    page = picked[: query.limit]
+    more = len(picked) > query.limit
+    return RunPage(page, encode_cursor(page[-1].created_at, page[-1].run_id) if more else None)
+
+
+def within(cwd: str, prefix: str) -> bool:
+    """Return whether folder ``cwd`` is ``prefix`` or below it (by path, not by text)."""
+    prefix = prefix.rstrip("/") or "/"
+    return cwd == prefix or cwd.startswith(prefix if prefix == "/" else prefix + "/")
+
+
+def encode_cursor(created_at: datetime, run_id: str) -> str:
+    """Return the opaque cursor of the page after the record (created_at, run_id)."""
+    raw = f"{created_at.isoformat()}|{run_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Return what :func:`encode_cursor` encoded.
+
+    Raises:
+        ValueError: not such a cursor.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, run_id = raw.split("|", 1)
+        parsed = datetime.fromisoformat(moment)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{cursor!r} is not a cursor this server gave") from error
+    if parsed.tzinfo is None:
+        raise ValueError(f"{cursor!r} is not a cursor this server gave")
+    return parsed, run_id
+
+
 class InMemoryStore:
-    """The default store: records of the runs the registry holds, claims, no history.
+    """A store without history: records of the runs the registry holds, and claims.
 
     The live event log is the only copy of a run's events, as it has always been:
     batches are not copied here, so memory stays bounded by RUN_BUFFER_BYTES per run.
+    For tests, and for operators who want nothing written (STORE=memory).
     """
+
+    keeps_history = False
+    problem = None
 
     def __init__(self) -> None:
         self._records: dict[str, RunRecord] = {}
         self._claims = Claims()
+        self.store_id = f"memory-{uuid.uuid4()}"
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Wait until cancelled: every write is already done.
@@ -281,9 +445,12 @@ class InMemoryStore:
         task_status.started()
         await trio.sleep_forever()
 
-    async def recover(self) -> list[RunRecord]:
+    async def unfinished(self) -> list[RunRecord]:
         """Return no runs: nothing survives the process in memory."""
         return []
+
+    async def flush(self) -> None:
+        """Return at once: nothing is queued."""
 
     def save_run(self, record: RunRecord) -> None:
         """Keep ``record`` until the registry lets the run go."""
@@ -297,10 +464,25 @@ class InMemoryStore:
         """Return the record of a run the registry holds."""
         return self._records.get(run_id)
 
+    async def list_runs(self, query: RunQuery) -> RunPage:
+        """Return a page of the records of the runs the registry holds."""
+        return newest_first(list(self._records.values()), query)
+
+    async def session_runs(self, session_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Return the runs the registry holds that used each session."""
+        wanted = set(session_ids)
+        found: dict[str, list[str]] = {session: [] for session in session_ids}
+        for record in sorted(self._records.values(), key=lambda r: r.created_at):
+            for session in wanted.intersection(record.sessions):
+                found[session].append(record.run_id)
+        return found
+
     def append_events(self, run_id: str, batch: EventBatch) -> None:
         """Keep nothing: the run's own event log is the in-memory copy."""
 
-    async def read_events(self, run_id: str, after: int, max_bytes: int) -> list[EventBatch]:
+    async def read_events(
+        self, run_id: str, after: int, max_bytes: int, *, before: int | None = None
+    ) -> list[EventBatch]:
         """Return nothing: a run's events live in its event log, and go with it."""
         return []
 
