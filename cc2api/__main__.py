@@ -18,6 +18,7 @@ from .envfile import environment_with, init_env
 from .proctree import make_undumpable
 from .server import serve_until_signalled
 from .settings import Settings, explain
+from .store import StoreUnusable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,8 +79,21 @@ def main(argv: list[str] | None = None) -> int:
     # holds it in any case; processes of the same user, the CLI's tools among them, must
     # not read either from /proc. Root still can (PERMISSIONS.md).
     make_undumpable()
-    trio.run(serve_until_signalled, create_app(settings, environ=environ))
-    return 0
+    refused: list[str] = []
+    try:
+        trio.run(serve_until_signalled, create_app(settings, environ=environ))
+    except* StoreUnusable as group:
+        refused = [str(error) for error in _leaves(group)]
+    for reason in refused:
+        print(f"cc2api: cannot start: {reason}", file=sys.stderr)
+    return 2 if refused else 0
+
+
+def _leaves(group: BaseExceptionGroup[StoreUnusable]) -> list[StoreUnusable]:
+    found: list[StoreUnusable] = []
+    for error in group.exceptions:
+        found += _leaves(error) if isinstance(error, BaseExceptionGroup) else [error]
+    return found
 
 
 if __name__ == "__main__":

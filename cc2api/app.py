@@ -9,10 +9,12 @@ from quart_trio import QuartTrio
 
 from .docs import add_docs
 from .gateway import EXTENSION, Gateway, gateway_of
+from .history import history
 from .hooks import install_hooks
 from .limits import RunLimits
 from .routes import routes
 from .settings import Settings
+from .store import Store
 
 __all__ = ["create_app", "gateway_of"]
 
@@ -22,18 +24,20 @@ def create_app(
     *,
     environ: Mapping[str, str] | None = None,
     limits: RunLimits | None = None,
+    store: Store | None = None,
 ) -> QuartTrio:
     """Build the gateway app.
 
     ``environ`` is the environment the CLI inherits (default: this process's, read
     once here); ``limits`` replaces the limits the settings give (for tests that need
-    short fixed timings). The registry's nursery lives for as long as the app is served.
+    short fixed timings); ``store`` replaces the one the settings choose. The registry's
+    nursery, and the store's writer, live for as long as the app is served.
     """
     app = QuartTrio(__name__)
     # Quart stops storing a body past this, chunked or not, and answers 413.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
-    gateway = Gateway(settings, os.environ if environ is None else environ, limits)
+    gateway = Gateway(settings, os.environ if environ is None else environ, limits, store)
     app.extensions[EXTENSION] = gateway
 
     @app.before_serving
@@ -48,4 +52,5 @@ def create_app(
     install_hooks(app)
     add_docs(app, settings.docs_assets_dir)
     app.register_blueprint(routes)
+    app.register_blueprint(history)
     return app

@@ -21,7 +21,7 @@ __all__ = [
 
 
 class Status(StrEnum):
-    """Where a run is; the last five are final and appear in the `done` event."""
+    """Where a run is; the last six are final and appear in the `done` event."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -31,6 +31,8 @@ class Status(StrEnum):
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
     INTERRUPTED = "interrupted"
+    # It was live when its gateway died (kill -9, power loss); marked at the next start.
+    LOST = "lost"
 
     @property
     def final(self) -> bool:
@@ -39,7 +41,12 @@ class Status(StrEnum):
 
 
 FinalStatus = Literal[
-    Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMEOUT, Status.INTERRUPTED
+    Status.COMPLETED,
+    Status.FAILED,
+    Status.CANCELLED,
+    Status.TIMEOUT,
+    Status.INTERRUPTED,
+    Status.LOST,
 ]
 FINAL_STATUSES: frozenset[Status] = frozenset(get_args(FinalStatus))
 
@@ -90,6 +97,7 @@ class ErrorCode(StrEnum):
     CONFINEMENT_UNAVAILABLE = "confinement_unavailable"
     SHUTTING_DOWN = "shutting_down"
     DOCS_UNAVAILABLE = "docs_unavailable"
+    INVALID_QUERY = "invalid_query"  # a query parameter of GET /runs or /sessions
     # Quart's own refusals, named after werkzeug's exceptions (the app lowercases the name).
     METHOD_NOT_ALLOWED = "method_not_allowed"
     REQUEST_ENTITY_TOO_LARGE = "request_entity_too_large"

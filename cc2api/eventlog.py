@@ -14,6 +14,8 @@ from .sse import frame_json
 # their count: ids are handed out only when events are added, so that events added
 # while another batch waits get the next ones.
 Build = Callable[[int], tuple[bytes, int]]
+# Told of every batch as it is added (the store's copy): first id, count, frames.
+Keep = Callable[[int, int, bytes], None]
 # A reader gets what is there when it asks, but batches are joined only up to this
 # much, so that a replay of a full buffer does not become one huge copy.
 MAX_READ_BYTES = 1024 * 1024
@@ -31,11 +33,16 @@ class _Batch:
 
     def since(self, event_id: int) -> bytes:
         """Return the frames from event ``event_id`` (one of this batch's) on."""
-        if event_id == self.first:
-            return self.data  # the common case: no copy
-        # Data fields cannot hold a newline, so an id line after a blank line is
-        # always the start of an event.
-        return self.data[self.data.index(b"\n\nid: %d\n" % event_id) + 2 :]
+        return frames_since(self.data, self.first, event_id)
+
+
+def frames_since(data: bytes, first: int, event_id: int) -> bytes:
+    """Return the frames of a batch whose first event is ``first``, from ``event_id`` on."""
+    if event_id <= first:
+        return data  # the common case: no copy
+    # Data fields cannot hold a newline, so an id line after a blank line is
+    # always the start of an event.
+    return data[data.index(b"\n\nid: %d\n" % event_id) + 2 :]
 
 
 class EventLog:
@@ -51,7 +58,11 @@ class EventLog:
     """
 
     def __init__(
-        self, max_bytes: int, stall_timeout: float, on_stall: Callable[[Reader], None]
+        self,
+        max_bytes: int,
+        stall_timeout: float,
+        on_stall: Callable[[Reader], None],
+        keep: Keep | None = None,
     ) -> None:
         self._batches: deque[_Batch] = deque()
         self._bytes = 0
@@ -59,11 +70,17 @@ class EventLog:
         self._max_bytes = max_bytes
         self._stall_timeout = stall_timeout
         self._on_stall = on_stall
+        self._keep = keep
         self._readers: set[Reader] = set()
         self._unbounded = False  # see stop_holding_back
         self._grown = trio.Event()
         self._read = trio.Event()
         self.closed = False
+
+    @property
+    def first_kept(self) -> int:
+        """Return the id of the oldest event still held (the next id when none is)."""
+        return self._batches[0].first if self._batches else self._next
 
     @property
     def last_id(self) -> int:
@@ -113,6 +130,8 @@ class EventLog:
         for reader in self._readers:
             if reader.cursor >= self._next and not reader.pending:
                 reader.last_take = now
+        if self._keep is not None:
+            self._keep(self._next, count, data)
         self._batches.append(_Batch(self._next, count, data))
         self._bytes += len(data)
         self._next += count

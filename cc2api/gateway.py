@@ -28,6 +28,8 @@ from .registry import Registry
 from .resume import choose_session
 from .runner import Run
 from .settings import Settings
+from .store import STORE_MARKER_VAR, Store
+from .stores import open_store
 from .wire import ErrorCode, Health
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,11 @@ class Gateway:
     """
 
     def __init__(
-        self, settings: Settings, environ: Mapping[str, str], limits: RunLimits | None = None
+        self,
+        settings: Settings,
+        environ: Mapping[str, str],
+        limits: RunLimits | None = None,
+        store: Store | None = None,
     ) -> None:
         self.settings = settings
         self.environ = dict(environ)
@@ -52,8 +58,14 @@ class Gateway:
         # A run's scheduled prompts (CronCreate) would fire in whatever later run has its
         # input open: off unless the operator turns them on in the server's environment.
         self.cli_environ.setdefault("CLAUDE_CODE_DISABLE_CRON", "1")
+        store = open_store(settings) if store is None else store
+        # Beside each run's own marker: a restarted gateway ends its own leftovers only.
+        self.cli_environ[STORE_MARKER_VAR] = store.store_id
         self.registry = Registry(
-            settings, self.cli_environ, limits=limits or RunLimits.from_settings(settings)
+            settings,
+            self.cli_environ,
+            limits=limits or RunLimits.from_settings(settings),
+            store=store,
         )
         self.claude = ClaudeInfo(None, None, "not checked yet")
         self.auth = BasicAuth(settings.auth_user, settings.auth_password.get_secret_value())
@@ -115,6 +127,8 @@ class Gateway:
         problem = claude.problem if not claude.usable else self.confinement_problem
         if problem is None and not registry.serving:
             problem = "the server is not accepting runs (starting or shutting down)"
+        if problem is None:
+            problem = registry.store.problem
         health = Health(
             status="ok" if problem is None else "degraded",
             claude_version=claude.version,

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from . import __version__
 from .models import ApprovalAnswer, ChatRequest, FollowUp
 from .openapi_components import REF_TEMPLATE, components, ref
+from .openapi_history import history_paths
 from .wire import (
     ApprovalAnswered,
     Approvals,
@@ -69,7 +70,8 @@ from 1) and an `event:` name:
 - `message`: one stdout line of the CLI, passed on byte for byte (JSON from the CLI)
 - `approval` (with `approval: "http"`): a tool call waits for an answer: `Approval`
 - `approval_answered`: it was answered (`allow`, `deny`) or timed out: `ApprovalAnswered`
-- `dropped` (first in a replay, without an id, when older events were dropped): `DroppedEvent`
+- `dropped` (in a replay, without an id, where events are gone: trimmed from memory and
+  not in the store, or pruned by STORE_MAX_BYTES): `DroppedEvent`
 - `error` (only when the run failed or timed out, just before `done`): `ErrorEvent`
 - `done` (always last): `DoneEvent`
 
@@ -182,6 +184,7 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             **_steering_paths(auth, process_id, unauthorized, locked_out),
+            **history_paths(auth, process_id, unauthorized, locked_out),
             "/chat/{process_id}": {
                 "delete": {
                     "operationId": "cancel",
@@ -252,7 +255,10 @@ def _steering_paths(
         "/chat/{process_id}/events": {
             "get": {
                 "operationId": "events",
-                "summary": "Read a run from its first kept event, or after Last-Event-ID",
+                "summary": (
+                    "Replay a run (live, or stored within retention, also after a restart) "
+                    "from its first event or after Last-Event-ID, then follow it"
+                ),
                 "security": auth,
                 "parameters": [
                     process_id,

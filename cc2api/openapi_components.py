@@ -19,6 +19,8 @@ from .wire import (
     Health,
     Interrupted,
     Processes,
+    RunInfo,
+    Runs,
     Wire,
 )
 
@@ -29,6 +31,8 @@ ANSWERS: tuple[type[Wire], ...] = (
     Error,
     Health,
     Processes,
+    Runs,
+    RunInfo,
     Cancelled,
     Interrupted,
     FollowUpAccepted,

@@ -137,11 +137,15 @@ def _snapshot() -> dict[int, _Proc]:
     return procs
 
 
-def _has_marker(pid: int, marker: bytes) -> bool:
+def _has_marker(pid: int, marker: bytes, tag: bytes | None = None) -> bool:
     environ = _read(f"{_PROC}/{pid}/environ")
     if environ is None:
         return False
-    return environ.startswith(marker) or (b"\0" + marker) in environ
+    return all(
+        environ.startswith(entry) or (b"\0" + entry) in environ
+        for entry in (marker, tag)
+        if entry is not None
+    )
 
 
 def _children_of(me: int) -> set[int]:
@@ -190,6 +194,9 @@ class RunProcesses:
 
     run_id: str
     root_pid: int | None = None  # set only while the CLI is unreaped, so its pid is its own
+    # A second variable a marked process must also carry (the store's id, for leftovers
+    # of a gateway that died: run ids alone would do, but another DATA_DIR's are not ours).
+    tag: tuple[str, str] | None = None
     since: int = 0  # the CLI's start time: nothing older can be one of the run's processes
     _known: dict[int, int] = field(default_factory=dict)  # pid -> start time
 
@@ -208,6 +215,7 @@ class RunProcesses:
     def scan(self) -> set[int]:
         """Return the live (not zombie) pids that belong to the run now, the CLI included."""
         marker = f"{MARKER_VAR}={self.run_id}\0".encode()
+        tag = None if self.tag is None else f"{self.tag[0]}={self.tag[1]}\0".encode()
         procs = _snapshot()
         me = os.getpid()
         children: dict[int, list[int]] = {}
@@ -226,7 +234,7 @@ class RunProcesses:
                 members.add(pid)
         for info in procs.values():
             candidate = info.pid not in members and not info.zombie and info.start >= self.since
-            if candidate and _has_marker(info.pid, marker):
+            if candidate and _has_marker(info.pid, marker, tag):
                 members.add(info.pid)
         members.discard(me)
         live = {pid for pid in members if not procs[pid].zombie}
@@ -286,3 +294,27 @@ def _signal_all(pids: set[int], sig: signal.Signals) -> None:
             continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
+
+
+async def end_leftovers(run_ids: list[str], tag: tuple[str, str], grace: float) -> dict[str, int]:
+    """End every process still carrying the marker of one of ``run_ids`` and ``tag``.
+
+    For a gateway restarted after a crash: its runs' CLIs and tools outlived it. They
+    are ended as a cancel ends a run's tree (SIGTERM, SIGKILL after ``grace``), all
+    runs at once. Returns how many processes each run had left (runs with none left out).
+
+    Cancellation: call it in a shielded scope, as :meth:`RunProcesses.terminate`.
+    """
+    found: dict[str, int] = {}
+
+    async def end(run_id: str) -> None:
+        processes = RunProcesses(run_id=run_id, tag=tag)
+        live = await trio.to_thread.run_sync(processes.scan)
+        if live:
+            found[run_id] = len(live)
+            await processes.terminate(grace)
+
+    async with trio.open_nursery() as nursery:
+        for run_id in run_ids:
+            nursery.start_soon(end, run_id)
+    return found

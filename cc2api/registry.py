@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 
 import trio
 
 from .confinement import ConfineSetup
 from .conversation import HeldBytes
 from .errors import NotFound, Unavailable
+from .eventlog import Keep
 from .launch import Launch
 from .limits import RunLimits
 from .models import ChatRequest
 from .policy import Plan
 from .proctree import become_subreaper, reap_zombie_children
+from .recovery import recover
 from .retention import Retention
 from .runner import Run
 from .sessions import config_dir, project_key
 from .settings import Settings
 from .slots import Slots
-from .store import InMemoryStore, Store, record_of
+from .store import EventBatch, InMemoryStore, RunRecord, Store, record_of
 from .wire import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -82,14 +85,13 @@ class Registry:
         self._reaping = become_subreaper()
         if not self._reaping:
             log.warning("could not become a child subreaper; orphans are left to init")
-        for lost in await self._store.recover():
-            log.warning("run %s was live when the gateway stopped: now lost", lost.run_id)
         # Shielded so that a cancellation of this task reaches the writer only once
         # the runs are gone, through writing.cancel() below.
         writing = trio.CancelScope(shield=True)
         async with trio.open_nursery() as outer:
             await outer.start(self._write, writing)
             try:
+                await recover(self._store, self._limits.kill_grace)
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self._retention.serve)
                     self._nursery = nursery
@@ -143,6 +145,16 @@ class Registry:
         except Exception:
             log.exception("reaping orphans failed")
 
+    def _keeper(self, run_id: str) -> Keep | None:
+        store = self._store
+        if not store.keeps_history:
+            return None
+
+        def keep(first: int, count: int, data: bytes) -> None:
+            store.append_events(run_id, EventBatch(first, count, data))
+
+        return keep
+
     def start(self, request: ChatRequest, plan: Plan, launch: Launch) -> Run:
         """Claim the request's sessions, register a run and start its supervisor.
 
@@ -175,11 +187,13 @@ class Registry:
                     held_total=self.held,
                     confine=self._confine,
                     on_session=self._claim_session,
+                    on_start=self._record,
                     on_finish=self._forget,
                     reap=self.reap,
+                    keep_events=self._keeper(run_id),
                 )
                 self._runs[run_id] = run
-                self._store.save_run(record_of(run))
+                self._store.save_run(self.record(run))
             except BaseException:
                 slot.release()
                 self._runs.pop(run_id, None)
@@ -191,6 +205,10 @@ class Registry:
         if not run.detached and request.stream:
             self._nursery.start_soon(run.cancel_unless_read, self._limits.reader_timeout)
         return run
+
+    def find(self, run_id: str) -> Run | None:
+        """Return the run with this id if the registry holds it (live, or kept), else None."""
+        return self._runs.get(run_id)
 
     def get(self, run_id: str) -> Run:
         """Return the run with this id: live, or finished and detached within its TTL.
@@ -251,11 +269,23 @@ class Registry:
             self._evict(run_id)
         log.info("run %s ended: %s", run_id, run.status)
 
+    def record(self, run: Run) -> RunRecord:
+        """Return what the store keeps of ``run`` now (its prompt only with STORE_PROMPTS)."""
+        return record_of(run, prompt=self._settings.store_prompts)
+
+    def fresh(self, record: RunRecord) -> RunRecord:
+        """Return ``record`` as it stands now if the registry holds its run, else as given."""
+        run = self._runs.get(record.run_id)
+        if run is None:
+            return record
+        now = self.record(run)
+        return replace(now, events_pruned=record.events_pruned)
+
     def _record(self, run: Run) -> None:
         # A run under way is not failed for its record: a store that cannot take it
         # costs the record, and says so in the log.
         try:
-            self._store.save_run(record_of(run))
+            self._store.save_run(self.record(run))
         except Exception:
             log.exception("run %s: its record could not be saved", run.run_id)
 

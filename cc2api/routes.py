@@ -13,13 +13,14 @@ import trio
 from quart import Blueprint, Response
 
 from .bodies import last_event_id, parse_body, parse_chat_request, raw_body, run_id_of
-from .eventlog import Reader
+from .errors import NotFound
 from .gateway import current_gateway
 from .hooks import json_response
 from .jsonbody import off_loop
 from .models import ApprovalAnswer, FollowUp
+from .replay import Replay
 from .runner import Run
-from .sse import stream
+from .sse import Source, stream
 from .wire import (
     ApprovalAnswered,
     Approvals,
@@ -51,7 +52,7 @@ async def chat() -> Response:
     run = await gateway.start_run(chat_request)
     if not chat_request.stream:
         return await _document(run)
-    return _event_stream(run, run.attach_reader(), run.stream_closed, run.stream_started)
+    return _event_stream(run.run_id, run.attach_reader(), run.stream_closed, run.stream_started)
 
 
 @routes.delete("/chat/<process_id>")
@@ -63,10 +64,19 @@ async def cancel(process_id: str) -> Response:
 
 @routes.get("/chat/<process_id>/events")
 async def events(process_id: str) -> Response:
-    """Replay a run's events after Last-Event-ID, then follow it live."""
-    run = current_gateway().registry.get(run_id_of(process_id))
-    after = last_event_id(run.last_event_id)
-    return _event_stream(run, run.replay(after), lambda: None)
+    """Replay a run's events after Last-Event-ID (from the store, then memory), then follow it."""
+    registry = current_gateway().registry
+    run_id = run_id_of(process_id)
+    run = registry.find(run_id)
+    if run is not None:
+        after = last_event_id(run.last_event_id)
+        source = Replay(registry.store, run_id, after, run.replay(after))
+        return _event_stream(run_id, source, lambda: None)
+    record = await registry.store.get_run(run_id)
+    if record is None:
+        raise NotFound(f"no process {run_id}", code=ErrorCode.PROCESS_NOT_FOUND)
+    after = last_event_id(record.last_event_id)
+    return _event_stream(run_id, Replay(registry.store, run_id, after, None), lambda: None)
 
 
 @routes.post("/chat/<process_id>/interrupt")
@@ -119,8 +129,8 @@ async def processes() -> Response:
 
 
 def _event_stream(
-    run: Run,
-    reader: Reader,
+    run_id: str,
+    reader: Source,
     on_close: Callable[[], None],
     on_start: Callable[[], None] | None = None,
 ) -> Response:
@@ -130,7 +140,7 @@ def _event_stream(
     token = trio.lowlevel.current_trio_token()
     weakref.finalize(body, abandoned, token, reader, on_close).atexit = False
     response = Response(
-        body, mimetype="text/event-stream", headers={"X-Process-ID": run.run_id, **SSE_HEADERS}
+        body, mimetype="text/event-stream", headers={"X-Process-ID": run_id, **SSE_HEADERS}
     )
     response.timeout = None  # Quart would cut the stream after RESPONSE_TIMEOUT
     return response
@@ -147,7 +157,7 @@ async def _document(run: Run) -> Response:
     return json_response(body, status, headers={"X-Process-ID": run.run_id})
 
 
-def abandoned(token: trio.lowlevel.TrioToken, reader: Reader, on_close: Callable[[], None]) -> None:
+def abandoned(token: trio.lowlevel.TrioToken, reader: Source, on_close: Callable[[], None]) -> None:
     """Close a stream whose body was dropped unstarted, in the run's own event loop.
 
     Called by the garbage collector, in whatever thread dropped the body, maybe
@@ -165,7 +175,7 @@ _DOCUMENT_STATUS = {
     Status.FAILED: 502,
     Status.TIMEOUT: 504,
     Status.CANCELLED: 409,
-}
+}  # lost is never answered: a document's run ends in this gateway
 
 
 def run_document(run: Run, lines: list[bytes]) -> tuple[dict[str, Any], int]:

@@ -47,7 +47,7 @@ from .cli_tasks import CliTasks
 from .confinement import ConfineSetup
 from .conversation import Approval, Behavior, Conversation, HeldBytes
 from .errors import RunEnded
-from .eventlog import EventLog, Reader
+from .eventlog import EventLog, Keep, Reader
 from .launch import Launch
 from .limits import RunLimits
 from .models import ChatRequest
@@ -82,8 +82,10 @@ class Run:
         held_total: HeldBytes,
         confine: ConfineSetup,
         on_session: Callable[[Run, str], None],
+        on_start: Callable[[Run], None],
         on_finish: Callable[[Run], None],
         reap: Callable[[], None],
+        keep_events: Keep | None = None,
     ) -> None:
         self.run_id = launch.run_id
         self.request = request
@@ -98,12 +100,15 @@ class Run:
         self._limits = limits
         self._slot = slot
         self._on_session = on_session
+        self._on_start = on_start
         self._on_finish = on_finish
         self._reader_attached = trio.Event()
         # What the run's parts call back goes through weak references: a run they kept
         # alive through a reference cycle would be freed only by the cycle collector,
         # late, with every event and message it holds.
-        self._log = EventLog(limits.buffer_bytes, limits.stall_timeout, weakly(self._stalled))
+        self._log = EventLog(
+            limits.buffer_bytes, limits.stall_timeout, weakly(self._stalled), keep_events
+        )
         emit = emitter(self._log)
         self._conversation = Conversation(
             request.prompt,
@@ -145,6 +150,7 @@ class Run:
             cli=self._cli,
             cancel_scope=self.cancel_scope,
             on_session=weakly(self._session_seen),
+            on_start=weakly(self._started),
             on_finish=weakly(self._finished),
         )
         self.finished = self._supervisor.finished
@@ -193,8 +199,12 @@ class Run:
         return self._log.reader(owner=True)
 
     def replay(self, after: int) -> Reader:
-        """Return a reader of the run's events after ``after`` (0: from the first kept)."""
-        return self._log.reader(after)
+        """Return a reader of the run's events after ``after`` (0: from the first kept).
+
+        It starts no earlier than the oldest event memory holds: what came before is
+        the store's to replay (see :mod:`cc2api.replay`).
+        """
+        return self._log.reader(max(after, self._log.first_kept - 1))
 
     def stream_started(self) -> None:
         """Note that the starting client's stream body has begun (see cancel_unless_read)."""
@@ -297,6 +307,9 @@ class Run:
 
     def _session_seen(self, session_id: str) -> None:
         self._on_session(self, session_id)
+
+    def _started(self) -> None:
+        self._on_start(self)
 
     def _finished(self) -> None:
         self._on_finish(self)

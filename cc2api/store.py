@@ -99,7 +99,7 @@ STORE_MARKER_VAR = "CC2API_STORE_ID"
 MAX_PAGE = 500
 
 
-class StoreUnusable(Exception):  # noqa: N818 (named for what the operator reads)
+class StoreUnusable(Exception):
     """The store cannot be opened: locked by another gateway, corrupt, or unwritable.
 
     Its message says what is wrong and what to do; the server refuses to start.

@@ -52,6 +52,7 @@ class Supervisor:
         cli: CliTasks,
         cancel_scope: trio.CancelScope,
         on_session: Callable[[str], None],
+        on_start: Callable[[], None],
         on_finish: Callable[[], None],
     ) -> None:
         self.state = state
@@ -63,6 +64,7 @@ class Supervisor:
         self._cli = cli
         self._cancel_scope = cancel_scope
         self._on_session = on_session
+        self._on_start = on_start
         self._on_finish = on_finish
         self._timed_out = False
         self._error: RunFailure | None = None  # the gateway's own failure
@@ -130,6 +132,8 @@ class Supervisor:
         # Made only now: a queued run has nothing on disk.
         workdir = self._cli.workdir
         workdir.mkdir(mode=0o700)
+        self.state.spawned_at = datetime.now(UTC)
+        self._on_start()
         try:
             with trio.move_on_after(self._plan.timeout or math.inf) as timer:
                 await self._cli.run()

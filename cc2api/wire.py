@@ -52,6 +52,8 @@ __all__ = [
     "QueuedEvent",
     "RunErrorCode",
     "RunFailure",
+    "RunInfo",
+    "Runs",
     "Status",
     "Verdict",
     "Wire",
@@ -130,6 +132,47 @@ class Processes(Wire):
 
     processes: list[Process]
     count: Count
+
+
+class RunInfo(Wire):
+    """A run's record, as `GET /runs` and `GET /runs/{process_id}` answer it."""
+
+    process_id: Uuid
+    status: Status
+    created_at: Timestamp = Field(description="Accepted.")
+    started_at: Timestamp | None = Field(description="Its CLI started; null while queued.")
+    ended_at: Timestamp | None = Field(
+        description="Settled; for a `lost` run, when the next start marked it."
+    )
+    exit_code: int | None
+    error_code: str | None = Field(description="The `error` event's code, if it failed.")
+    error_message: str | None
+    cwd: str
+    session_id: str | None = Field(description="The session the CLI last said it uses.")
+    sessions: list[str] = Field(description="Every session it used, the one resumed first.")
+    model: str | None
+    permission_mode: str | None
+    options: dict[str, Any] = Field(
+        description="The request's options that cannot hold a secret, as given."
+    )
+    detached: bool
+    total_cost_usd: float | None = Field(description="From the CLI's `result` line.")
+    usage: dict[str, Any] | None = Field(description="From the CLI's `result` line.")
+    num_turns: int | None
+    duration_api_ms: int | None
+    last_event_id: Count
+    events_pruned: bool = Field(
+        description="STORE_MAX_BYTES pruned its events: a replay starts with `dropped`."
+    )
+    prompt: str | MISSING = Field(default=MISSING, description="Only with STORE_PROMPTS=true.")
+
+
+class Runs(Wire):
+    """The answer of `GET /runs`: records newest first, and the cursor of the next page."""
+
+    runs: list[RunInfo]
+    count: Count
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last.")
 
 
 class Cancelled(Wire):

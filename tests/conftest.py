@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from .helpers import (
     AUTH,
     PINNED_CLI_VERSION,
     REAL_CLAUDE,
+    TEST_DATA,
     Shared,
     SharedServer,
     listing,
@@ -22,6 +24,13 @@ from .helpers import (
     serve_in_thread,
 )
 from .scripted_api import ScriptedAPI
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_data() -> Iterator[None]:
+    """Remove the test gateways' DATA_DIRs once the session is over."""
+    yield
+    shutil.rmtree(TEST_DATA, ignore_errors=True)
 
 
 @pytest.fixture(name="workdir")

@@ -228,6 +228,27 @@ def main() -> int:  # noqa: PLR0911, PLR0912 (one branch a mode)
             out({"type": "assistant", "n": i, "pad": "p" * int(size or 0)})
         result()
         return 0  # exits without waiting: what it printed must still all arrive
+    elif word == "priced":
+        # A result line with the figures a run's record keeps.
+        out(
+            {
+                "type": "result",
+                "subtype": "success",
+                "is_error": False,
+                "result": "ok",
+                "session_id": SESSION,
+                "total_cost_usd": 0.0123,
+                "usage": {"input_tokens": 11, "output_tokens": 22},
+                "num_turns": 3,
+                "duration_api_ms": 456,
+            }
+        )
+    elif word == "flood":
+        # Prints until killed: a run streaming hard when its gateway dies.
+        i = 0
+        while True:
+            out({"type": "assistant", "n": i, "pad": "p" * int(arg or 0)})
+            i += 1
     elif word in ("hang", "ignore-sigterm"):
         if word == "ignore-sigterm":
             signal.signal(signal.SIGTERM, signal.SIG_IGN)

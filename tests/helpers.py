@@ -8,6 +8,7 @@ import queue
 import re
 import shutil
 import sys
+import tempfile
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import aclosing, asynccontextmanager, contextmanager
@@ -43,9 +44,20 @@ def fake_cli_reads() -> list[Path]:
     return sorted(reads)
 
 
+# Every test gateway's DATA_DIR is its own, below this (conftest removes it at the end).
+TEST_DATA = Path(tempfile.gettempdir()) / "cc2api-test-data" / str(os.getpid())
+
+
+def fresh_data_dir() -> Path:
+    """Return a new, empty folder for one test gateway's store."""
+    TEST_DATA.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=TEST_DATA))
+
+
 def make_settings(**overrides: Any) -> Settings:
-    """Return settings for a test gateway on a free port, ignoring any .env."""
+    """Return settings for a test gateway on a free port and its own DATA_DIR, ignoring .env."""
     values: dict[str, Any] = {
+        "data_dir": fresh_data_dir(),
         "auth_user": USER,
         "auth_password": PASSWORD,
         "port": 0,

@@ -217,6 +217,7 @@ def unstarted_run(body: dict[str, object]) -> Run:
         held_total=HeldBytes(1 << 20),
         confine=confine,
         on_session=lambda run, session: None,
+        on_start=lambda run: None,
         on_finish=lambda run: None,
         reap=lambda: None,
     )

@@ -248,13 +248,14 @@ class TestModels:
             error.message = "other"
 
     def test_final_statuses(self) -> None:
-        """Exactly completed, failed, cancelled, timeout and interrupted are final."""
+        """Exactly completed, failed, cancelled, timeout, interrupted and lost are final."""
         assert {s for s in Status if s.final} == {
             Status.COMPLETED,
             Status.FAILED,
             Status.CANCELLED,
             Status.TIMEOUT,
             Status.INTERRUPTED,
+            Status.LOST,
         }
 
 

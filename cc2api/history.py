@@ -1,0 +1,66 @@
+"""The history API: ``GET /runs`` and ``GET /runs/{process_id}``, from the store."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, request
+
+from .bodies import run_id_of
+from .errors import NotFound
+from .gateway import current_gateway
+from .hooks import json_response
+from .queries import run_query
+from .store import RunRecord
+from .wire import ErrorCode, RunInfo, Runs, Status
+
+history = Blueprint("history", __name__)
+
+
+@history.get("/runs")
+async def runs() -> Response:
+    """List runs newest first, filtered, a page at a time."""
+    registry = current_gateway().registry
+    query = run_query(request.args, request.args.getlist("status"))
+    page = await registry.store.list_runs(query)
+    found = [run_info(registry.fresh(record)) for record in page.records]
+    return json_response(Runs(runs=found, count=len(found), next_cursor=page.next_cursor).wire())
+
+
+@history.get("/runs/<process_id>")
+async def run(process_id: str) -> Response:
+    """Return one run's record: as it stands if it is live, else as stored."""
+    registry = current_gateway().registry
+    run_id = run_id_of(process_id)
+    held = registry.find(run_id)
+    record = registry.record(held) if held is not None else await registry.store.get_run(run_id)
+    if record is None:
+        raise NotFound(f"no run {run_id}", code=ErrorCode.PROCESS_NOT_FOUND)
+    return json_response(run_info(record).wire())
+
+
+def run_info(record: RunRecord) -> RunInfo:
+    """Return the wire shape of a stored record."""
+    prompt = {} if record.prompt is None else {"prompt": record.prompt}
+    return RunInfo(
+        process_id=record.run_id,
+        status=Status(record.status),
+        created_at=record.created_at,
+        started_at=record.started_at,
+        ended_at=record.ended_at,
+        exit_code=record.exit_code,
+        error_code=record.error_code,
+        error_message=record.error_message,
+        cwd=record.cwd,
+        session_id=record.session_id,
+        sessions=list(record.sessions),
+        model=record.model,
+        permission_mode=record.permission_mode,
+        options=dict(record.options),
+        detached=record.detached,
+        total_cost_usd=record.total_cost_usd,
+        usage=None if record.usage is None else dict(record.usage),
+        num_turns=record.num_turns,
+        duration_api_ms=record.duration_api_ms,
+        last_event_id=record.last_event_id,
+        events_pruned=record.events_pruned,
+        **prompt,
+    )

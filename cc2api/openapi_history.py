@@ -1,0 +1,88 @@
+"""The OpenAPI paths of the history API (``GET /runs``, ``GET /runs/{process_id}``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .openapi_components import ref
+from .store import MAX_PAGE
+from .wire import Error, RunInfo, Runs, Status
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _json(description: str, model: Any) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ref(model)}}}
+
+
+def page_parameters() -> list[dict[str, Any]]:
+    """Return the ``cursor`` and ``limit`` parameters every paged listing takes."""
+    return [
+        _query("cursor", "A `next_cursor` of the page before.", {"type": "string"}),
+        _query(
+            "limit",
+            f"Records per page, 1 to {MAX_PAGE} (default 100).",
+            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+        ),
+    ]
+
+
+def history_paths(
+    auth: list[dict[str, list[str]]],
+    process_id: dict[str, Any],
+    unauthorized: dict[str, Any],
+    locked_out: dict[str, Any],
+) -> dict[str, Any]:
+    """Return the paths of the history API."""
+    when = {"type": "string", "format": "date-time"}
+    statuses = {"type": "array", "items": {"type": "string", "enum": [str(s) for s in Status]}}
+    return {
+        "/runs": {
+            "get": {
+                "operationId": "runs",
+                "summary": "Runs within retention, newest first, live ones included",
+                "security": auth,
+                "parameters": [
+                    {
+                        **_query(
+                            "status", "Any of these (repeat it, or separate by commas).", statuses
+                        ),
+                        "explode": True,
+                    },
+                    _query("session_id", "Runs that used this session.", {"type": "string"}),
+                    _query("cwd", "Runs in this folder or below it.", {"type": "string"}),
+                    _query("since", "Accepted at or after (ISO 8601; no offset: UTC).", when),
+                    _query("until", "Accepted before (ISO 8601; no offset: UTC).", when),
+                    *page_parameters(),
+                ],
+                "responses": {
+                    "200": _json("A page of runs", Runs),
+                    "400": _json("A malformed parameter (`invalid_query`).", Error),
+                    "401": unauthorized,
+                    "429": locked_out,
+                },
+            }
+        },
+        "/runs/{process_id}": {
+            "get": {
+                "operationId": "run",
+                "summary": "One run's record: live, or stored (within retention)",
+                "security": auth,
+                "parameters": [process_id],
+                "responses": {
+                    "200": _json("The run", RunInfo),
+                    "401": unauthorized,
+                    "404": _json("No such run (`process_not_found`).", Error),
+                    "429": locked_out,
+                },
+            }
+        },
+    }

@@ -1,0 +1,334 @@
+"""Durable runs: records and events outlive the gateway, through stops, kill -9 and restarts.
+
+Real server processes (``python -m cc2api serve``) on one DATA_DIR, started again
+after a graceful stop or a SIGKILL, with the fake CLI for what must be made to happen.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import psutil
+import trio
+
+from .helpers import (
+    AUTH,
+    FAKE_CLAUDE,
+    Event,
+    alive,
+    chat_body,
+    collect,
+    post_chat,
+    processes_with_marker,
+    running_server,
+    server_environment,
+    sse_events,
+    start_server_process,
+)
+
+SERVE = [sys.executable, "-m", "cc2api", "serve"]
+
+
+def environment(tmp_path: Path, **settings: str) -> dict[str, str]:
+    """The environment of a test's server: its CLI home, and DATA_DIR in tmp_path."""
+    home = tmp_path / "server-home"
+    home.mkdir(exist_ok=True)
+    return server_environment(home, FAKE_CLAUDE, DATA_DIR=str(tmp_path / "data"), **settings)
+
+
+@asynccontextmanager
+async def gateway(tmp_path: Path, **settings: str) -> AsyncIterator[httpx.AsyncClient]:
+    """Run a server process on tmp_path's DATA_DIR for the block; stop it gracefully after."""
+    async with running_server(SERVE, tmp_path, environment(tmp_path, **settings)) as (_, url):
+        async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
+            yield client
+
+
+async def replay(client: httpx.AsyncClient, run_id: str, after: int | None = None) -> list[Event]:
+    """Return every event of a replay of the run (after ``after``), comments left out."""
+    headers = {} if after is None else {"Last-Event-ID": str(after)}
+    async with client.stream("GET", f"/chat/{run_id}/events", headers=headers) as response:
+        assert response.status_code == 200, await response.aread()
+        return await collect(response)
+
+
+def leftover_folders(run_id: str) -> list[Path]:
+    """Return the run's private folders still in the temporary folder."""
+    return list(Path(tempfile.gettempdir()).glob(f"cc2api-run-{run_id}-*"))
+
+
+def ids(events: list[Event]) -> list[int | None]:
+    """Return the events' ids in order."""
+    return [event.id for event in events]
+
+
+class TestRestart:
+    async def test_a_finished_run_replays_whole_after_a_restart(self, tmp_path: Path) -> None:
+        """A run's events replay after a restart as they streamed: same ids, names and data."""
+        work = tmp_path / "work"
+        work.mkdir()
+        async with gateway(tmp_path) as client:
+            response, streamed = await post_chat(client, chat_body("lines 50 100", work))
+            run_id = response.headers["X-Process-ID"]
+        async with gateway(tmp_path) as client:
+            replayed = await replay(client, run_id)
+        assert [(e.id, e.event, e.data) for e in replayed] == [
+            (e.id, e.event, e.data) for e in streamed
+        ]
+        assert replayed[-1].event == "done"
+
+    async def test_last_event_id_resumes_after_a_restart(self, tmp_path: Path) -> None:
+        """After a restart, a replay from Last-Event-ID gets exactly the events after it."""
+        work = tmp_path / "work"
+        work.mkdir()
+        async with gateway(tmp_path) as client:
+            response, streamed = await post_chat(client, chat_body("lines 30", work))
+            run_id = response.headers["X-Process-ID"]
+        async with gateway(tmp_path) as client:
+            replayed = await replay(client, run_id, after=10)
+        assert ids(replayed) == ids(streamed)[10:]
+
+    async def test_the_record_survives_a_restart(self, tmp_path: Path) -> None:
+        """GET /runs/{id} answers a run's record after a restart, with its result's figures."""
+        work = tmp_path / "work"
+        work.mkdir()
+        async with gateway(tmp_path) as client:
+            response, _ = await post_chat(client, chat_body("priced", work, model="sonnet"))
+            run_id = response.headers["X-Process-ID"]
+        async with gateway(tmp_path) as client:
+            record = (await client.get(f"/runs/{run_id}")).json()
+            listed = (await client.get("/runs")).json()
+        assert record["status"] == "completed"
+        assert record["cwd"] == str(work)
+        assert record["model"] == "sonnet"
+        assert record["exit_code"] == 0
+        assert record["total_cost_usd"] == 0.0123
+        assert record["usage"] == {"input_tokens": 11, "output_tokens": 22}
+        assert (record["num_turns"], record["duration_api_ms"]) == (3, 456)
+        assert record["started_at"] is not None
+        assert record["ended_at"] is not None
+        assert [run["process_id"] for run in listed["runs"]] == [run_id]
+
+    async def test_an_unknown_run_is_404_after_a_restart(self, tmp_path: Path) -> None:
+        """A replay of a run the store never knew answers 404 process_not_found."""
+        async with gateway(tmp_path) as client:
+            response = await client.get("/chat/00000000-0000-4000-8000-000000000000/events")
+        assert response.status_code == 404
+        assert response.json()["code"] == "process_not_found"
+
+    async def test_prompts_are_kept_only_when_the_operator_says(self, tmp_path: Path) -> None:
+        """A record holds its prompt only with STORE_PROMPTS=true."""
+        work = tmp_path / "work"
+        work.mkdir()
+        async with gateway(tmp_path) as client:
+            plain, _ = await post_chat(client, chat_body("echo secret-1", work))
+            plain_record = (await client.get(f"/runs/{plain.headers['X-Process-ID']}")).json()
+        async with gateway(tmp_path, STORE_PROMPTS="true") as client:
+            kept, _ = await post_chat(client, chat_body("echo secret-2", work))
+            kept_record = (await client.get(f"/runs/{kept.headers['X-Process-ID']}")).json()
+        assert "prompt" not in plain_record
+        assert kept_record["prompt"] == "echo secret-2"
+        with sqlite3.connect(tmp_path / "data" / "cc2api.db") as db:
+            text = b"".join(
+                str(row).encode() for row in db.execute("SELECT * FROM runs").fetchall()
+            )
+        assert b"secret-1" not in text
+
+
+async def stream_until(
+    client: httpx.AsyncClient, body: dict[str, object], count: int
+) -> tuple[str, list[Event]]:
+    """Start a detached run and read its stream until ``count`` message events came."""
+    seen: list[Event] = []
+    async with client.stream("POST", "/chat", json={**body, "detach": True}) as response:
+        run_id = response.headers["X-Process-ID"]
+        async for event in sse_events(response):
+            if event.event != ":":
+                seen.append(event)
+            if sum(e.event == "message" for e in seen) >= count:
+                break
+    return run_id, seen
+
+
+class TestKilled:
+    async def test_a_run_live_at_a_kill_is_lost_and_its_processes_end(self, tmp_path: Path) -> None:
+        """After kill -9, the next start ends the run's CLI and setsid tool, then marks it lost."""
+        work = tmp_path / "work"
+        work.mkdir()
+        env = environment(tmp_path)
+        proc, url = await start_server_process(SERVE, tmp_path, env)
+        async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
+            run_id, seen = await stream_until(client, chat_body("escape", work), 1)
+            child = seen[-1].json()["child_pid"]
+            cli = (await client.get("/processes")).json()["processes"][0]["pid"]
+        await trio.sleep(0.3)  # the writer's batch (50 ms) reaches the disk
+        proc.kill()
+        await proc.wait()
+        assert alive(cli), "the CLI outlives a killed gateway"
+        assert alive(child), "so does its tool"
+        async with gateway(tmp_path) as client:
+            assert (await client.get("/health")).json()["status"] == "ok"
+            assert not alive(cli)
+            assert not alive(child)
+            assert processes_with_marker(run_id) == []
+            record = (await client.get(f"/runs/{run_id}")).json()
+            replayed = await replay(client, run_id)
+        assert record["status"] == "lost"
+        assert [e.event for e in replayed[:3]] == ["process", "message", "message"]
+        assert replayed[-1].event == "done"
+        assert replayed[-1].json()["status"] == "lost"
+        assert ids(replayed) == list(range(1, len(replayed) + 1))
+        assert record["last_event_id"] == replayed[-1].id
+        assert not leftover_folders(run_id)
+
+    async def test_a_reattached_client_gets_the_stored_events_then_lost(
+        self, tmp_path: Path
+    ) -> None:
+        """A client reattaching with Last-Event-ID after the restart gets the rest, then lost."""
+        work = tmp_path / "work"
+        work.mkdir()
+        proc, url = await start_server_process(SERVE, tmp_path, environment(tmp_path))
+        async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
+            run_id, seen = await stream_until(client, chat_body("escape", work), 1)
+        await trio.sleep(0.3)
+        proc.kill()
+        await proc.wait()
+        async with gateway(tmp_path) as client:
+            rest = await replay(client, run_id, after=seen[-1].id)
+        assert [e.event for e in rest] == ["done"]
+        assert rest[0].id == seen[-1].id + 1  # type: ignore[operator]
+        assert rest[0].json()["status"] == "lost"
+
+    async def test_the_session_of_a_lost_run_is_free(self, tmp_path: Path) -> None:
+        """A session a lost run held can be resumed at once after the restart."""
+        work = tmp_path / "work"
+        work.mkdir()
+        session = "6f9c3f0e-2a55-4c3e-9a63-3d1f1f0c2b11"
+        proc, url = await start_server_process(SERVE, tmp_path, environment(tmp_path))
+        async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
+            await stream_until(client, chat_body("escape", work, new_session_id=session), 1)
+        proc.kill()
+        await proc.wait()
+        async with gateway(tmp_path) as client:
+            body = chat_body("echo again", work, new_session_id=session)
+            response, events = await post_chat(client, body)
+        assert response.status_code == 200
+        assert events[-1].json()["status"] == "completed"
+
+    async def test_another_data_dirs_processes_are_never_touched(self, tmp_path: Path) -> None:
+        """A process with the lost run's marker but another store's id survives the restart."""
+        work = tmp_path / "work"
+        work.mkdir()
+        proc, url = await start_server_process(SERVE, tmp_path, environment(tmp_path))
+        async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
+            run_id, _ = await stream_until(client, chat_body("escape", work), 1)
+        await trio.sleep(0.3)
+        proc.kill()
+        await proc.wait()
+        stranger_env = {**os.environ, "CC2API_RUN_ID": run_id, "CC2API_STORE_ID": "another"}
+        stranger = await trio.lowlevel.open_process(["sleep", "600"], env=stranger_env)
+        try:
+            async with gateway(tmp_path) as client:
+                record = (await client.get(f"/runs/{run_id}")).json()
+            assert record["status"] == "lost"
+            assert alive(stranger.pid)
+        finally:
+            stranger.kill()
+            await stranger.wait()
+
+    async def test_kill_during_heavy_streaming_leaves_a_consistent_store(
+        self, tmp_path: Path
+    ) -> None:
+        """kill -9 while runs stream hard: the database checks out, every replay has no gap."""
+        work = tmp_path / "work"
+        work.mkdir()
+        proc, url = await start_server_process(SERVE, tmp_path, environment(tmp_path))
+        run_ids: list[str] = []
+        async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
+
+            async def flood() -> None:
+                run_id, _ = await stream_until(client, chat_body("flood 100", work), 2000)
+                run_ids.append(run_id)
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(4):
+                    nursery.start_soon(flood)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        with sqlite3.connect(tmp_path / "data" / "cc2api.db") as db:
+            assert db.execute("PRAGMA quick_check").fetchone() == ("ok",)
+        async with gateway(tmp_path) as client:
+            for run_id in run_ids:
+                record = (await client.get(f"/runs/{run_id}")).json()
+                replayed = await replay(client, run_id)
+                assert record["status"] == "lost"
+                assert ids(replayed) == list(range(1, len(replayed) + 1))
+                assert replayed[-1].json()["status"] == "lost"
+            for leftover in psutil.process_iter(["environ"]):
+                environ = leftover.info["environ"] or {}
+                assert environ.get("CC2API_RUN_ID") not in run_ids
+
+
+class TestRefusals:
+    async def test_a_second_gateway_on_the_same_data_dir_refuses_to_start(
+        self, tmp_path: Path
+    ) -> None:
+        """A gateway pointed at a DATA_DIR another one uses exits 2, saying so."""
+        async with gateway(tmp_path):
+            second = await trio.run_process(
+                SERVE,
+                env=environment(tmp_path),
+                cwd=tmp_path,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+        assert second.returncode == 2
+        assert b"another gateway" in second.stderr
+        assert b"DATA_DIR" in second.stderr
+
+    async def test_a_corrupt_database_stops_the_start(self, tmp_path: Path) -> None:
+        """A database file that is not one stops the server with what to do."""
+        data = tmp_path / "data"
+        data.mkdir()
+        (data / "cc2api.db").write_bytes(b"not a database at all " * 512)
+        done = await trio.run_process(
+            SERVE,
+            env=environment(tmp_path),
+            cwd=tmp_path,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        assert done.returncode == 2
+        assert b"corrupt" in done.stderr
+        assert b".backup" in done.stderr
+
+
+class TestRetention:
+    async def test_a_pruned_run_replays_as_dropped_then_done(self, tmp_path: Path) -> None:
+        """Past STORE_MAX_BYTES the oldest run keeps only done: its replay says what is gone."""
+        work = tmp_path / "work"
+        work.mkdir()
+        async with gateway(tmp_path) as client:
+            big, streamed = await post_chat(client, chat_body("lines 1500 1000", work))
+            await post_chat(client, chat_body("lines 1200 1000", work))
+        async with gateway(tmp_path, STORE_MAX_BYTES=str(1024 * 1024)) as client:
+            run_id = big.headers["X-Process-ID"]
+            replayed = await replay(client, run_id)
+            record = (await client.get(f"/runs/{run_id}")).json()
+        last = streamed[-1].id
+        assert last is not None
+        assert [e.event for e in replayed] == ["dropped", "done"]
+        assert replayed[0].json() == {"dropped": last - 1, "first_id": last}
+        assert replayed[1].data == streamed[-1].data
+        assert record["events_pruned"] is True
+        assert record["status"] == "completed"
