@@ -170,6 +170,22 @@ class TestReplayFromTheStore:
         assert [e.id for e in replayed] == [e.id for e in streamed]
         assert [e.data for e in replayed] == [e.data for e in streamed]
 
+    async def test_a_run_memory_let_go_replays_from_the_store(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A detached run past DETACHED_TTL_SECONDS, gone from /processes, still replays whole."""
+        settings = make_settings(detached_ttl_seconds=0.2)
+        async with served(settings, fake_environ) as gw:
+            body = chat_body("lines 20", workdir, detach=True)
+            response, streamed = await post_chat(gw.client, body)
+            run_id = response.headers["X-Process-ID"]
+            with trio.fail_after(10):
+                while (await gw.client.get("/processes")).json()["count"]:
+                    await trio.sleep(0.05)
+            async with gw.client.stream("GET", f"/chat/{run_id}/events") as replay:
+                replayed = await collect(replay)
+        assert [(e.id, e.data) for e in replayed] == [(e.id, e.data) for e in streamed]
+
     async def test_without_a_store_the_replay_says_what_memory_dropped(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
