@@ -12,6 +12,7 @@ from .gateway import EXTENSION, Gateway, gateway_of
 from .hooks import install_hooks
 from .limits import RunLimits
 from .routes import routes
+from .session_routes import session_routes
 from .settings import Settings
 
 __all__ = ["create_app", "gateway_of"]
@@ -48,4 +49,5 @@ def create_app(
     install_hooks(app)
     add_docs(app, settings.docs_assets_dir)
     app.register_blueprint(routes)
+    app.register_blueprint(session_routes)
     return app

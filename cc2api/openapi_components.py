@@ -19,6 +19,9 @@ from .wire import (
     Health,
     Interrupted,
     Processes,
+    SessionDeleted,
+    SessionMessages,
+    Sessions,
     Wire,
 )
 
@@ -35,6 +38,9 @@ ANSWERS: tuple[type[Wire], ...] = (
     Approvals,
     ApprovalAnswered,
     Document,
+    Sessions,
+    SessionMessages,
+    SessionDeleted,
     *(model for model in EVENTS.values() if model is not None),
 )
 
