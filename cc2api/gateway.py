@@ -27,6 +27,7 @@ from .policy import Policy
 from .registry import Registry
 from .resume import choose_session
 from .runner import Run
+from .session_index import require_resumable
 from .settings import Settings
 from .store import STORE_MARKER_VAR, Store
 from .stores import open_store
@@ -146,6 +147,7 @@ class Gateway:
         Raises:
             Unavailable: the CLI, or the confinement the run needs, is not available.
             Forbidden, ValidationFailed, InvalidCwd: the rules or the folders refuse it.
+            NotFound: ``session_id`` names no session the CLI keeps (``unknown_session``).
             SessionBusy, QueueFull: see :meth:`Registry.start`.
 
         Cancellation: nothing has started; the request is simply dropped.
@@ -171,6 +173,13 @@ class Gateway:
         ):
             chat = await trio.to_thread.run_sync(
                 choose_session, chat, plan.cwd, self.registry.real_config, self.policy.within_roots
+            )
+        elif chat.session_id is not None and self.registry.store.holder(chat.session_id) is None:
+            # Any other run: a session deleted or never saved is refused before a CLI starts.
+            # One a live run holds is busy (the registry says so), even before its CLI has
+            # written the transcript.
+            await trio.to_thread.run_sync(
+                require_resumable, self.registry.real_config, plan.cwd, chat.session_id
             )
         launch = plan_launch(
             run_id=str(uuid.uuid4()),
