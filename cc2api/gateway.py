@@ -31,7 +31,7 @@ from .session_index import require_resumable
 from .settings import Settings
 from .store import STORE_MARKER_VAR, Store
 from .stores import open_store
-from .wire import ErrorCode, Health
+from .wire import ErrorCode, Health, StoreHealth
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,8 @@ class Gateway:
             problem = "the server is not accepting runs (starting or shutting down)"
         if problem is None:
             problem = registry.store.problem
+        store = registry.store
+        stats = store.stats()
         health = Health(
             status="ok" if problem is None else "degraded",
             claude_version=claude.version,
@@ -137,6 +139,11 @@ class Gateway:
             running=registry.slots.running,
             queued=registry.slots.queued,
             version=__version__,
+            store=StoreHealth(
+                kind="sqlite" if store.kind == "sqlite" else "memory",
+                backlog_bytes=stats.backlog_bytes,
+                backlog_peak_bytes=stats.backlog_peak_bytes,
+            ),
             **({} if problem is None else {"reason": problem}),
         )
         return health.wire()

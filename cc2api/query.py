@@ -23,8 +23,8 @@ Decoded = TypeVar("Decoded")
 Args = MultiDict[str, str]
 
 
-def only(args: Args, names: Collection[str]) -> None:
-    """Refuse parameters the endpoint does not take, and any given twice.
+def only(args: Args, names: Collection[str], *, repeatable: Collection[str] = ()) -> None:
+    """Refuse parameters the endpoint does not take, and any given twice (but ``repeatable``).
 
     Raises:
         ValidationFailed: an unknown or repeated parameter.
@@ -33,7 +33,7 @@ def only(args: Args, names: Collection[str]) -> None:
         if name not in names:
             known = ", ".join(sorted(names))
             raise ValidationFailed(f"{name}: unknown query parameter (this endpoint takes {known})")
-        if len(args.getlist(name)) > 1:
+        if len(args.getlist(name)) > 1 and name not in repeatable:
             raise ValidationFailed(f"{name}: given more than once")
 
 

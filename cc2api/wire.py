@@ -59,6 +59,7 @@ __all__ = [
     "SessionMessages",
     "Sessions",
     "Status",
+    "StoreHealth",
     "Verdict",
     "Wire",
     "as_final",
@@ -100,6 +101,14 @@ class Error(Wire):
     code: str = Field(description="Stable code for programs.")
 
 
+class StoreHealth(Wire):
+    """The store, as `GET /health` shows it."""
+
+    kind: Literal["sqlite", "memory"] = Field(description="The STORE setting.")
+    backlog_bytes: Count = Field(description="Events queued for the store, not written yet.")
+    backlog_peak_bytes: Count = Field(description="The most there were at once since start.")
+
+
 class Health(Wire):
     """The answer of `GET /health`."""
 
@@ -109,6 +118,7 @@ class Health(Wire):
     running: Count = Field(description="Runs holding one of the MAX_CONCURRENT_RUNS slots.")
     queued: Count = Field(description="Runs waiting for a slot.")
     version: str
+    store: StoreHealth
     reason: str | MISSING = Field(default=MISSING, description="Why degraded.")
 
 

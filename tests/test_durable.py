@@ -293,7 +293,7 @@ class TestRefusals:
                 check=False,
             )
         assert second.returncode == 2
-        assert b"another gateway" in second.stderr
+        assert b"in use by another cc2api gateway" in second.stderr
         assert b"DATA_DIR" in second.stderr
 
     async def test_a_corrupt_database_stops_the_start(self, tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ class TestListing:
         async with served(make_settings(), fake_environ) as gw:
             early = await run(gw.client, "echo hi", workdir)
             await trio.sleep(0.05)
-            middle = datetime.now(UTC).isoformat()
+            middle = datetime.now(UTC).isoformat()  # with its time zone: +00:00
             late = await run(gw.client, "echo hi", workdir)
             assert ids_of(await listed(gw.client, since=middle)) == [late]
             assert ids_of(await listed(gw.client, until=middle)) == [early]
@@ -138,13 +138,15 @@ class TestRefusals:
             ("until", "2026-13-01"),
             ("status", "sleeping"),
             ("cwd", "relative/path"),
+            ("since", "2026-12-01T09:30:00"),
+            ("state", "failed"),
         ],
     )
     async def test_a_malformed_parameter_is_named(self, gw: Any, name: str, value: str) -> None:
-        """A malformed query parameter gets 400 invalid_query naming it."""
+        """A malformed or unknown query parameter gets 422 validation_error naming it."""
         response = await gw.client.get("/runs", params={name: value})
-        assert response.status_code == 400
-        assert response.json()["code"] == "invalid_query"
+        assert response.status_code == 422
+        assert response.json()["code"] == "validation_error"
         assert name in response.json()["detail"]
 
     async def test_an_unknown_run_is_404(self, gw: Any) -> None:

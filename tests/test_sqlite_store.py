@@ -25,11 +25,12 @@ import pytest
 import trio
 
 from cc2api import sqlite_store, store_sql
-from cc2api.sqlite_store import SqliteStore, StoreStats, inspect
+from cc2api.sqlite_store import SqliteStore, inspect
 from cc2api.store import (
     EventBatch,
     RunQuery,
     RunRecord,
+    StoreStats,
     StoreUnusable,
     decode_cursor,
     encode_cursor,
