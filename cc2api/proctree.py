@@ -296,25 +296,58 @@ def _signal_all(pids: set[int], sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
-async def end_leftovers(run_ids: list[str], tag: tuple[str, str], grace: float) -> dict[str, int]:
-    """End every process still carrying the marker of one of ``run_ids`` and ``tag``.
+def runs_tagged(tag: tuple[str, str]) -> dict[str, str]:
+    """Return the run ids live processes carrying ``tag`` are marked with, and each run's cwd.
 
-    For a gateway restarted after a crash: its runs' CLIs and tools outlived it. They
+    A run's cwd is its oldest process's (its CLI's, which starts in it), "" if unknown.
+    Blocking (reads every process's environment): call it in a worker thread.
+    """
+    entry = f"{tag[0]}={tag[1]}\0".encode()
+    prefix = f"{MARKER_VAR}=".encode()
+    oldest: dict[str, tuple[int, int]] = {}  # run id -> (start time, pid)
+    me = os.getpid()
+    for info in _snapshot().values():
+        if info.zombie or info.pid == me:
+            continue
+        environ = _read(f"{_PROC}/{info.pid}/environ")
+        if environ is None or not (environ.startswith(entry) or b"\0" + entry in environ):
+            continue
+        for variable in environ.split(b"\0"):
+            if variable.startswith(prefix):
+                run_id = variable[len(prefix) :].decode(errors="replace")
+                oldest[run_id] = min(
+                    oldest.get(run_id, (info.start, info.pid)), (info.start, info.pid)
+                )
+    found = {}
+    for run_id, (_, pid) in oldest.items():
+        try:
+            found[run_id] = os.readlink(f"{_PROC}/{pid}/cwd")
+        except OSError:
+            found[run_id] = ""
+    return found
+
+
+async def end_leftovers(tag: tuple[str, str], grace: float) -> dict[str, str]:
+    """End every process still carrying ``tag``, run by run; return each such run's cwd.
+
+    For a gateway restarted after a crash, before it starts runs: the runs of the one
+    that died left their CLIs and tools running. The tag (the store's id) is all it
+    takes, not the runs the store knows: a run whose record never reached the disk (a
+    crash within a writer's batch, or while the disk was full) left processes too. Its
+    lock says no live gateway has this store, so every such process is a leftover. They
     are ended as a cancel ends a run's tree (SIGTERM, SIGKILL after ``grace``), all
-    runs at once. Returns how many processes each run had left (runs with none left out).
+    runs at once.
 
     Cancellation: call it in a shielded scope, as :meth:`RunProcesses.terminate`.
     """
-    found: dict[str, int] = {}
 
     async def end(run_id: str) -> None:
         processes = RunProcesses(run_id=run_id, tag=tag)
-        live = await trio.to_thread.run_sync(processes.scan)
-        if live:
-            found[run_id] = len(live)
-            await processes.terminate(grace)
+        await trio.to_thread.run_sync(processes.scan)
+        await processes.terminate(grace)
 
+    found = await trio.to_thread.run_sync(runs_tagged, tag)
     async with trio.open_nursery() as nursery:
-        for run_id in run_ids:
+        for run_id in sorted(found):
             nursery.start_soon(end, run_id)
     return found

@@ -27,51 +27,71 @@ from .wire import DoneEvent, Status
 
 log = logging.getLogger(__name__)
 
-__all__ = ["lost_record", "recover"]
+__all__ = ["lost_done", "lost_record", "recover"]
 
 
 async def recover(store: Store, grace: float) -> list[RunRecord]:
-    """End the leftovers of the runs the store knows as live, mark them lost, and flush.
+    """End what the last gateway's runs left running, mark its live runs lost, and flush.
 
+    Call it before any run starts: every process carrying the store's id is ended.
     Returns the runs marked lost. Cancellation: the teardown of leftovers is shielded
     (bounded by ``grace`` and SIGKILL); the marking is synchronous, its flush awaited.
     """
     unfinished = await store.unfinished()
-    if not unfinished:
-        return []
-    run_ids = [record.run_id for record in unfinished]
     with trio.CancelScope(shield=True):
-        left = await end_leftovers(run_ids, (STORE_MARKER_VAR, store.store_id), grace)
+        left = await end_leftovers((STORE_MARKER_VAR, store.store_id), grace)
+        run_ids = sorted({record.run_id for record in unfinished} | set(left))
         await trio.to_thread.run_sync(_remove_folders, run_ids)
     now = datetime.now(UTC)
+    known = {record.run_id for record in unfinished} | {
+        record.run_id for record in await _stored(store, set(left))
+    }
+    for run_id in sorted(set(left) - known):
+        # Its record never reached the disk (a crash within a batch, or a full disk): it
+        # is recorded now, so that a client coming back learns how it ended.
+        log.warning("ended the leftovers of run %s, which the store never recorded", run_id)
+        unfinished.append(
+            RunRecord(run_id=run_id, created_at=now, status="running", cwd=left[run_id])
+        )
+    if not unfinished:
+        return []
     for record in unfinished:
         lost, done = lost_record(record, now)
         store.append_events(record.run_id, done)
         store.save_run(lost)
         log.warning(
-            "run %s was live when the last gateway died: marked lost (%d event(s) kept, "
-            "%d leftover process(es) ended)",
+            "run %s was live when the last gateway died: marked lost (%d event(s) kept%s)",
             record.run_id,
             record.last_event_id,
-            left.get(record.run_id, 0),
+            ", its leftover processes ended" if record.run_id in left else "",
         )
     await store.flush()
     return [lost_record(record, now)[0] for record in unfinished]
 
 
-def lost_record(record: RunRecord, now: datetime) -> tuple[RunRecord, EventBatch]:
-    """Return the record of a run found lost at ``now``, and its ``done`` event."""
-    done_id = record.last_event_id + 1
-    done = DoneEvent(
+def lost_done(record: RunRecord, now: datetime) -> DoneEvent:
+    """Return the ``done`` event of a run found lost at ``now``."""
+    return DoneEvent(
         process_id=record.run_id,
         status=Status.LOST,
         exit_code=None,
         session_id=record.session_id,
         duration_ms=max(0, round((now - record.created_at).total_seconds() * 1000)),
     )
+
+
+def lost_record(record: RunRecord, now: datetime) -> tuple[RunRecord, EventBatch]:
+    """Return the record of a run found lost at ``now``, and its ``done`` event."""
+    done_id = record.last_event_id + 1
+    done = lost_done(record, now)
     batch = EventBatch(done_id, 1, frame_json(done_id, done.event, done.wire()))
     # Its end is when it was found lost: when the gateway died is not known.
     return replace(record, status=str(Status.LOST), ended_at=now, last_event_id=done_id), batch
+
+
+async def _stored(store: Store, run_ids: set[str]) -> list[RunRecord]:
+    found = [await store.get_run(run_id) for run_id in sorted(run_ids)]
+    return [record for record in found if record is not None]
 
 
 def _remove_folders(run_ids: list[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import weakref
 from collections.abc import Callable
 from functools import partial
@@ -18,9 +19,10 @@ from .gateway import current_gateway
 from .hooks import json_response
 from .jsonbody import off_loop
 from .models import ApprovalAnswer, FollowUp
-from .replay import Replay
+from .recovery import lost_done
+from .replay import Frames, Live, Replay
 from .runner import Run
-from .sse import Source, stream
+from .sse import Source, frame_json, stream
 from .wire import (
     ApprovalAnswered,
     Approvals,
@@ -70,12 +72,21 @@ async def events(process_id: str) -> Response:
     run = registry.find(run_id)
     if run is not None:
         after = last_event_id(run.last_event_id)
-        source = Replay(registry.store, run_id, after, run.replay(after))
-        return _event_stream(run_id, source, lambda: None)
+        live = Live(lambda: run.first_kept, run.replay)
+        return _event_stream(run_id, Replay(registry.store, run_id, after, live), lambda: None)
     record = await registry.store.get_run(run_id)
     if record is None:
         raise NotFound(f"no process {run_id}", code=ErrorCode.PROCESS_NOT_FOUND)
-    after = last_event_id(record.last_event_id)
+    if record.status == Status.LOST:
+        # Its gateway may have sent events the store never got: a client that saw them
+        # is past the stored end. It gets `done`, without an id (its own id stays).
+        after = last_event_id(sys.maxsize)
+        if after >= record.last_event_id and record.ended_at is not None:
+            done = lost_done(record, record.ended_at)
+            frames = frame_json(None, done.event, done.wire())
+            return _event_stream(run_id, Frames(frames), lambda: None)
+    else:
+        after = last_event_id(record.last_event_id)
     return _event_stream(run_id, Replay(registry.store, run_id, after, None), lambda: None)
 
 

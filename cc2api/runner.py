@@ -199,12 +199,13 @@ class Run:
         return self._log.reader(owner=True)
 
     def replay(self, after: int) -> Reader:
-        """Return a reader of the run's events after ``after`` (0: from the first kept).
+        """Return a reader of the run's events after ``after`` (0: from the first kept)."""
+        return self._log.reader(after)
 
-        It starts no earlier than the oldest event memory holds: what came before is
-        the store's to replay (see :mod:`cc2api.replay`).
-        """
-        return self._log.reader(max(after, self._log.first_kept - 1))
+    @property
+    def first_kept(self) -> int:
+        """Return the id of the oldest event memory holds (the next id when none is)."""
+        return self._log.first_kept
 
     def stream_started(self) -> None:
         """Note that the starting client's stream body has begun (see cancel_unless_read)."""

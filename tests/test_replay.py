@@ -8,8 +8,8 @@ from pathlib import Path
 
 import trio
 
-from cc2api.eventlog import EventLog, Reader
-from cc2api.replay import Replay
+from cc2api.eventlog import EventLog
+from cc2api.replay import Live, Replay
 from cc2api.sqlite_store import SqliteStore
 from cc2api.sse import frame_json
 from cc2api.store import EventBatch, InMemoryStore, Store
@@ -51,8 +51,7 @@ def add(log: EventLog, count: int) -> None:
 
 def replay_of(log: EventLog, store: Store, after: int) -> Replay:
     """Return a replay of the log's run after ``after``, made as the events route makes it."""
-    live: Reader = log.reader(max(after, log.first_kept - 1))
-    return Replay(store, RUN, after, live)
+    return Replay(store, RUN, after, Live(lambda: log.first_kept, log.reader))
 
 
 async def read_all(source: Replay) -> list[Event]:
@@ -93,6 +92,25 @@ class TestStoredOnly:
 
 
 class TestStoreThenMemory:
+    async def test_a_replay_reading_the_store_never_holds_the_run_back(
+        self, tmp_path: Path
+    ) -> None:
+        """While a replay sends stored events, the run adds events without waiting on it."""
+        async with sqlite_store(tmp_path) as store:
+            log = log_keeping(store, max_bytes=2000)
+            for _ in range(40):
+                add(log, 5)
+            source = replay_of(log, store, 0)
+            first = await source.receive(1.0)  # the stored part has begun: memory not yet
+            with trio.fail_after(1):
+                for _ in range(40):
+                    await log.append(lambda first_id: (batch(first_id, 5).data, 5))
+            log.close()
+            rest = await read_all(source)
+        assert first is not None
+        head = [parse_block(b) for b in first.decode().split("\n\n") if b]
+        assert [e.id for e in head + rest] == list(range(1, 401))
+
     async def test_events_memory_trimmed_come_from_the_store(self, tmp_path: Path) -> None:
         """A replay from the start of a run whose log was trimmed has no gap and no duplicate."""
         async with sqlite_store(tmp_path) as store:
