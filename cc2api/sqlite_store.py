@@ -1,0 +1,963 @@
+"""The SQLite store: run records and event logs in ``DATA_DIR/cc2api.db``, one gateway each.
+
+Design
+======
+
+Writes never wait. :meth:`SqliteStore.save_run` and :meth:`SqliteStore.append_events`
+only add to an in-memory queue (the newest save of a run replaces the one queued
+before; a run's batches stay in order). The writer (:meth:`SqliteStore.serve`)
+wakes when something is queued, gathers for ``flush_interval`` (or goes at once
+past ~4 MiB, or when :meth:`~SqliteStore.flush` asks), swaps the queue for an empty
+one and writes what it took in ONE transaction, records before events, in a
+worker thread. The event loop only ever swaps queues; every statement runs in a
+thread: the writer's on its one connection (its uses follow one another, never
+overlap), each read on a connection of a small pool. WAL lets the reads go on
+while the writer writes.
+
+Reads see what is queued. A read takes what is queued and what is being written
+(the batch the writer took) before it reads the database, then lays the first over
+the second: whatever has left memory since is in the database by then, because a
+batch leaves memory only once its transaction is committed.
+
+When a write fails (a full disk, a read-only file system) it is rolled back and
+what it took goes back in front of the queue; :attr:`SqliteStore.problem` says why,
+and the writer tries again, 0.5 s later, then 1, 2, 4, 5, 5... One ERROR line is
+logged when the failing starts, and a WARNING when writes resume. The queue is
+bounded by ``backlog_bytes`` (it only grows that far while writes fail): past it,
+the oldest queued event batches are dropped (never records), with a WARNING
+saying how many, and a replay later shows the gap as ``dropped``.
+
+Retention runs in the writer, at open and every ``prune_interval``: runs that
+ended more than ``retention_days`` ago go whole; then, while the stored events
+outgrow ``max_bytes``, the oldest ended runs lose every batch but their last.
+
+Files: ``cc2api.lock`` (an exclusive flock held while the store is open, with the
+holder's pid) and ``cc2api.db`` with its ``-wal`` and ``-shm``. :func:`inspect` reads
+them for ``cc2api check`` without the lock and without writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import sqlite3
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import trio
+
+from . import store_sql
+from .claims import Claims
+from .store import (
+    EventBatch,
+    RunPage,
+    RunQuery,
+    RunRecord,
+    StoreUnusable,
+    decode_cursor,
+    encode_cursor,
+    newest_first,
+)
+from .store_schema import LATEST, migrate, schema_version
+
+__all__ = ["SqliteStore", "StoreReport", "StoreStats", "inspect"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DB_NAME = "cc2api.db"
+LOCK_NAME = "cc2api.lock"
+# A queue this big is written at once rather than after flush_interval.
+URGENT_BYTES = 4 * 1024 * 1024
+# How long a graceful stop may spend writing what is queued.
+FINAL_FLUSH_SECONDS = 10.0
+# Between failed writes: from the first, doubling up to the last.
+RETRY_FIRST, RETRY_LAST = 0.5, 5.0
+# How long a statement waits for a lock: only a checkpoint or `cc2api check` holds one.
+BUSY_SECONDS = 5.0
+READERS = 4
+# The WAL is cut back to this after a checkpoint (a write after a long outage can be big).
+WAL_LIMIT_BYTES = 64 * 1024 * 1024
+_CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """What the store holds and what waits in memory, for /health and the logs."""
+
+    backlog_bytes: int  # event bytes queued or being written now
+    backlog_peak_bytes: int  # the most there ever were at once
+    event_bytes: int  # event bytes in the database
+    runs: int  # runs in the database
+    schema_version: int
+    path: Path
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- what waits in memory ---------------------------------------------------------
+
+
+class _Backlog:
+    """Records and event batches not yet written: one write's worth, or the queue."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, RunRecord] = {}
+        self.events: dict[str, deque[EventBatch]] = {}
+        self.arrival: deque[str] = deque()  # the run of each batch, oldest first
+        self.bytes = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.arrival)
+
+    def add(self, run_id: str, batch: EventBatch) -> None:
+        self.events.setdefault(run_id, deque()).append(batch)
+        self.arrival.append(run_id)
+        self.bytes += len(batch.data)
+
+    def put_before(self, newer: _Backlog) -> None:
+        """Take ``newer``'s records and batches after this one's (a write that failed)."""
+        self.records.update(newer.records)
+        for run_id, batches in newer.events.items():
+            self.events.setdefault(run_id, deque()).extend(batches)
+        self.arrival.extend(newer.arrival)
+        self.bytes += newer.bytes
+
+    def drop_oldest(self) -> int:
+        """Drop the oldest batch; return its size."""
+        run_id = self.arrival.popleft()
+        batches = self.events[run_id]
+        size = len(batches.popleft().data)
+        if not batches:
+            del self.events[run_id]
+        self.bytes -= size
+        return size
+
+    def rows(self) -> list[tuple[str, EventBatch]]:
+        # A run's batches together, in order: they land side by side in the index.
+        return [(run_id, batch) for run_id, batches in self.events.items() for batch in batches]
+
+
+class _Pending:
+    """The queue, the batch being written, and the figures of both."""
+
+    def __init__(self, limit: int) -> None:
+        self.queue = _Backlog()
+        self.writing: _Backlog | None = None
+        self.limit = limit
+        self.peak = 0
+        self.queued = 0  # saves and appends so far: flush() waits for a count
+        self.dropped = 0  # batches dropped past the limit, and not yet reported
+        self.dropped_bytes = 0
+
+    @property
+    def bytes(self) -> int:
+        return self.queue.bytes + (self.writing.bytes if self.writing else 0)
+
+    def save(self, record: RunRecord) -> None:
+        self.queue.records[record.run_id] = record
+        self.queued += 1
+
+    def append(self, run_id: str, batch: EventBatch) -> None:
+        self.queue.add(run_id, batch)
+        self.queued += 1
+        self.peak = max(self.peak, self.bytes)
+        self.bound()
+
+    def bound(self) -> None:
+        """Drop the oldest queued batches while over the limit (the batch being written stays)."""
+        while self.bytes > self.limit and self.queue.arrival:
+            self.dropped_bytes += self.queue.drop_oldest()
+            self.dropped += 1
+
+    def take(self) -> _Backlog:
+        taken, self.queue = self.queue, _Backlog()
+        self.writing = taken
+        return taken
+
+    def written(self) -> None:
+        self.writing = None
+
+    def failed(self) -> None:
+        """Put what the failed write took back in front of the queue."""
+        if self.writing is None:
+            return
+        self.writing.put_before(self.queue)
+        self.queue, self.writing = self.writing, None
+        self.bound()
+
+    def records(self) -> dict[str, RunRecord]:
+        """Return the records in memory by run, the newest save of each."""
+        if self.writing is None:
+            return dict(self.queue.records)
+        return {**self.writing.records, **self.queue.records}
+
+    def batches(self, run_id: str) -> list[EventBatch]:
+        older = self.writing.events.get(run_id, ()) if self.writing else ()
+        return [*older, *self.queue.events.get(run_id, ())]
+
+    def last_id(self, run_id: str) -> int:
+        for part in (self.queue, self.writing):  # the newest first
+            batches = part.events.get(run_id) if part is not None else None
+            if batches:
+                return batches[-1].first + batches[-1].count - 1
+        return 0
+
+
+# -- opening and closing ------------------------------------------------------------
+
+
+@dataclass
+class _Opened:
+    """The files an open store holds."""
+
+    lock_fd: int
+    writer: sqlite3.Connection
+    readers: list[sqlite3.Connection]
+    version: int
+    totals: store_sql.Totals
+
+
+def _make_private_dir(data_dir: Path) -> None:
+    missing: list[Path] = []
+    here = data_dir
+    while not here.exists() and here != here.parent:
+        missing.append(here)
+        here = here.parent
+    try:
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
+    except OSError as error:
+        raise StoreUnusable(
+            f"cannot create DATA_DIR {data_dir}: {error.strerror}; create it, or set "
+            "DATA_DIR to a folder this user can write"
+        ) from error
+
+
+def _lock(data_dir: Path) -> int:
+    path = data_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as error:
+        raise StoreUnusable(
+            f"cannot write in DATA_DIR {data_dir} ({path}: {error.strerror}): make it "
+            "writable by this user, or set DATA_DIR to a folder it can write"
+        ) from error
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreUnusable(
+            f"DATA_DIR {data_dir} is in use by another cc2api gateway (pid {pid}): stop "
+            "it, or give this one its own DATA_DIR"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _corrupt(db: Path, detail: str) -> StoreUnusable:
+    return StoreUnusable(
+        f"{db} is corrupt ({detail}): stop cc2api, move the file aside (with its -wal "
+        f'and -shm files) or restore a backup made with sqlite3 {db} ".backup FILE", '
+        "then start again"
+    )
+
+
+def _quick_check(conn: sqlite3.Connection) -> str | None:
+    """Return what ``PRAGMA quick_check`` found wrong (its first few lines), or None."""
+    found = conn.execute("PRAGMA quick_check(3)").fetchall()
+    if found == [("ok",)]:
+        return None
+    lines = [line for row in found for line in str(row[0]).splitlines()]
+    return "; ".join(line for line in lines if not line.startswith("***"))[:300]
+
+
+def _check(conn: sqlite3.Connection, db: Path) -> None:
+    problem = _quick_check(conn)
+    if problem is not None:
+        raise _corrupt(db, problem)
+
+
+def _use_wal(conn: sqlite3.Connection, db: Path) -> None:
+    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    if mode != "wal":
+        raise StoreUnusable(
+            f"{db} cannot be used in WAL mode ({mode} instead): put DATA_DIR on a local file system"
+        )
+
+
+def _connect(db: Path) -> sqlite3.Connection:
+    """Open the writer's connection: checked, in WAL mode, upgraded."""
+    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=BUSY_SECONDS)
+    try:
+        _check(conn, db)
+        if schema_version(conn) == 0:
+            # Only an empty database takes it, and before WAL mode writes its header.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        _use_wal(conn, db)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
+        migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _reader(db: Path) -> sqlite3.Connection:
+    uri = db.resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(
+        uri, uri=True, isolation_level=None, check_same_thread=False, timeout=BUSY_SECONDS
+    )
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def _open(data_dir: Path) -> _Opened:
+    """Make the folder, take the lock, open, check and upgrade the database."""
+    _make_private_dir(data_dir)
+    fd = _lock(data_dir)
+    db = data_dir / DB_NAME
+    conns: list[sqlite3.Connection] = []
+    try:
+        try:
+            writer = _connect(db)
+            conns.append(writer)
+            readers = [_reader(db) for _ in range(READERS)]
+            conns.extend(readers)
+            totals = store_sql.totals(writer)
+        except sqlite3.Error as error:
+            if _is_corrupt(error):
+                raise _corrupt(db, str(error)) from error
+            raise StoreUnusable(
+                f"cannot open {db}: {error}; check that DATA_DIR is on a writable file "
+                "system with free space"
+            ) from error
+    except BaseException:
+        for conn in conns:
+            conn.close()
+        os.close(fd)
+        raise
+    return _Opened(fd, writer, readers, schema_version(writer), totals)
+
+
+def _close(opened: _Opened, readers: list[sqlite3.Connection]) -> None:
+    for conn in readers:
+        conn.close()
+    # Closing checkpoints the WAL, and removes it when no reader is left.
+    with contextlib.suppress(sqlite3.Error):
+        opened.writer.execute("PRAGMA optimize")
+    opened.writer.close()
+    os.close(opened.lock_fd)  # and with it the lock
+
+
+class _Readers:
+    """A few read-only connections, each used by one thread at a time."""
+
+    def __init__(self, conns: Sequence[sqlite3.Connection] = ()) -> None:
+        self._free = list(conns)
+        self._limiter = trio.CapacityLimiter(max(len(conns), 1))
+        self._closed = not conns
+
+    async def run(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """Return ``read(conn)``, run in a worker thread on a free connection.
+
+        Raises:
+            RuntimeError: the store is not open (not yet, or no more).
+
+        Cancellation: the read runs to its end (it is short), then Cancelled is raised.
+        """
+        async with self._limiter:
+            if self._closed:
+                raise RuntimeError("the store is not open: serve() opens it")
+            conn = self._free.pop()
+            try:
+                return await trio.to_thread.run_sync(read, conn)
+            finally:
+                if self._closed:
+                    conn.close()  # one the store closed meanwhile: it was in use
+                else:
+                    self._free.append(conn)
+
+    def close(self) -> list[sqlite3.Connection]:
+        """Refuse reads from now on; return the connections no read holds, to close."""
+        self._closed = True
+        free, self._free = self._free, []
+        return free
+
+
+# -- the store ----------------------------------------------------------------------
+
+
+class _Writer:
+    """The writer task: writes the queue in batches, tries a failed write again, prunes.
+
+    Every use of the writer's connection is made from this task, one after another.
+    """
+
+    def __init__(
+        self,
+        pending: _Pending,
+        db: Path,
+        *,
+        flush_interval: float,
+        prune_interval: float,
+        retention: timedelta,
+        max_bytes: int,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._pending = pending
+        self._db = db
+        self._flush_interval = flush_interval
+        self._prune_interval = prune_interval
+        self._retention = retention
+        self._max_bytes = max_bytes
+        self._now = now
+        self.running = False  # a flush will be answered
+        self.problem: str | None = None
+        self.stored = store_sql.Totals(0, 0)  # what the database holds
+        self._wake = trio.Event()  # something was queued
+        self._hurry = trio.Event()  # write now: a flush waits, or the queue is big
+        self._attempted = trio.Event()  # a write ended (replaced each time)
+        self._attempted_upto = 0  # the saves and appends the last write covered
+        self._retry_in = RETRY_FIRST
+        self._retry_at = 0.0
+
+    def wake(self, *, hurry: bool = False) -> None:
+        """Say something was queued (and, with ``hurry``, that it should be written now)."""
+        self._wake.set()
+        if hurry:
+            self._hurry.set()
+
+    async def serve(self, conn: sqlite3.Connection, *, task_status: trio.TaskStatus[None]) -> None:
+        """Prune once, report started, then write what is queued until cancelled.
+
+        Cancellation: what is queued is written, shielded and bounded by
+        FINAL_FLUSH_SECONDS (what is left is logged); then Cancelled propagates.
+        """
+        self.running = True
+        try:
+            await self._prune(conn)
+            task_status.started()
+            await self._write_forever(conn)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(FINAL_FLUSH_SECONDS):
+                while self._pending.queue:
+                    await trio.sleep_until(self._retry_at)
+                    await self._write_once(conn)
+            self.running = False
+            self._report_left()
+            self._attempted.set()  # flushes still waiting get their answer
+
+    async def _write_forever(self, conn: sqlite3.Connection) -> None:
+        next_prune = trio.current_time() + self._prune_interval
+        while True:
+            with trio.move_on_at(next_prune):
+                while not self._pending.queue:
+                    self._wake = trio.Event()
+                    await self._wake.wait()
+                if self.problem is not None:
+                    await trio.sleep_until(self._retry_at)
+                else:
+                    with trio.move_on_after(self._flush_interval):
+                        await self._hurry.wait()
+                await self._write_once(conn)
+            if trio.current_time() >= next_prune:
+                await self._prune(conn)
+                next_prune = trio.current_time() + self._prune_interval
+
+    async def _write_once(self, conn: sqlite3.Connection) -> None:
+        """Write everything queued in one transaction; on failure, queue it again."""
+        pending = self._pending
+        covered = pending.queued
+        self._hurry = trio.Event()
+        taken = pending.take()
+        try:
+            records, events = list(taken.records.values()), taken.rows()
+            written = await trio.to_thread.run_sync(store_sql.write_batch, conn, records, events)
+        except (sqlite3.Error, OSError) as error:
+            pending.failed()
+            self._failed(error)
+        except BaseException:
+            pending.failed()  # cancelled before the thread started: nothing was written
+            raise
+        else:
+            pending.written()
+            self.stored = store_sql.Totals(
+                self.stored.runs + written.new_runs, self.stored.event_bytes + written.event_bytes
+            )
+            if self.problem is not None:
+                log.warning("the store writes to %s again", self._db)
+                self.problem = None
+                self._retry_in = RETRY_FIRST
+        finally:
+            self._attempted_upto = covered
+            self._attempted.set()
+            self._attempted = trio.Event()
+            self._report_drops()
+
+    def _failed(self, error: BaseException) -> None:
+        reason = str(error) or type(error).__name__
+        if self.problem is None:  # one line per episode, not per try
+            log.error(
+                "the store cannot write to %s: %s; runs go on from memory, and it tries again",
+                self._db,
+                reason,
+            )
+        else:
+            self._retry_in = min(self._retry_in * 2, RETRY_LAST)
+        self.problem = (
+            f"the store cannot write to {self._db}: {reason}; runs go on from memory and "
+            "writes resume when it can write again"
+        )
+        self._retry_at = trio.current_time() + self._retry_in
+
+    def _report_left(self) -> None:
+        self._report_drops()
+        left = self._pending.queue
+        if left:
+            log.error(
+                "the store stopped with %d records and %d bytes of events it could not "
+                "write to %s: %s",
+                len(left.records),
+                left.bytes,
+                self._db,
+                self.problem or "the final flush ran out of time",
+            )
+
+    def _report_drops(self) -> None:
+        pending = self._pending
+        if pending.dropped:
+            log.warning(
+                "the store's queue outgrew %d bytes: dropped its %d oldest event batches "
+                "(%d bytes); replays of their runs show them as dropped",
+                pending.limit,
+                pending.dropped,
+                pending.dropped_bytes,
+            )
+            pending.dropped = pending.dropped_bytes = 0
+
+    async def _prune(self, conn: sqlite3.Connection) -> None:
+        before = self._now() - self._retention
+
+        def prune() -> store_sql.Pruned:
+            pruned = store_sql.prune(conn, ended_before=before, max_bytes=self._max_bytes)
+            store_sql.vacuum(conn)
+            return pruned
+
+        try:
+            pruned = await trio.to_thread.run_sync(prune)
+        except (sqlite3.Error, OSError) as error:
+            if self.problem is None:  # else the failing writes have said it already
+                log.warning(
+                    "the store could not prune %s: %s; it tries again later", self._db, error
+                )
+            return
+        self.stored = pruned.totals
+        if pruned.deleted or pruned.trimmed:
+            log.info(
+                "the store deleted %d runs past retention and cut the events of %d",
+                pruned.deleted,
+                pruned.trimmed,
+            )
+
+    async def flush(self) -> None:
+        """Return once everything queued before the call is written, or a write failed.
+
+        Cancellation: the wait stops; the writes go on.
+        """
+        target, pending = self._pending.queued, self._pending
+        while (
+            self.running
+            and self.problem is None
+            and self._attempted_upto < target
+            # Empty and idle: what was queued is written, or was dropped.
+            and (pending.queue or pending.writing)
+        ):
+            self._hurry.set()
+            await self._attempted.wait()
+
+
+class SqliteStore:
+    """Records and events in SQLite in ``data_dir``; claims in memory. See the module's page.
+
+    The constructor touches no disk: :meth:`serve` opens the store. ``now`` is the
+    clock retention reads (tests give their own).
+    """
+
+    keeps_history = True
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        retention_days: float,
+        max_bytes: int,
+        backlog_bytes: int,
+        flush_interval: float = 0.05,
+        prune_interval: float = 60.0,
+        now: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._dir = Path(data_dir)
+        self._db = self._dir / DB_NAME
+        self._pending = _Pending(backlog_bytes)
+        self._writer = _Writer(
+            self._pending,
+            self._db,
+            flush_interval=flush_interval,
+            prune_interval=prune_interval,
+            retention=timedelta(days=retention_days),
+            max_bytes=max_bytes,
+            now=now,
+        )
+        self._claims = Claims()
+        # The store's files are known by their real path, however DATA_DIR names them.
+        real = os.path.realpath(self._dir)
+        self._store_id = hashlib.sha256(real.encode()).hexdigest()[:32]
+        self._opened: _Opened | None = None
+        self._version = 0
+        self._readers = _Readers()
+
+    @property
+    def store_id(self) -> str:
+        """Return the first 32 hex digits of the sha256 of the real path of ``data_dir``."""
+        return self._store_id
+
+    @property
+    def problem(self) -> str | None:
+        """Return why the store cannot write now, or None."""
+        return self._writer.problem
+
+    def stats(self) -> StoreStats:
+        """Return what is held in memory and in the database now."""
+        return StoreStats(
+            backlog_bytes=self._pending.bytes,
+            backlog_peak_bytes=self._pending.peak,
+            event_bytes=self._writer.stored.event_bytes,
+            runs=self._writer.stored.runs,
+            schema_version=self._version,
+            path=self._db,
+        )
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open the store (in a worker thread), prune once, then write what is queued.
+
+        Raises:
+            StoreUnusable: before it is started: another gateway holds ``data_dir``,
+                the database is corrupt or newer than this code, or the folder
+                cannot be written.
+
+        Cancellation: what is queued is written, shielded and bounded by
+        FINAL_FLUSH_SECONDS; then the connections are closed, the lock released,
+        and Cancelled propagates.
+        """
+        if self._opened is not None:
+            raise RuntimeError("this store is open already; a store is served once at a time")
+        opened = await trio.to_thread.run_sync(_open, self._dir)
+        self._opened, self._version = opened, opened.version
+        self._writer.stored = opened.totals
+        self._readers = _Readers(opened.readers)
+        try:
+            await self._writer.serve(opened.writer, task_status=task_status)
+        finally:
+            self._opened = None
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_close, opened, self._readers.close())
+
+    async def flush(self) -> None:
+        """Return once everything queued before the call is written, or a write failed.
+
+        Returns at once when the store has a problem or is not open.
+
+        Cancellation: the wait stops; the writes go on.
+        """
+        await self._writer.flush()
+
+    # -- runs -----------------------------------------------------------------------
+
+    def save_run(self, record: RunRecord) -> None:
+        """Queue a write of ``record``; the newest save of a run wins. Never waits."""
+        self._pending.save(record)
+        self._writer.wake()
+
+    def evict(self, run_id: str) -> None:
+        """Keep the record: this store keeps history."""
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """Return the record of ``run_id``, its newest save included, or None.
+
+        Cancellation: the read runs to its end in its thread, then Cancelled is raised.
+        """
+        memory = self._pending.records().get(run_id)
+        queued_last = self._pending.last_id(run_id)
+        if memory is not None:
+            found = await self._readers.run(lambda conn: store_sql.marks(conn, [run_id]))
+            return _marked(memory, found.get(run_id, _NOTHING_STORED), queued_last)
+        stored = await self._readers.run(lambda conn: store_sql.get_run(conn, run_id))
+        return None if stored is None else _marked(stored, None, queued_last)
+
+    async def list_runs(self, query: RunQuery) -> RunPage:
+        """Return a page of records, newest first, queued saves included.
+
+        Raises:
+            ValueError: ``query.cursor`` is not a cursor a store made.
+
+        Cancellation: the read runs to its end in its thread, then Cancelled is raised.
+        """
+        after = None
+        if query.cursor is not None:
+            moment, run_id = decode_cursor(query.cursor)
+            after = (store_sql.to_us(moment), run_id)
+        memory = self._pending.records()
+        lasts = {run_id: self._pending.last_id(run_id) for run_id in memory}
+        # Rows of runs saved since are left out below: fetch enough to make up for them.
+        limit = query.limit + 1 + len(memory)
+
+        def read(conn: sqlite3.Connection) -> tuple[list[RunRecord], dict[str, tuple[int, bool]]]:
+            return store_sql.list_runs(conn, query, after, limit), store_sql.marks(conn, [*memory])
+
+        stored, found = await self._readers.run(read)
+        picked = newest_first(list(memory.values()), replace(query, limit=len(memory)))
+        records = [
+            _marked(r, found.get(r.run_id, _NOTHING_STORED), lasts[r.run_id])
+            for r in picked.records
+        ]
+        records += [
+            _marked(r, None, self._pending.last_id(r.run_id))
+            for r in stored
+            if r.run_id not in memory
+        ]
+        records.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
+        page = records[: query.limit]
+        more = len(records) > query.limit
+        return RunPage(page, encode_cursor(page[-1].created_at, page[-1].run_id) if more else None)
+
+    async def session_runs(self, session_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Return, for each session, the ids of the runs that used it, oldest first.
+
+        Cancellation: the read runs to its end in its thread, then Cancelled is raised.
+        """
+        memory = self._pending.records()
+        rows = await self._readers.run(lambda conn: store_sql.session_runs(conn, session_ids))
+        wanted = set(session_ids)
+        found: list[tuple[str, int, str]] = [
+            (session, created, run_id) for session, run_id, created in rows if run_id not in memory
+        ]
+        for record in memory.values():
+            for session in wanted.intersection(record.sessions):
+                found.append((session, store_sql.to_us(record.created_at), record.run_id))
+        found.sort()
+        runs: dict[str, list[str]] = {session: [] for session in session_ids}
+        for session, _, run_id in found:
+            runs[session].append(run_id)
+        return runs
+
+    async def unfinished(self) -> list[RunRecord]:
+        """Return the runs recorded as live, with the last event the store holds, oldest first.
+
+        Cancellation: the read runs to its end in its thread, then Cancelled is raised.
+        """
+        memory = self._pending.records()
+
+        def read(conn: sqlite3.Connection) -> tuple[list[RunRecord], dict[str, tuple[int, bool]]]:
+            return store_sql.unfinished(conn), store_sql.marks(conn, [*memory])
+
+        stored, found = await self._readers.run(read)
+        records = [
+            _marked(r, None, self._pending.last_id(r.run_id))
+            for r in stored
+            if r.run_id not in memory
+        ]
+        records += [
+            _marked(r, found.get(r.run_id, _NOTHING_STORED), self._pending.last_id(r.run_id))
+            for r in memory.values()
+            if r.status not in store_sql.FINAL
+        ]
+        records.sort(key=lambda r: (r.created_at, r.run_id))
+        return records
+
+    # -- event logs -------------------------------------------------------------------
+
+    def append_events(self, run_id: str, batch: EventBatch) -> None:
+        """Queue a batch of a run's events; written with the next write. Never waits."""
+        self._pending.append(run_id, batch)
+        self._writer.wake(hurry=self._pending.queue.bytes >= URGENT_BYTES)
+
+    async def read_events(
+        self, run_id: str, after: int, max_bytes: int, *, before: int | None = None
+    ) -> list[EventBatch]:
+        """Return the batches holding events after ``after`` (first before ``before``).
+
+        Queued batches count. At least one batch when there is one, then more up to
+        about ``max_bytes``; the first may start before ``after + 1``.
+
+        Cancellation: the read runs to its end in its thread, then Cancelled is raised.
+        """
+        memory = [
+            batch
+            for batch in self._pending.batches(run_id)
+            if batch.first + batch.count - 1 > after and (before is None or batch.first < before)
+        ]
+        stored = await self._readers.run(
+            lambda conn: store_sql.read_events(conn, run_id, after, max_bytes, before)
+        )
+        # A batch being written may be in both: the same batch, by its first id.
+        merged = {batch.first: batch for batch in stored}
+        merged.update((batch.first, batch) for batch in memory)
+        batches: list[EventBatch] = []
+        size = 0
+        for first in sorted(merged):
+            if batches and size >= max_bytes:
+                break
+            batches.append(merged[first])
+            size += len(merged[first].data)
+        return batches
+
+    # -- session claims: in memory, never written (see cc2api.store) -------------------
+
+    def claim(
+        self,
+        run_id: str,
+        sessions: Sequence[str],
+        project: str,
+        *,
+        continue_from: str | None = None,
+    ) -> None:
+        """Claim a new run's sessions and project place (see Claims.claim)."""
+        self._claims.claim(run_id, sessions, project, continue_from=continue_from)
+
+    def claim_later(self, run_id: str, session_id: str) -> str:
+        """Claim a session a running run has started using; return its holder."""
+        return self._claims.claim_later(run_id, session_id)
+
+    def release(self, run_id: str) -> None:
+        """Release every claim of ``run_id``."""
+        self._claims.release(run_id)
+
+    def holder(self, session_id: str) -> str | None:
+        """Return the live run holding ``session_id``, if any."""
+        return self._claims.holder(session_id)
+
+
+_NOTHING_STORED = (0, False)
+
+
+def _marked(record: RunRecord, stored: tuple[int, bool] | None, queued_last: int) -> RunRecord:
+    """Return ``record`` with the last event id the store holds, and whether it pruned any.
+
+    ``stored`` is what the database holds of a record from memory (whose own
+    last_event_id is the registry's count, not the store's); None for a record
+    read from the database, which carries it already.
+    """
+    last, pruned = (record.last_event_id, record.events_pruned) if stored is None else stored
+    last = max(last, queued_last)
+    if (last, pruned) == (record.last_event_id, record.events_pruned):
+        return record
+    return replace(record, last_event_id=last, events_pruned=pruned)
+
+
+# -- cc2api check ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreReport:
+    """What :func:`inspect` found in a DATA_DIR."""
+
+    path: Path  # the database
+    exists: bool
+    size_bytes: int  # the database and its WAL
+    schema_version: int | None  # None: not read (missing or unreadable)
+    runs_by_status: Mapping[str, int]
+    unfinished: int  # runs recorded as live: a gateway holds them, or a crash left them
+    event_bytes: int
+    held: bool  # a gateway has it open now
+    holder_pid: int | None  # the pid in the lock file, when held
+    problem: str | None  # corrupt, newer than this code, or unreadable: what to do
+
+
+def _holder(lock: Path) -> tuple[bool, int | None]:
+    """Return whether a gateway holds ``lock``, and its pid; takes a shared lock for a moment."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False, None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return True, int(text) if text.isdigit() else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False, None
+    finally:
+        os.close(fd)
+
+
+def _is_corrupt(error: sqlite3.Error) -> bool:
+    return error.sqlite_errorcode & 0xFF in _CORRUPT_CODES
+
+
+def _read_report(db: Path, uri: str) -> tuple[int | None, dict[str, int], int, str | None]:
+    """Return the version, runs by status, event bytes and a problem of a database."""
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_SECONDS)
+    try:
+        problem = _quick_check(conn)
+        if problem is not None:
+            return None, {}, 0, str(_corrupt(db, problem))
+        version = schema_version(conn)
+        if version > LATEST:
+            return version, {}, 0, f"{db} was made by a newer cc2api (schema version {version})"
+        if version == 0:
+            return 0, {}, 0, None
+        return version, store_sql.runs_by_status(conn), store_sql.totals(conn).event_bytes, None
+    finally:
+        conn.close()
+
+
+def inspect(data_dir: Path) -> StoreReport:
+    """Return what DATA_DIR's store holds, for ``cc2api check``: never locks it, never writes.
+
+    The database is opened read-only; when no gateway has it open and it has no
+    WAL, as immutable, so that not even a ``-shm`` file is made. A corrupt or
+    unreadable database is reported in ``problem``, not raised.
+    """
+    db = Path(data_dir) / DB_NAME
+    wal = db.with_name(DB_NAME + "-wal")
+    held, pid = _holder(Path(data_dir) / LOCK_NAME)
+    version: int | None = None
+    by_status: dict[str, int] = {}
+    event_bytes = 0
+    problem = None
+    exists = db.exists()
+    if exists:
+        immutable = not held and not wal.exists()
+        uri = db.resolve().as_uri() + ("?immutable=1" if immutable else "?mode=ro")
+        try:
+            version, by_status, event_bytes, problem = _read_report(db, uri)
+        except sqlite3.Error as error:
+            corrupt = _is_corrupt(error)
+            problem = str(_corrupt(db, str(error))) if corrupt else f"cannot read {db}: {error}"
+    return StoreReport(
+        path=db,
+        exists=exists,
+        size_bytes=sum(path.stat().st_size for path in (db, wal) if path.exists()),
+        schema_version=version,
+        runs_by_status=by_status,
+        unfinished=sum(n for status, n in by_status.items() if status not in store_sql.FINAL),
+        event_bytes=event_bytes,
+        held=held,
+        holder_pid=pid,
+        problem=problem,
+    )

@@ -1,0 +1,140 @@
+"""The SQLite store's schema: numbered versions, each a list of SQL steps.
+
+A database records the version it is at in ``PRAGMA user_version`` (0: empty). At
+startup :func:`migrate` runs the steps of every later version in order, each
+version in one transaction with its new ``user_version``, so a crash mid-upgrade
+leaves the database at the version before. A version, once released, is never
+edited: a change is a new version appended to :data:`VERSIONS`.
+
+Times are INTEGER microseconds since the epoch (UTC), so that they sort and
+compare in SQL; ``options`` and ``usage`` are JSON text.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from .store import StoreUnusable
+
+__all__ = ["LATEST", "VERSIONS", "migrate", "schema_version"]
+
+_V1 = [
+    """
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        created_us INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        cwd TEXT NOT NULL,
+        started_us INTEGER,
+        ended_us INTEGER,
+        exit_code INTEGER,
+        error_code TEXT,
+        error_message TEXT,
+        session_id TEXT,
+        model TEXT,
+        permission_mode TEXT,
+        options TEXT NOT NULL DEFAULT '{}',
+        detached INTEGER NOT NULL DEFAULT 0,
+        total_cost_usd REAL,
+        usage TEXT,
+        num_turns INTEGER,
+        duration_api_ms INTEGER,
+        api_key_id TEXT,
+        sessions TEXT NOT NULL DEFAULT '[]',
+        prompt TEXT,
+        -- Kept by the event writes, never from the saved record: what the store holds.
+        last_event_id INTEGER NOT NULL DEFAULT 0,
+        event_bytes INTEGER NOT NULL DEFAULT 0,
+        events_pruned INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    # GET /runs pages newest first by (created_us, run_id): the index is read backwards.
+    "CREATE INDEX runs_by_creation ON runs (created_us, run_id)",
+    # Retention and pruning look for the oldest ended runs; one that ended without an
+    # ended_at counts from its creation (store_sql's END).
+    "CREATE INDEX runs_by_end ON runs (COALESCE(ended_us, created_us))",
+    """
+    CREATE TABLE events (
+        run_id TEXT NOT NULL,
+        first INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (run_id, first)
+    )
+    """,
+    "INSERT INTO meta (key, value) VALUES ('created_by', 'cc2api')",
+]
+
+# Every session a run used gets a row of its own (v1 kept them as a JSON list in
+# runs), so that GET /sessions and the session_id filter use an index.
+_V2 = [
+    """
+    CREATE TABLE run_sessions (
+        run_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        session_id TEXT NOT NULL,
+        PRIMARY KEY (run_id, position)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX run_sessions_by_session ON run_sessions (session_id, run_id)",
+    """
+    INSERT INTO run_sessions (run_id, position, session_id)
+    SELECT runs.run_id, CAST(listed.key AS INTEGER), listed.value
+    FROM runs, json_each(runs.sessions) AS listed
+    """,
+    "ALTER TABLE runs DROP COLUMN sessions",
+    # Room for API keys (issue 13): a key's runs, newest first.
+    "CREATE INDEX runs_by_key ON runs (api_key_id, created_us, run_id)",
+]
+
+VERSIONS: list[list[str]] = [_V1, _V2]
+LATEST = len(VERSIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """Return the version the database is at (0: a new, empty one)."""
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def migrate(conn: sqlite3.Connection, upto: int | None = None) -> int:
+    """Bring the database to version ``upto`` (default: the latest); return the version.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``): each version is
+    applied in a transaction of its own. A new database gets incremental
+    auto-vacuum first, which SQLite only allows before the first table.
+
+    Raises:
+        StoreUnusable: the database was made by a newer cc2api (its version is
+            past the latest this code knows).
+        sqlite3.Error: a step failed (the version it belongs to is rolled back).
+    """
+    target = LATEST if upto is None else upto
+    version = schema_version(conn)
+    if version > LATEST:
+        raise StoreUnusable(
+            f"the database is at schema version {version}, made by a newer cc2api "
+            f"(this one knows up to {LATEST}): run the newer cc2api, or give this one "
+            "its own DATA_DIR"
+        )
+    if version == 0:
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    while version < target:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for step in VERSIONS[version]:
+                conn.execute(step)
+            # PRAGMA takes no parameters; the value is an int this module made.
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        version += 1
+    return version
