@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from .client import fetch
 from .config import MiB
@@ -35,9 +36,9 @@ async def from_health(server: Server) -> int | None:
     return peak if isinstance(peak, int) and not isinstance(peak, bool) else None
 
 
-def from_log(server: Server) -> int | None:
-    """Return the backlog's peak as the stopped server's log last gave it, None if it did not."""
-    found = LOG_LINE.findall(server.log.read_bytes())
+def from_log(log: Path) -> int | None:
+    """Return the backlog's peak as a stopped server's log last gave it, None if it did not."""
+    found = LOG_LINE.findall(log.read_bytes())
     return int(found[-1]) if found else None
 
 

@@ -85,7 +85,9 @@ def row_names(sizes: Sizes) -> list[str]:
     compared = sizes.parallel[0]  # the stream count measured with the store and without
     names += [
         "throughput, 2 KiB lines: store on/off",
+        "throughput, 2 KiB lines: CPU, store on/off",
         "throughput, 1 MiB lines: store on/off",
+        "throughput, 1 MiB lines: CPU, store on/off",
         f"{compared} streams: events/s, store on/off",
         f"{compared} streams: memory/stream peak, store on/off",
         "restart to first replayed event",

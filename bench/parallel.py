@@ -211,7 +211,7 @@ async def one_round(bench: Bench, count: int, store: StoreKind, folder: Path) ->
             os.close(gate)
         await stop(server)
     if backlog_peak is None:
-        backlog_peak = backlog.from_log(server)
+        backlog_peak = backlog.from_log(server.log)
     # Each stream's lines and result, once released.
     rate = None if timeout.cancelled_caught else streams.completed * (lines + 1) / elapsed
     return Round(streams.completed, rate, idle, held, peak[0], backlog_peak)

@@ -107,7 +107,7 @@ async def run(bench: Bench) -> None:
     finally:
         graceful = await stop(server)
     if peak is None:
-        peak = backlog.from_log(server)
+        peak = backlog.from_log(server.log)
     figure = f"store backlog peak: {lines:,}-line run"
     backlog_row = backlog.row(bench.report, figure, peak, message_bytes, "in the run")
     if streamed is None or not graceful:

@@ -4,7 +4,9 @@ Two gateways of the figure's own take turns, one with the store on and one with 
 off (STORE=memory), so that the store's cost is their ratio: each repeat reads the
 pipe, then streams through both, in alternating order, each on a quiet machine (the
 store's writer done with the last transfer). The pipe row is the store-on side's,
-as a gateway runs by default.
+as a gateway runs by default. Beside the rates, the gateway's CPU time per GB, from
+a transfer's start until it is quiet again: the store's whole cost, its writer's
+catching up included, which a free core hides from the rate.
 """
 
 from __future__ import annotations
@@ -40,10 +42,8 @@ async def measure(bench: Bench, on: Server, off: Server, line_bytes: int, figure
     data = await trio.to_thread.run_sync(
         write_data_file, path, bench.sizes.stream_bytes, line_bytes
     )
-    lengths = data.stream_lengths()
-    message_bytes = message_frames_bytes(lengths, first_id=2)
-    printed = sum(lengths) + len(lengths)  # the fake's stdout, newlines included
-    times: dict[str, list[float]] = {"on": [], "off": []}
+    printed = sum(data.stream_lengths()) + len(data.stream_lengths())  # newlines included
+    sides = {"on": Side(on), "off": Side(off)}
     pipe: list[float] = []
     try:
         for index in range(bench.sizes.throughput_repeats):
@@ -53,30 +53,61 @@ async def measure(bench: Bench, on: Server, off: Server, line_bytes: int, figure
                 pipe.append(seconds)
             else:
                 bench.report.fail(f"throughput: the pipe gave {total} bytes, not {printed}")
-            sides = [("on", on), ("off", off)]
-            for side, server in sides if index % 2 == 0 else reversed(sides):
-                await quiet(bench, on, off)
-                prompt = f"stream {data.path}"
-                streamed = await stream_chat(bench, server, prompt, message_bytes, "throughput")
-                if streamed is not None:
-                    times[side].append(streamed.seconds)
+            for name in ("on", "off") if index % 2 == 0 else ("off", "on"):
+                await sides[name].transfer(bench, data, on, off)
     finally:
         path.unlink()
-    if not times["on"] or not pipe:
+    with_store, without = sides["on"], sides["off"]
+    if not with_store.seconds or not pipe:
         return [Row(figure, "failed", target=TARGET)]
-    through = printed / statistics.median(times["on"])
+    through = printed / statistics.median(with_store.seconds)
     limit = printed / statistics.median(pipe)
     rows = [Row(figure, rate(through), f"{rate(limit)} pipe", ratio(through, limit), TARGET)]
-    if not times["off"]:
-        return [*rows, Row(f"{figure}: store on/off", "failed", target=STORE_TARGET)]
-    without = printed / statistics.median(times["off"])
-    compared = ratio(through, without)
+    if not without.seconds:
+        return [
+            *rows,
+            Row(f"{figure}: store on/off", "failed", target=STORE_TARGET),
+            Row(f"{figure}: CPU, store on/off", "failed"),
+        ]
+    rate_off = printed / statistics.median(without.seconds)
+    cpu_on, cpu_off = (statistics.median(side.cpu) / (printed / 1e9) for side in sides.values())
     return [
         *rows,
         Row(
-            f"{figure}: store on/off", rate(through), f"{rate(without)} off", compared, STORE_TARGET
+            f"{figure}: store on/off",
+            rate(through),
+            f"{rate(rate_off)} off",
+            ratio(through, rate_off),
+            STORE_TARGET,
+        ),
+        Row(
+            f"{figure}: CPU, store on/off",
+            f"{cpu_on:.2f} s/GB",
+            f"{cpu_off:.2f} s/GB off",
+            ratio(cpu_on, cpu_off),
         ),
     ]
+
+
+class Side:
+    """One gateway of the comparison, and what its transfers took."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.seconds: list[float] = []  # until the client had the whole stream
+        self.cpu: list[float] = []  # the gateway's, until it was quiet again
+
+    async def transfer(self, bench: Bench, data: DataFile, *servers: Server) -> None:
+        """Stream ``data`` through this gateway, ``servers`` quiet before and after."""
+        await quiet(bench, *servers)
+        before = self.server.cpu_seconds()
+        message_bytes = message_frames_bytes(data.stream_lengths(), first_id=2)
+        prompt = f"stream {data.path}"
+        streamed = await stream_chat(bench, self.server, prompt, message_bytes, "throughput")
+        await quiet(bench, *servers)
+        if streamed is not None:
+            self.seconds.append(streamed.seconds)
+            self.cpu.append(self.server.cpu_seconds() - before)
 
 
 async def quiet(bench: Bench, *servers: Server) -> None:
@@ -100,7 +131,7 @@ async def run(bench: Bench) -> None:
     finally:
         await stop(on)
     if peak is None:
-        peak = backlog.from_log(on)
+        peak = backlog.from_log(on.log)
     figure = "store backlog peak: throughput"
     rows.append(backlog.row(bench.report, figure, peak, bench.sizes.stream_bytes, "per run"))
     # The main rows first, then the store's (row_names orders the table in the end).
