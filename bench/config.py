@@ -39,7 +39,7 @@ FULL = Sizes(
     rps_requests=20_000,
     store_rounds=5,
     restart_events=100_000,
-    restart_rounds=5,
+    restart_rounds=10,
 )
 
 QUICK = Sizes(

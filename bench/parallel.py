@@ -42,7 +42,7 @@ from .fake import (
     spawn,
 )
 from .servers import Server, StoreKind, start_gateway, stop
-from .table import Row, kib, ratio
+from .table import Row, kib, paired, ratio
 
 # Connections opened at once: Hypercorn's listen backlog is 100, and a burst past it
 # would measure SYN retransmits rather than the gateway.
@@ -267,32 +267,38 @@ async def measure(bench: Bench, count: int, compared: int) -> list[Row]:
         Row(f"{name}: memory/stream peak", kib(peak), f"{lines} x {pad} B lines"),
     ]
     if compared:
-        rows += compared_rows(bench, count, on, rounds["off"])
+        rows += compared_rows(bench, count, rounds["on"], rounds["off"])
     return rows
 
 
-def compared_rows(bench: Bench, count: int, on: list[Round], rounds_off: list[Round]) -> list[Row]:
-    """Return the rows of the store on against off, and of the store's backlog."""
+def compared_rows(
+    bench: Bench, count: int, rounds_on: list[Round], rounds_off: list[Round]
+) -> list[Row]:
+    """Return the rows of the store on against off (round by round), and of its backlog."""
     name = f"{count} streams"
-    rate = median_of(on, lambda one: one.rate or 0.0)
-    peak = median_of(on, lambda one: (one.peak - one.idle) / count)
+    on = [one for one in rounds_on if one.rate is not None]
     off = [one for one in rounds_off if one.rate is not None]
-    if off:
-        rate_off = median_of(off, lambda one: one.rate or 0.0)
-        peak_off = median_of(off, lambda one: (one.peak - one.idle) / count)
+    pairs = [
+        (mine, theirs)
+        for mine, theirs in zip(rounds_on, rounds_off, strict=False)
+        if mine.rate is not None and theirs.rate is not None
+    ]
+    if pairs:
         rows = [
             Row(
                 f"{name}: events/s, store on/off",
-                f"{rate:,.0f}",
-                f"{rate_off:,.0f} off",
-                ratio(rate, rate_off),
+                f"{median_of(on, lambda one: one.rate or 0.0):,.0f}",
+                f"{median_of(off, lambda one: one.rate or 0.0):,.0f} off",
+                paired((mine.rate or 0.0, theirs.rate or 0.0) for mine, theirs in pairs),
                 STORE_TARGET,
             ),
             Row(
                 f"{name}: memory/stream peak, store on/off",
-                kib(peak),
-                f"{kib(peak_off)} off",
-                ratio(peak, peak_off),
+                kib(median_of(on, lambda one: (one.peak - one.idle) / count)),
+                f"{kib(median_of(off, lambda one: (one.peak - one.idle) / count))} off",
+                paired(
+                    (mine.peak - mine.idle, theirs.peak - theirs.idle) for mine, theirs in pairs
+                ),
                 MEMORY_TARGET,
             ),
         ]

@@ -23,7 +23,7 @@ from .client import Connection, ConnectionClosed, build_request, fetch
 from .common import Bench, Tally, stream_chat
 from .fake import message_frames_bytes, write_data_file
 from .servers import AUTH, START_SECONDS, Server, start_gateway, stop
-from .table import Row, millis, ratio
+from .table import Row, millis, paired
 
 LINE_BYTES = 128  # of each line the CLI prints, newline included: short JSON lines
 POLL_SECONDS = 0.001  # how often a new gateway's log, then its /health, is tried
@@ -126,9 +126,10 @@ async def restarts(
     bench: Bench, data_dir: Path, run_id: str, events: int, message_bytes: int
 ) -> list[Row]:
     """Restart on ``data_dir`` in turns, to /health and to the run's replay; return the rows."""
-    health: list[float] = []
-    firsts: list[float] = []
-    lasts: list[float] = []
+    # By round: each round restarts to /health and to the replay, in alternating order.
+    health: dict[int, float] = {}
+    firsts: dict[int, float] = {}
+    lasts: dict[int, float] = {}
     whole = replayed = 0
     for index in range(bench.sizes.restart_rounds):
         for way in ("health", "replay")[:: 1 - 2 * (index % 2)]:
@@ -136,12 +137,11 @@ async def restarts(
             gateway = await start_gateway(folder, bench.store_on, data_dir, POLL_SECONDS)
             try:
                 if way == "health":
-                    health.append(await to_health(gateway))
+                    health[index] = await to_health(gateway)
                     continue
                 bench.report.requests += 1
                 first, last, body = await replay(gateway, run_id)
-                firsts.append(first)
-                lasts.append(last)
+                firsts[index], lasts[index] = first, last
                 replayed = len(body)
                 if problem := replay_problem(body, events, message_bytes):
                     bench.report.fail(f"restart: {problem}")
@@ -156,11 +156,21 @@ async def restarts(
     whole_row = Row(WHOLE, f"{whole}/{bench.sizes.restart_rounds} replays", size, target="all")
     if not health or not firsts:
         return [Row(FIRST, "failed", target=FIRST_TARGET), Row(LAST, "failed"), whole_row]
-    reference = statistics.median(health)
-    limit = f"{millis(reference)} to /health"
-    first, last = statistics.median(firsts), statistics.median(lasts)
+    limit = f"{millis(statistics.median(health.values()))} to /health"
+    both = [index for index in firsts if index in health]
     return [
-        Row(FIRST, millis(first), limit, ratio(first, reference), FIRST_TARGET),
-        Row(LAST, millis(last), limit, ratio(last, reference)),
+        Row(
+            FIRST,
+            millis(statistics.median(firsts.values())),
+            limit,
+            paired((firsts[index], health[index]) for index in both),
+            FIRST_TARGET,
+        ),
+        Row(
+            LAST,
+            millis(statistics.median(lasts.values())),
+            limit,
+            paired((lasts[index], health[index]) for index in both),
+        ),
         whole_row,
     ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -22,7 +23,7 @@ from .common import Bench, stream_chat
 from .config import LARGE_LINE, SMALL_LINE
 from .fake import DataFile, message_frames_bytes, read_to_end, spawn, write_data_file
 from .servers import Server, settle, start_gateway, stop
-from .table import Row, rate, ratio
+from .table import Row, paired, rate, ratio
 
 TARGET = "≥ 0.5 (aim 0.8)"
 STORE_TARGET = "≥ 0.95"
@@ -54,50 +55,74 @@ async def measure(bench: Bench, on: Server, off: Server, line_bytes: int, figure
             else:
                 bench.report.fail(f"throughput: the pipe gave {total} bytes, not {printed}")
             for name in ("on", "off") if index % 2 == 0 else ("off", "on"):
-                await sides[name].transfer(bench, data, on, off)
+                await sides[name].transfer(bench, index, data, on, off)
     finally:
         path.unlink()
     with_store, without = sides["on"], sides["off"]
-    if not with_store.seconds or not pipe:
+    if not with_store.seconds() or not pipe:
         return [Row(figure, "failed", target=TARGET)]
-    through = printed / statistics.median(with_store.seconds)
+    through = printed / statistics.median(with_store.seconds())
     limit = printed / statistics.median(pipe)
     rows = [Row(figure, rate(through), f"{rate(limit)} pipe", ratio(through, limit), TARGET)]
-    if not without.seconds:
+    pairs = with_store.pairs(without)
+    if not pairs:
         return [
             *rows,
             Row(f"{figure}: store on/off", "failed", target=STORE_TARGET),
             Row(f"{figure}: CPU, store on/off", "failed"),
         ]
-    rate_off = printed / statistics.median(without.seconds)
-    cpu_on, cpu_off = (statistics.median(side.cpu) / (printed / 1e9) for side in sides.values())
+    rate_off = printed / statistics.median(without.seconds())
+    cpu_on, cpu_off = (statistics.median(side.cpu()) / (printed / 1e9) for side in sides.values())
     return [
         *rows,
         Row(
             f"{figure}: store on/off",
             rate(through),
             f"{rate(rate_off)} off",
-            ratio(through, rate_off),
+            paired((off.seconds, on.seconds) for on, off in pairs),  # rates: the inverse
             STORE_TARGET,
         ),
         Row(
             f"{figure}: CPU, store on/off",
             f"{cpu_on:.2f} s/GB",
             f"{cpu_off:.2f} s/GB off",
-            ratio(cpu_on, cpu_off),
+            paired((on.cpu, off.cpu) for on, off in pairs),
         ),
     ]
 
 
+@dataclass(frozen=True)
+class Transfer:
+    """One stream through a gateway."""
+
+    seconds: float  # until the client had all of it
+    cpu: float  # the gateway's CPU time, until it was quiet again
+
+
 class Side:
-    """One gateway of the comparison, and what its transfers took."""
+    """One gateway of the comparison, and its transfers by repeat."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.seconds: list[float] = []  # until the client had the whole stream
-        self.cpu: list[float] = []  # the gateway's, until it was quiet again
+        self.transfers: dict[int, Transfer | None] = {}  # None: it failed
 
-    async def transfer(self, bench: Bench, data: DataFile, *servers: Server) -> None:
+    def seconds(self) -> list[float]:
+        """Return the seconds of the transfers that did not fail."""
+        return [done.seconds for done in self.transfers.values() if done is not None]
+
+    def cpu(self) -> list[float]:
+        """Return the CPU time of the transfers that did not fail."""
+        return [done.cpu for done in self.transfers.values() if done is not None]
+
+    def pairs(self, other: Side) -> list[tuple[Transfer, Transfer]]:
+        """Return this side's transfers beside the other's of the same repeat, both done."""
+        return [
+            (mine, theirs)
+            for index, mine in self.transfers.items()
+            if mine is not None and (theirs := other.transfers.get(index)) is not None
+        ]
+
+    async def transfer(self, bench: Bench, index: int, data: DataFile, *servers: Server) -> None:
         """Stream ``data`` through this gateway, ``servers`` quiet before and after."""
         await quiet(bench, *servers)
         before = self.server.cpu_seconds()
@@ -105,9 +130,8 @@ class Side:
         prompt = f"stream {data.path}"
         streamed = await stream_chat(bench, self.server, prompt, message_bytes, "throughput")
         await quiet(bench, *servers)
-        if streamed is not None:
-            self.seconds.append(streamed.seconds)
-            self.cpu.append(self.server.cpu_seconds() - before)
+        used = self.server.cpu_seconds() - before
+        self.transfers[index] = None if streamed is None else Transfer(streamed.seconds, used)
 
 
 async def quiet(bench: Bench, *servers: Server) -> None:
