@@ -5,8 +5,9 @@
 #
 # It installs what is missing (Python >= 3.11 with venv; Node.js and npm for the
 # Claude Code CLI; the CLI itself), puts cc2api in its own virtualenv under the
-# prefix, writes .env (mode 600) once, and runs the service as a non-root user.
-# Run it again to update in place; .env is kept. See --help.
+# prefix, writes .env (mode 600) once, and runs the service as a non-root user, with
+# its store in /var/lib/NAME. Run it again to update in place; .env and the store are
+# kept. See --help.
 set -euo pipefail
 
 CLAUDE_CLI_VERSION=2.1.197
@@ -35,13 +36,22 @@ Usage: install.sh [options]
   --install-deps       install the system packages even when they seem present
   --pkg-manager NAME   apt, dnf or yum (default: detected)
   --dry-run            print every step and change nothing
-  --uninstall          stop and remove the service and the files, except .env;
-                       the service's user and its home (sessions) are kept
-  --purge              with --uninstall, remove .env too
+  --uninstall          stop and remove the service and the files, except .env, the
+                       install's record (.cc2api-install) and the store (runs and
+                       their events) in /var/lib/NAME; the service's user and its
+                       home (sessions) are kept
+  --purge              with --uninstall, remove .env, the record and the store too
+                       (when the store's folder is the user's home, as for the user
+                       cc2api, only the store's files go)
   -h, --help           this text
 
 Run it again with the same --prefix to update: the unit's name, user and work
-folders are those of the install, unless given again, and .env is kept.
+folders are those of the install, unless given again; .env and the store are kept.
+
+The service keeps its store in /var/lib/NAME (NAME: the unit's name), which systemd
+makes, mode 0700, for the service's user (StateDirectory=); the unit sets DATA_DIR
+there, and a DATA_DIR in .env wins. Without the service (--no-service), the store is
+in PREFIX/.data when the server starts in PREFIX.
 
 Credentials for a new .env come from CC2API_AUTH_USER and CC2API_AUTH_PASSWORD,
 else are asked on the terminal when there is one, else a strong password is
@@ -129,12 +139,14 @@ fi
 # update) and --uninstall need only the prefix: options given again win.
 RECORDED_SERVICE=""
 RECORDED_USER=""
+RECORDED_STATE_DIR=""
 RECORDED_WORK_DIRS=()
 if [ -f "$PREFIX/$MARKER" ]; then
     while IFS= read -r line; do
         case $line in
         service=*) RECORDED_SERVICE=${line#service=} ;;
         user=*) RECORDED_USER=${line#user=} ;;
+        state_dir=*) RECORDED_STATE_DIR=${line#state_dir=} ;;
         work_dir=*) RECORDED_WORK_DIRS+=("${line#work_dir=}") ;;
         esac
     done <"$PREFIX/$MARKER"
@@ -145,8 +157,10 @@ if [ -z "$SERVICE" ]; then
 elif [ -n "$RECORDED_SERVICE" ] && [ "$SERVICE" != "$RECORDED_SERVICE" ]; then
     die "$PREFIX is installed as the unit $RECORDED_SERVICE; leave out --name, or uninstall it first"
 fi
+# The name is also the store's folder, /var/lib/NAME: no leading dot (so never . or
+# ..), and no colon, which StateDirectory= (systemd 250 and later) reads as a link.
 case $SERVICE in
-*[!A-Za-z0-9_.:-]* | "" | -*) die "--name: use letters, digits and _ . : - only" ;;
+*[!A-Za-z0-9_.-]* | "" | -* | .*) die "--name: use letters, digits and _ . - only, not first . or -" ;;
 esac
 if [ -z "$RUN_USER" ]; then
     if [ -n "$RECORDED_USER" ]; then RUN_USER=$RECORDED_USER
@@ -171,9 +185,11 @@ if [ -z "$NAME_GIVEN" ] && [ -z "$RECORDED_SERVICE" ] && [ $NO_SERVICE -eq 0 ] &
     UNIT_PATH=/etc/systemd/system/$SERVICE.service
     say "the unit $DEFAULT_SERVICE belongs to another install: this one is $SERVICE"
     case $SERVICE in
-    *[!A-Za-z0-9_.:-]*) die "--name: the user's name makes no unit name; give --name" ;;
+    *[!A-Za-z0-9_.-]*) die "--name: the user's name makes no unit name; give --name" ;;
     esac
 fi
+# The store's folder (StateDirectory= in the unit), named as the unit is.
+STATE_DIR=/var/lib/$SERVICE
 # Never take over, or remove, the unit of another install.
 FOREIGN_UNIT=""
 if [ $NO_SERVICE -eq 0 ] && [ -f "$UNIT_PATH" ]; then
@@ -204,8 +220,34 @@ if [ $UNINSTALL -eq 1 ]; then
             say "removing $PREFIX"
             run rm -rf -- "$PREFIX"
         else
-            say "removing $PREFIX except .env"
-            run find "$PREFIX" -mindepth 1 -maxdepth 1 ! -name .env -exec rm -rf -- {} +
+            # The record stays, so that a later --purge still finds the store; .data is
+            # the store of a server started by hand in the prefix (--no-service).
+            say "removing $PREFIX except .env, $MARKER and .data"
+            run find "$PREFIX" -mindepth 1 -maxdepth 1 ! -name .env ! -name "$MARKER" \
+                ! -name .data -exec rm -rf -- {} +
+        fi
+    fi
+    # Only the store this install recorded, and never one another install's unit uses.
+    if [ -n "$RECORDED_STATE_DIR" ]; then
+        if [ $PURGE -eq 0 ]; then
+            say "keeping the store in $RECORDED_STATE_DIR (--uninstall --purge removes it)"
+        elif [ -n "$FOREIGN_UNIT" ]; then
+            say "leaving the store in $RECORDED_STATE_DIR alone: $FOREIGN_UNIT"
+        elif [ $NO_SERVICE -eq 1 ]; then
+            say "leaving the store in $RECORDED_STATE_DIR alone (--no-service)"
+        elif [ "$RECORDED_STATE_DIR" != "$STATE_DIR" ]; then
+            warn "leaving $RECORDED_STATE_DIR alone: the unit $SERVICE keeps its store in $STATE_DIR"
+        elif [ -d "$STATE_DIR" ] || [ $DRY_RUN -eq 1 ]; then
+            STORE_HOME=$(getent passwd "$RUN_USER" | cut -d: -f6 || true)
+            if [ -n "$STORE_HOME" ] && [ "$(realpath -m -- "$STORE_HOME")" = "$STATE_DIR" ]; then
+                # The user cc2api's home is /var/lib/cc2api: its sessions stay, as --help says.
+                say "removing the store's files from $STATE_DIR (the home of $RUN_USER stays)"
+                as_root find "$STATE_DIR" -maxdepth 1 -type f \( -name cc2api.db \
+                    -o -name 'cc2api.db-*' -o -name cc2api.lock \) -delete
+            else
+                say "removing the store $STATE_DIR"
+                as_root rm -rf -- "$STATE_DIR"
+            fi
         fi
     fi
     say "uninstalled"
@@ -325,6 +367,10 @@ if [ $DRY_RUN -eq 1 ]; then
 else
     {
         printf 'service=%s\nuser=%s\n' "$SERVICE" "$RUN_USER"
+        # The store's folder, once a unit uses it: what --uninstall --purge removes.
+        if [ $NO_SERVICE -eq 0 ]; then printf 'state_dir=%s\n' "$STATE_DIR"
+        elif [ -n "$RECORDED_STATE_DIR" ]; then printf 'state_dir=%s\n' "$RECORDED_STATE_DIR"
+        fi
         for dir in ${WORK_DIRS[@]+"${WORK_DIRS[@]}"}; do printf 'work_dir=%s\n' "$dir"; done
     } >"$PREFIX/$MARKER"
 fi
@@ -388,6 +434,9 @@ if [ -f "$ENV_FILE" ]; then
     if [ $DRY_RUN -eq 0 ] && grep -q '^DOCS_ASSETS_DIR=' "$ENV_FILE"; then
         say "$ENV_FILE sets DOCS_ASSETS_DIR, which overrides the docs pages' scripts of cc2api"
     fi
+    if [ $DRY_RUN -eq 0 ] && [ $NO_SERVICE -eq 0 ] && grep -q '^DATA_DIR=' "$ENV_FILE"; then
+        say "$ENV_FILE sets DATA_DIR, which overrides the store's folder $STATE_DIR"
+    fi
 else
     AUTH_USER=${CC2API_AUTH_USER:-admin}
     AUTH_PASSWORD=$GIVEN_PASSWORD
@@ -418,7 +467,7 @@ render_unit() {
     local dirs="" dir
     for dir in ${WORK_DIRS[@]+"${WORK_DIRS[@]}"}; do dirs="$dirs -$dir"; done
     sed -e "s|@PREFIX@|$PREFIX|g" -e "s|@USER@|$RUN_USER|g" -e "s|@GROUP@|$RUN_GROUP|g" \
-        -e "s|@HOME@|$RUN_HOME|g" -e "s|@WORK_DIRS@|$dirs|g" \
+        -e "s|@HOME@|$RUN_HOME|g" -e "s|@WORK_DIRS@|$dirs|g" -e "s|@STATE@|$SERVICE|g" \
         "$SOURCE/systemd/cc2api.service"
 }
 
@@ -430,6 +479,17 @@ if [ $NO_SERVICE -eq 1 ]; then
 fi
 
 say "installing the systemd unit $UNIT_PATH"
+# systemd makes the store's folder at start (StateDirectory=), and hands an existing one
+# to the service's user: say so when it is someone else's (an earlier install's user).
+if [ -e "$STATE_DIR/cc2api.db" ]; then
+    say "keeping the store in $STATE_DIR"
+else
+    say "the store goes in $STATE_DIR (systemd makes it, mode 0700, for $RUN_USER)"
+fi
+if [ -d "$STATE_DIR" ] && STATE_OWNER=$(stat -c %U -- "$STATE_DIR") &&
+    [ "$STATE_OWNER" != "$RUN_USER" ]; then
+    warn "$STATE_DIR belongs to $STATE_OWNER: systemd gives it, and all in it, to $RUN_USER"
+fi
 if [ $DRY_RUN -eq 1 ]; then
     printf '+ write %s\n' "$UNIT_PATH"
 else
@@ -465,6 +525,11 @@ print(health["status"], health.get("reason", ""))' "$URL" 2>/dev/null); then
         printf '  curl -N -u USER:PASSWORD %s/chat -H "Content-Type: application/json" \\\n' "$URL"
         printf '       -d '\''{"prompt": "Hello", "cwd": "%s"}'\''\n' "$RUN_HOME"
         printf 'Credentials are in %s; logs: journalctl -u %s -f\n' "$ENV_FILE" "$SERVICE"
+        if grep -q '^DATA_DIR=' "$ENV_FILE"; then
+            printf 'Its store (runs and their events) is in the DATA_DIR that %s sets\n' "$ENV_FILE"
+        else
+            printf 'Its store (runs and their events) is in %s\n' "$STATE_DIR"
+        fi
         exit 0
     fi
     sleep 1

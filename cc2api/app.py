@@ -13,6 +13,7 @@ from .history import history
 from .hooks import install_hooks
 from .limits import RunLimits
 from .routes import routes
+from .session_routes import session_routes
 from .settings import Settings
 from .store import Store
 
@@ -53,4 +54,5 @@ def create_app(
     add_docs(app, settings.docs_assets_dir)
     app.register_blueprint(routes)
     app.register_blueprint(history)
+    app.register_blueprint(session_routes)
     return app

@@ -97,7 +97,6 @@ class ErrorCode(StrEnum):
     CONFINEMENT_UNAVAILABLE = "confinement_unavailable"
     SHUTTING_DOWN = "shutting_down"
     DOCS_UNAVAILABLE = "docs_unavailable"
-    INVALID_QUERY = "invalid_query"  # a query parameter of GET /runs or /sessions
     # Quart's own refusals, named after werkzeug's exceptions (the app lowercases the name).
     METHOD_NOT_ALLOWED = "method_not_allowed"
     REQUEST_ENTITY_TOO_LARGE = "request_entity_too_large"

@@ -18,6 +18,7 @@ from . import landlock
 from .cli_args import cli_environment
 from .descriptors import attainable_limit, default_cap, reserved, room
 from .discovery import probe
+from .doctor_store import store_findings
 from .policy import Policy
 from .settings import Settings, explain
 
@@ -62,6 +63,7 @@ async def check(environ: Mapping[str, str], *, euid: int) -> list[Finding]:
                 "or set CLAUDE_PATH to the claude binary",
             )
         )
+    findings += [Finding(level, text) for level, text in store_findings(settings)]
     findings.append(_port(settings.host, settings.port))
     findings.append(_connections(settings))
     if euid == 0:

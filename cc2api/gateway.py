@@ -27,10 +27,11 @@ from .policy import Policy
 from .registry import Registry
 from .resume import choose_session
 from .runner import Run
+from .session_index import require_resumable
 from .settings import Settings
 from .store import STORE_MARKER_VAR, Store
 from .stores import open_store
-from .wire import ErrorCode, Health
+from .wire import ErrorCode, Health, StoreHealth
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,8 @@ class Gateway:
             problem = "the server is not accepting runs (starting or shutting down)"
         if problem is None:
             problem = registry.store.problem
+        store = registry.store
+        stats = store.stats()
         health = Health(
             status="ok" if problem is None else "degraded",
             claude_version=claude.version,
@@ -136,6 +139,11 @@ class Gateway:
             running=registry.slots.running,
             queued=registry.slots.queued,
             version=__version__,
+            store=StoreHealth(
+                kind="sqlite" if store.kind == "sqlite" else "memory",
+                backlog_bytes=stats.backlog_bytes,
+                backlog_peak_bytes=stats.backlog_peak_bytes,
+            ),
             **({} if problem is None else {"reason": problem}),
         )
         return health.wire()
@@ -146,6 +154,7 @@ class Gateway:
         Raises:
             Unavailable: the CLI, or the confinement the run needs, is not available.
             Forbidden, ValidationFailed, InvalidCwd: the rules or the folders refuse it.
+            NotFound: ``session_id`` names no session the CLI keeps (``unknown_session``).
             SessionBusy, QueueFull: see :meth:`Registry.start`.
 
         Cancellation: nothing has started; the request is simply dropped.
@@ -171,6 +180,13 @@ class Gateway:
         ):
             chat = await trio.to_thread.run_sync(
                 choose_session, chat, plan.cwd, self.registry.real_config, self.policy.within_roots
+            )
+        elif chat.session_id is not None and self.registry.store.holder(chat.session_id) is None:
+            # Any other run: a session deleted or never saved is refused before a CLI starts.
+            # One a live run holds is busy (the registry says so), even before its CLI has
+            # written the transcript.
+            await trio.to_thread.run_sync(
+                require_resumable, self.registry.real_config, plan.cwd, chat.session_id
             )
         launch = plan_launch(
             run_id=str(uuid.uuid4()),

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
+from . import query
 from .bodies import run_id_of
-from .errors import NotFound
+from .errors import NotFound, ValidationFailed
 from .gateway import current_gateway
 from .hooks import json_response
-from .queries import run_query
-from .store import RunRecord
+from .store import RunQuery, RunRecord, decode_cursor
 from .wire import ErrorCode, RunInfo, Runs, Status
+
+PARAMETERS = ("status", "session_id", "cwd", "since", "until", "cursor", "limit")
 
 history = Blueprint("history", __name__)
 
@@ -19,8 +21,7 @@ history = Blueprint("history", __name__)
 async def runs() -> Response:
     """List runs newest first, filtered, a page at a time."""
     registry = current_gateway().registry
-    query = run_query(request.args, request.args.getlist("status"))
-    page = await registry.store.list_runs(query)
+    page = await registry.store.list_runs(run_query(request.args))
     found = [run_info(registry.fresh(record)) for record in page.records]
     return json_response(Runs(runs=found, count=len(found), next_cursor=page.next_cursor).wire())
 
@@ -64,3 +65,35 @@ def run_info(record: RunRecord) -> RunInfo:
         events_pruned=record.events_pruned,
         **prompt,
     )
+
+
+def run_query(args: query.Args) -> RunQuery:
+    """Return the GET /runs query the parameters ask for.
+
+    Raises:
+        ValidationFailed: a parameter is unknown, repeated (but ``status``) or malformed;
+            the message names it.
+    """
+    query.only(args, PARAMETERS, repeatable=("status",))
+    since, until = query.moment_of(args, "since"), query.moment_of(args, "until")
+    if since is not None and until is not None and until <= since:
+        raise ValidationFailed("until: must be later than since")
+    cursor = args.get("cursor")
+    query.cursor_of(args, decode_cursor)  # checked here, decoded by the store
+    return RunQuery(
+        statuses=_statuses(args.getlist("status")),
+        session_id=args.get("session_id") or None,
+        cwd_prefix=query.folder_of(args, "cwd"),
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=query.limit_of(args),
+    )
+
+
+def _statuses(given: list[str]) -> frozenset[str]:
+    found = frozenset(part.strip() for value in given for part in value.split(",") if part.strip())
+    for status in sorted(found - {str(status) for status in Status}):
+        known = ", ".join(Status)
+        raise ValidationFailed(f"status: {status!r} is not a status (one of {known})")
+    return found

@@ -10,6 +10,8 @@ from . import __version__
 from .models import ApprovalAnswer, ChatRequest, FollowUp
 from .openapi_components import REF_TEMPLATE, components, ref
 from .openapi_history import history_paths
+from .query import DEFAULT_PAGE
+from .store import MAX_PAGE
 from .wire import (
     ApprovalAnswered,
     Approvals,
@@ -20,6 +22,9 @@ from .wire import (
     Health,
     Interrupted,
     Processes,
+    SessionDeleted,
+    SessionMessages,
+    Sessions,
 )
 
 ERROR = ref(Error)
@@ -143,8 +148,9 @@ def openapi_document() -> dict[str, Any]:
                             "`root_full_access`, `caller_config_forbidden`)."
                         ),
                         "404": _error(
-                            "A bounded or confined run names a session with no transcript in "
-                            "its folder's project (`unknown_session`)."
+                            "`session_id` names no session the CLI keeps (`unknown_session`): "
+                            "no transcript of that id, or, for a bounded or confined run, none "
+                            "in its folder's project."
                         ),
                         "409": _error(
                             "The session is in use by a live run (`session_busy`), or a "
@@ -185,6 +191,7 @@ def openapi_document() -> dict[str, Any]:
             },
             **_steering_paths(auth, process_id, unauthorized, locked_out),
             **history_paths(auth, process_id, unauthorized, locked_out),
+            **_session_paths(auth, unauthorized, locked_out),
             "/chat/{process_id}": {
                 "delete": {
                     "operationId": "cancel",
@@ -348,5 +355,99 @@ def _steering_paths(
                     "429": locked_out,
                 },
             }
+        },
+    }
+
+
+def _session_paths(
+    auth: list[dict[str, list[str]]],
+    unauthorized: dict[str, Any],
+    locked_out: dict[str, Any],
+) -> dict[str, Any]:
+    """Return the paths of the CLI's sessions: listed, read and deleted."""
+    session_id = {
+        "name": "session_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid"},
+    }
+    cursor = {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "The `next_cursor` of the page before, as it came.",
+        "schema": {"type": "string"},
+    }
+    limit = {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "The most on one page.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
+    }
+    invalid = _error(
+        "A query parameter is unknown, repeated or invalid (`validation_error`), named in `detail`."
+    )
+    unknown = _error(
+        "No such session: no transcript of this id, one recorded outside "
+        "ALLOWED_CWD_ROOTS, or not a UUID (`unknown_session`)."
+    )
+    common = {"401": unauthorized, "429": locked_out}
+    return {
+        "/sessions": {
+            "get": {
+                "operationId": "sessions",
+                "summary": "The CLI's sessions, newest activity first",
+                "security": auth,
+                "parameters": [
+                    {
+                        "name": "cwd",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only sessions recorded in exactly this folder.",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only sessions active at or after this time (ISO 8601).",
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                    cursor,
+                    limit,
+                ],
+                "responses": {
+                    "200": _json("A page of sessions", ref(Sessions)),
+                    "422": invalid,
+                    **common,
+                },
+            }
+        },
+        "/sessions/{session_id}": {
+            "get": {
+                "operationId": "session",
+                "summary": "A session and a page of its transcript",
+                "security": auth,
+                "parameters": [session_id, cursor, limit],
+                "responses": {
+                    "200": _json("The session and its lines", ref(SessionMessages)),
+                    "404": unknown,
+                    "422": invalid,
+                    **common,
+                },
+            },
+            "delete": {
+                "operationId": "delete_session",
+                "summary": "Delete a session: its transcript and its folder",
+                "security": auth,
+                "parameters": [session_id],
+                "responses": {
+                    "200": _json("Deleted", ref(SessionDeleted)),
+                    "404": unknown,
+                    "409": _error("A live run is using the session (`session_busy`)."),
+                    **common,
+                },
+            },
         },
     }

@@ -21,6 +21,9 @@ from .wire import (
     Processes,
     RunInfo,
     Runs,
+    SessionDeleted,
+    SessionMessages,
+    Sessions,
     Wire,
 )
 
@@ -39,6 +42,9 @@ ANSWERS: tuple[type[Wire], ...] = (
     Approvals,
     ApprovalAnswered,
     Document,
+    Sessions,
+    SessionMessages,
+    SessionDeleted,
     *(model for model in EVENTS.values() if model is not None),
 )
 

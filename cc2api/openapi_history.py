@@ -59,13 +59,15 @@ def history_paths(
                     },
                     _query("session_id", "Runs that used this session.", {"type": "string"}),
                     _query("cwd", "Runs in this folder or below it.", {"type": "string"}),
-                    _query("since", "Accepted at or after (ISO 8601; no offset: UTC).", when),
-                    _query("until", "Accepted before (ISO 8601; no offset: UTC).", when),
+                    _query("since", "Accepted at or after (ISO 8601, with a time zone).", when),
+                    _query("until", "Accepted before (ISO 8601, with a time zone).", when),
                     *page_parameters(),
                 ],
                 "responses": {
                     "200": _json("A page of runs", Runs),
-                    "400": _json("A malformed parameter (`invalid_query`).", Error),
+                    "422": _json(
+                        "A parameter unknown, repeated or malformed (`validation_error`).", Error
+                    ),
                     "401": unauthorized,
                     "429": locked_out,
                 },

@@ -76,11 +76,16 @@ async def serve(
     trees to be gone, so each open stream ends with ``done`` (``cancelled``)
     before Hypercorn closes connections. ``task_status`` receives the bound URLs.
 
+    Raises:
+        StoreUnusable: the store cannot be opened (before anything listens).
+
     Cancellation: cancelling this task stops serving at once; runs are still torn
     down (shielded) by the registry before it returns.
     """
     gateway = gateway_of(app)
     registry = gateway.registry
+    # Before listening: a store that cannot be opened stops the start, with its reason.
+    await registry.store.open()
 
     async def shutdown_trigger() -> None:
         await stop.wait()

@@ -38,15 +38,12 @@ them for ``cc2api check`` without the lock and without writing.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import logging
 import os
 import sqlite3
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -60,12 +57,20 @@ from .store import (
     RunPage,
     RunQuery,
     RunRecord,
-    StoreUnusable,
+    StoreStats,
     decode_cursor,
     encode_cursor,
     newest_first,
 )
-from .store_schema import LATEST, migrate, schema_version
+from .store_files import (
+    DB_NAME,
+    Opened,
+    StoreReport,
+    close_files,
+    inspect,
+    open_files,
+)
+from .store_queue import Pending
 
 __all__ = ["SqliteStore", "StoreReport", "StoreStats", "inspect"]
 
@@ -73,294 +78,16 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DB_NAME = "cc2api.db"
-LOCK_NAME = "cc2api.lock"
 # A queue this big is written at once rather than after flush_interval.
 URGENT_BYTES = 4 * 1024 * 1024
 # How long a graceful stop may spend writing what is queued.
 FINAL_FLUSH_SECONDS = 10.0
 # Between failed writes: from the first, doubling up to the last.
 RETRY_FIRST, RETRY_LAST = 0.5, 5.0
-# How long a statement waits for a lock: only a checkpoint or `cc2api check` holds one.
-BUSY_SECONDS = 5.0
-READERS = 4
-# The WAL is cut back to this after a checkpoint (a write after a long outage can be big).
-WAL_LIMIT_BYTES = 64 * 1024 * 1024
-_CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
-@dataclass(frozen=True)
-class StoreStats:
-    """What the store holds and what waits in memory, for /health and the logs."""
-
-    backlog_bytes: int  # event bytes queued or being written now
-    backlog_peak_bytes: int  # the most there ever were at once
-    event_bytes: int  # event bytes in the database
-    runs: int  # runs in the database
-    schema_version: int
-    path: Path
-
-
-def _utcnow() -> datetime:
+def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-# -- what waits in memory ---------------------------------------------------------
-
-
-class _Backlog:
-    """Records and event batches not yet written: one write's worth, or the queue."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, RunRecord] = {}
-        self.events: dict[str, deque[EventBatch]] = {}
-        self.arrival: deque[str] = deque()  # the run of each batch, oldest first
-        self.bytes = 0
-
-    def __bool__(self) -> bool:
-        return bool(self.records or self.arrival)
-
-    def add(self, run_id: str, batch: EventBatch) -> None:
-        self.events.setdefault(run_id, deque()).append(batch)
-        self.arrival.append(run_id)
-        self.bytes += len(batch.data)
-
-    def put_before(self, newer: _Backlog) -> None:
-        """Take ``newer``'s records and batches after this one's (a write that failed)."""
-        self.records.update(newer.records)
-        for run_id, batches in newer.events.items():
-            self.events.setdefault(run_id, deque()).extend(batches)
-        self.arrival.extend(newer.arrival)
-        self.bytes += newer.bytes
-
-    def drop_oldest(self) -> int:
-        """Drop the oldest batch; return its size."""
-        run_id = self.arrival.popleft()
-        batches = self.events[run_id]
-        size = len(batches.popleft().data)
-        if not batches:
-            del self.events[run_id]
-        self.bytes -= size
-        return size
-
-    def rows(self) -> list[tuple[str, EventBatch]]:
-        # A run's batches together, in order: they land side by side in the index.
-        return [(run_id, batch) for run_id, batches in self.events.items() for batch in batches]
-
-
-class _Pending:
-    """The queue, the batch being written, and the figures of both."""
-
-    def __init__(self, limit: int) -> None:
-        self.queue = _Backlog()
-        self.writing: _Backlog | None = None
-        self.limit = limit
-        self.peak = 0
-        self.queued = 0  # saves and appends so far: flush() waits for a count
-        self.dropped = 0  # batches dropped past the limit, and not yet reported
-        self.dropped_bytes = 0
-
-    @property
-    def bytes(self) -> int:
-        return self.queue.bytes + (self.writing.bytes if self.writing else 0)
-
-    def save(self, record: RunRecord) -> None:
-        self.queue.records[record.run_id] = record
-        self.queued += 1
-
-    def append(self, run_id: str, batch: EventBatch) -> None:
-        self.queue.add(run_id, batch)
-        self.queued += 1
-        self.peak = max(self.peak, self.bytes)
-        self.bound()
-
-    def bound(self) -> None:
-        """Drop the oldest queued batches while over the limit (the batch being written stays)."""
-        while self.bytes > self.limit and self.queue.arrival:
-            self.dropped_bytes += self.queue.drop_oldest()
-            self.dropped += 1
-
-    def take(self) -> _Backlog:
-        taken, self.queue = self.queue, _Backlog()
-        self.writing = taken
-        return taken
-
-    def written(self) -> None:
-        self.writing = None
-
-    def failed(self) -> None:
-        """Put what the failed write took back in front of the queue."""
-        if self.writing is None:
-            return
-        self.writing.put_before(self.queue)
-        self.queue, self.writing = self.writing, None
-        self.bound()
-
-    def records(self) -> dict[str, RunRecord]:
-        """Return the records in memory by run, the newest save of each."""
-        if self.writing is None:
-            return dict(self.queue.records)
-        return {**self.writing.records, **self.queue.records}
-
-    def batches(self, run_id: str) -> list[EventBatch]:
-        older = self.writing.events.get(run_id, ()) if self.writing else ()
-        return [*older, *self.queue.events.get(run_id, ())]
-
-    def last_id(self, run_id: str) -> int:
-        for part in (self.queue, self.writing):  # the newest first
-            batches = part.events.get(run_id) if part is not None else None
-            if batches:
-                return batches[-1].first + batches[-1].count - 1
-        return 0
-
-
-# -- opening and closing ------------------------------------------------------------
-
-
-@dataclass
-class _Opened:
-    """The files an open store holds."""
-
-    lock_fd: int
-    writer: sqlite3.Connection
-    readers: list[sqlite3.Connection]
-    version: int
-    totals: store_sql.Totals
-
-
-def _make_private_dir(data_dir: Path) -> None:
-    missing: list[Path] = []
-    here = data_dir
-    while not here.exists() and here != here.parent:
-        missing.append(here)
-        here = here.parent
-    try:
-        for folder in reversed(missing):
-            folder.mkdir(mode=0o700, exist_ok=True)
-    except OSError as error:
-        raise StoreUnusable(
-            f"cannot create DATA_DIR {data_dir}: {error.strerror}; create it, or set "
-            "DATA_DIR to a folder this user can write"
-        ) from error
-
-
-def _lock(data_dir: Path) -> int:
-    path = data_dir / LOCK_NAME
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as error:
-        raise StoreUnusable(
-            f"cannot write in DATA_DIR {data_dir} ({path}: {error.strerror}): make it "
-            "writable by this user, or set DATA_DIR to a folder it can write"
-        ) from error
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise StoreUnusable(
-            f"DATA_DIR {data_dir} is in use by another cc2api gateway (pid {pid}): stop "
-            "it, or give this one its own DATA_DIR"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def _corrupt(db: Path, detail: str) -> StoreUnusable:
-    return StoreUnusable(
-        f"{db} is corrupt ({detail}): stop cc2api, move the file aside (with its -wal "
-        f'and -shm files) or restore a backup made with sqlite3 {db} ".backup FILE", '
-        "then start again"
-    )
-
-
-def _quick_check(conn: sqlite3.Connection) -> str | None:
-    """Return what ``PRAGMA quick_check`` found wrong (its first few lines), or None."""
-    found = conn.execute("PRAGMA quick_check(3)").fetchall()
-    if found == [("ok",)]:
-        return None
-    lines = [line for row in found for line in str(row[0]).splitlines()]
-    return "; ".join(line for line in lines if not line.startswith("***"))[:300]
-
-
-def _check(conn: sqlite3.Connection, db: Path) -> None:
-    problem = _quick_check(conn)
-    if problem is not None:
-        raise _corrupt(db, problem)
-
-
-def _use_wal(conn: sqlite3.Connection, db: Path) -> None:
-    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-    if mode != "wal":
-        raise StoreUnusable(
-            f"{db} cannot be used in WAL mode ({mode} instead): put DATA_DIR on a local file system"
-        )
-
-
-def _connect(db: Path) -> sqlite3.Connection:
-    """Open the writer's connection: checked, in WAL mode, upgraded."""
-    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=BUSY_SECONDS)
-    try:
-        _check(conn, db)
-        if schema_version(conn) == 0:
-            # Only an empty database takes it, and before WAL mode writes its header.
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        _use_wal(conn, db)
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
-        migrate(conn)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _reader(db: Path) -> sqlite3.Connection:
-    uri = db.resolve().as_uri() + "?mode=ro"
-    conn = sqlite3.connect(
-        uri, uri=True, isolation_level=None, check_same_thread=False, timeout=BUSY_SECONDS
-    )
-    conn.execute("PRAGMA query_only = ON")
-    return conn
-
-
-def _open(data_dir: Path) -> _Opened:
-    """Make the folder, take the lock, open, check and upgrade the database."""
-    _make_private_dir(data_dir)
-    fd = _lock(data_dir)
-    db = data_dir / DB_NAME
-    conns: list[sqlite3.Connection] = []
-    try:
-        try:
-            writer = _connect(db)
-            conns.append(writer)
-            readers = [_reader(db) for _ in range(READERS)]
-            conns.extend(readers)
-            totals = store_sql.totals(writer)
-        except sqlite3.Error as error:
-            if _is_corrupt(error):
-                raise _corrupt(db, str(error)) from error
-            raise StoreUnusable(
-                f"cannot open {db}: {error}; check that DATA_DIR is on a writable file "
-                "system with free space"
-            ) from error
-    except BaseException:
-        for conn in conns:
-            conn.close()
-        os.close(fd)
-        raise
-    return _Opened(fd, writer, readers, schema_version(writer), totals)
-
-
-def _close(opened: _Opened, readers: list[sqlite3.Connection]) -> None:
-    for conn in readers:
-        conn.close()
-    # Closing checkpoints the WAL, and removes it when no reader is left.
-    with contextlib.suppress(sqlite3.Error):
-        opened.writer.execute("PRAGMA optimize")
-    opened.writer.close()
-    os.close(opened.lock_fd)  # and with it the lock
 
 
 class _Readers:
@@ -409,7 +136,7 @@ class _Writer:
 
     def __init__(
         self,
-        pending: _Pending,
+        pending: Pending,
         db: Path,
         *,
         flush_interval: float,
@@ -484,9 +211,15 @@ class _Writer:
         covered = pending.queued
         self._hurry = trio.Event()
         taken = pending.take()
+        records = list(taken.records.values())
+
+        def write() -> store_sql.Written:
+            # Rows are listed in the thread too: after a long outage there can be many.
+            # Nothing changes what was taken until the write is over.
+            return store_sql.write_batch(conn, records, taken.rows())
+
         try:
-            records, events = list(taken.records.values()), taken.rows()
-            written = await trio.to_thread.run_sync(store_sql.write_batch, conn, records, events)
+            written = await trio.to_thread.run_sync(write)
         except (sqlite3.Error, OSError) as error:
             pending.failed()
             self._failed(error)
@@ -598,6 +331,7 @@ class SqliteStore:
     """
 
     keeps_history = True
+    kind = "sqlite"
 
     def __init__(
         self,
@@ -608,11 +342,11 @@ class SqliteStore:
         backlog_bytes: int,
         flush_interval: float = 0.05,
         prune_interval: float = 60.0,
-        now: Callable[[], datetime] = _utcnow,
+        now: Callable[[], datetime] = utcnow,
     ) -> None:
         self._dir = Path(data_dir)
         self._db = self._dir / DB_NAME
-        self._pending = _Pending(backlog_bytes)
+        self._pending = Pending(backlog_bytes)
         self._writer = _Writer(
             self._pending,
             self._db,
@@ -626,7 +360,8 @@ class SqliteStore:
         # The store's files are known by their real path, however DATA_DIR names them.
         real = os.path.realpath(self._dir)
         self._store_id = hashlib.sha256(real.encode()).hexdigest()[:32]
-        self._opened: _Opened | None = None
+        self._opened: Opened | None = None
+        self._serving = False
         self._version = 0
         self._readers = _Readers()
 
@@ -663,18 +398,40 @@ class SqliteStore:
         FINAL_FLUSH_SECONDS; then the connections are closed, the lock released,
         and Cancelled propagates.
         """
+        if self._serving:
+            raise RuntimeError("this store is served already; a store is served once at a time")
+        self._serving = True
+        try:
+            await self.open()
+            opened = self._opened
+            assert opened is not None  # noqa: S101 (open() set it)
+            try:
+                await self._writer.serve(opened.writer, task_status=task_status)
+            finally:
+                self._opened = None
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(close_files, opened, self._readers.close())
+        finally:
+            self._serving = False
+
+    async def open(self) -> None:
+        """Open the store's files now, if they are not open: lock, check, upgrade.
+
+        For a server that must refuse to start before it listens; :meth:`serve` opens
+        them otherwise, and closes them when it ends.
+
+        Raises:
+            StoreUnusable: as :meth:`serve`.
+
+        Cancellation: the opening goes on in its worker thread and its files stay
+        open until the process ends; the store is not opened.
+        """
         if self._opened is not None:
-            raise RuntimeError("this store is open already; a store is served once at a time")
-        opened = await trio.to_thread.run_sync(_open, self._dir)
+            return
+        opened = await trio.to_thread.run_sync(open_files, self._dir)
         self._opened, self._version = opened, opened.version
         self._writer.stored = opened.totals
         self._readers = _Readers(opened.readers)
-        try:
-            await self._writer.serve(opened.writer, task_status=task_status)
-        finally:
-            self._opened = None
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(_close, opened, self._readers.close())
 
     async def flush(self) -> None:
         """Return once everything queued before the call is written, or a write failed.
@@ -866,98 +623,3 @@ def _marked(record: RunRecord, stored: tuple[int, bool] | None, queued_last: int
     if (last, pruned) == (record.last_event_id, record.events_pruned):
         return record
     return replace(record, last_event_id=last, events_pruned=pruned)
-
-
-# -- cc2api check ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StoreReport:
-    """What :func:`inspect` found in a DATA_DIR."""
-
-    path: Path  # the database
-    exists: bool
-    size_bytes: int  # the database and its WAL
-    schema_version: int | None  # None: not read (missing or unreadable)
-    runs_by_status: Mapping[str, int]
-    unfinished: int  # runs recorded as live: a gateway holds them, or a crash left them
-    event_bytes: int
-    held: bool  # a gateway has it open now
-    holder_pid: int | None  # the pid in the lock file, when held
-    problem: str | None  # corrupt, newer than this code, or unreadable: what to do
-
-
-def _holder(lock: Path) -> tuple[bool, int | None]:
-    """Return whether a gateway holds ``lock``, and its pid; takes a shared lock for a moment."""
-    try:
-        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False, None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            return True, int(text) if text.isdigit() else None
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False, None
-    finally:
-        os.close(fd)
-
-
-def _is_corrupt(error: sqlite3.Error) -> bool:
-    return error.sqlite_errorcode & 0xFF in _CORRUPT_CODES
-
-
-def _read_report(db: Path, uri: str) -> tuple[int | None, dict[str, int], int, str | None]:
-    """Return the version, runs by status, event bytes and a problem of a database."""
-    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_SECONDS)
-    try:
-        problem = _quick_check(conn)
-        if problem is not None:
-            return None, {}, 0, str(_corrupt(db, problem))
-        version = schema_version(conn)
-        if version > LATEST:
-            return version, {}, 0, f"{db} was made by a newer cc2api (schema version {version})"
-        if version == 0:
-            return 0, {}, 0, None
-        return version, store_sql.runs_by_status(conn), store_sql.totals(conn).event_bytes, None
-    finally:
-        conn.close()
-
-
-def inspect(data_dir: Path) -> StoreReport:
-    """Return what DATA_DIR's store holds, for ``cc2api check``: never locks it, never writes.
-
-    The database is opened read-only; when no gateway has it open and it has no
-    WAL, as immutable, so that not even a ``-shm`` file is made. A corrupt or
-    unreadable database is reported in ``problem``, not raised.
-    """
-    db = Path(data_dir) / DB_NAME
-    wal = db.with_name(DB_NAME + "-wal")
-    held, pid = _holder(Path(data_dir) / LOCK_NAME)
-    version: int | None = None
-    by_status: dict[str, int] = {}
-    event_bytes = 0
-    problem = None
-    exists = db.exists()
-    if exists:
-        immutable = not held and not wal.exists()
-        uri = db.resolve().as_uri() + ("?immutable=1" if immutable else "?mode=ro")
-        try:
-            version, by_status, event_bytes, problem = _read_report(db, uri)
-        except sqlite3.Error as error:
-            corrupt = _is_corrupt(error)
-            problem = str(_corrupt(db, str(error))) if corrupt else f"cannot read {db}: {error}"
-    return StoreReport(
-        path=db,
-        exists=exists,
-        size_bytes=sum(path.stat().st_size for path in (db, wal) if path.exists()),
-        schema_version=version,
-        runs_by_status=by_status,
-        unfinished=sum(n for status, n in by_status.items() if status not in store_sql.FINAL),
-        event_bytes=event_bytes,
-        held=held,
-        holder_pid=pid,
-        problem=problem,
-    )

@@ -31,7 +31,7 @@ What is read on the hot path
 Nothing. Readers of a live run are fed from its in-memory event log; the store is
 read only off the hot path: a replay of a run no longer in memory (after a
 restart, or past its retention), the history API, the sessions API, and at
-startup, :meth:`Store.recover` (runs that were live at a crash become ``lost``).
+startup, :meth:`Store.unfinished` (runs that were live at a crash become ``lost``).
 
 What must be atomic: claims
 ---------------------------
@@ -69,6 +69,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
@@ -87,6 +88,7 @@ __all__ = [
     "RunQuery",
     "RunRecord",
     "Store",
+    "StoreStats",
     "StoreUnusable",
     "record_of",
 ]
@@ -138,6 +140,18 @@ class RunRecord:
     last_event_id: int = 0
     # The store pruned some of its events (STORE_MAX_BYTES): a replay starts with `dropped`.
     events_pruned: bool = False
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """What a store holds and what waits in memory to be written, for /health and the bench."""
+
+    backlog_bytes: int  # event bytes queued or being written now
+    backlog_peak_bytes: int  # the most there ever were at once
+    event_bytes: int  # event bytes stored
+    runs: int  # runs stored
+    schema_version: int | None = None  # None: a store without a schema
+    path: Path | None = None  # None: a store without a file
 
 
 @dataclass(frozen=True)
@@ -269,6 +283,15 @@ class Store(Protocol):
         """Return why the store cannot write now (a full disk, ...), or None; /health shows it."""
         ...
 
+    @property
+    def kind(self) -> str:
+        """Return its STORE setting's name: ``sqlite`` or ``memory``."""
+        ...
+
+    def stats(self) -> StoreStats:
+        """Return what it holds and what waits to be written (cheap: no I/O)."""
+        ...
+
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Open the store, then write what is queued, in batches, until cancelled.
 
@@ -280,6 +303,17 @@ class Store(Protocol):
 
         Cancellation: what is still queued is flushed, shielded and bounded, then the
         store is closed and Cancelled propagates.
+        """
+        ...
+
+    async def open(self) -> None:
+        """Open the store now if it is not open (:meth:`serve` does otherwise).
+
+        A server calls it before it listens, so that a store it cannot open stops the
+        start with the reason, not a half-started server.
+
+        Raises:
+            StoreUnusable: as :meth:`serve`.
         """
         ...
 
@@ -431,6 +465,7 @@ class InMemoryStore:
 
     keeps_history = False
     problem = None
+    kind = "memory"
 
     def __init__(self) -> None:
         self._records: dict[str, RunRecord] = {}
@@ -444,6 +479,13 @@ class InMemoryStore:
         """
         task_status.started()
         await trio.sleep_forever()
+
+    def stats(self) -> StoreStats:
+        """Return what it holds: the records of the runs the registry holds, nothing queued."""
+        return StoreStats(0, 0, 0, len(self._records))
+
+    async def open(self) -> None:
+        """Do nothing: there is nothing to open."""
 
     async def unfinished(self) -> list[RunRecord]:
         """Return no runs: nothing survives the process in memory."""

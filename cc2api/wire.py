@@ -54,7 +54,12 @@ __all__ = [
     "RunFailure",
     "RunInfo",
     "Runs",
+    "Session",
+    "SessionDeleted",
+    "SessionMessages",
+    "Sessions",
     "Status",
+    "StoreHealth",
     "Verdict",
     "Wire",
     "as_final",
@@ -96,6 +101,14 @@ class Error(Wire):
     code: str = Field(description="Stable code for programs.")
 
 
+class StoreHealth(Wire):
+    """The store, as `GET /health` shows it."""
+
+    kind: Literal["sqlite", "memory"] = Field(description="The STORE setting.")
+    backlog_bytes: Count = Field(description="Events queued for the store, not written yet.")
+    backlog_peak_bytes: Count = Field(description="The most there were at once since start.")
+
+
 class Health(Wire):
     """The answer of `GET /health`."""
 
@@ -105,6 +118,7 @@ class Health(Wire):
     running: Count = Field(description="Runs holding one of the MAX_CONCURRENT_RUNS slots.")
     queued: Count = Field(description="Runs waiting for a slot.")
     version: str
+    store: StoreHealth
     reason: str | MISSING = Field(default=MISSING, description="Why degraded.")
 
 
@@ -339,3 +353,58 @@ class RunFailure:
         return ErrorEvent(
             code=self.code, message=self.message, exit_code=exit_code, stderr_tail=stderr_tail
         )
+
+
+# -- sessions ------------------------------------------------------------------
+# The CLI's sessions (GET /sessions, GET and DELETE /sessions/{session_id}), read from
+# its own transcripts by cc2api.session_index.
+
+
+class Session(Wire):
+    """A CLI session, as its transcript and the store tell it."""
+
+    session_id: Uuid
+    cwd: str | None = Field(
+        description="The folder its first turn was recorded in; null when none is recorded."
+    )
+    created_at: Timestamp = Field(
+        description="Its first entry's time (without any: the transcript's modification time)."
+    )
+    last_activity: Timestamp = Field(
+        description="Its last entry's time (without any: the transcript's modification time)."
+    )
+    message_count: Count = Field(
+        description="Its user and assistant messages, tool results included (not meta or "
+        "sidechain entries)."
+    )
+    preview: str | None = Field(
+        description="The first prompt, on one line, cut at 200 characters; null before any."
+    )
+    runs: list[Uuid] = Field(description="This gateway's runs that used it, oldest first.")
+    held_by: Uuid | None = Field(description="The live run using it now, if any.")
+
+
+class Sessions(Wire):
+    """The answer of `GET /sessions`: newest activity first."""
+
+    sessions: list[Session]
+    count: Count
+    next_cursor: str | None = Field(description="The next page's `cursor`; null on the last.")
+
+
+class SessionMessages(Wire):
+    """The answer of `GET /sessions/{session_id}`: a page of its transcript, in file order."""
+
+    session: Session
+    messages: list[Any] = Field(
+        description="The transcript's lines, each parsed, as the CLI wrote them."
+    )
+    count: Count = Field(description="Lines on this page.")
+    next_cursor: str | None = Field(description="The next page's `cursor`; null on the last.")
+
+
+class SessionDeleted(Wire):
+    """The answer of `DELETE /sessions/{session_id}`."""
+
+    session_id: Uuid
+    deleted: Literal[True]

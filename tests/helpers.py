@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from quart_trio import QuartTrio
 from cc2api.app import create_app
 from cc2api.limits import RunLimits
 from cc2api.server import serve
+from cc2api.sessions import transcript
 from cc2api.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -356,3 +358,31 @@ def peak_rss(process: psutil.Process) -> int:
     found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
     assert found is not None
     return int(found.group(1)) * 1024
+
+
+# -- sessions: a session as the CLI saves it (the gateway refuses to resume any other)
+
+
+def saved_session(home: Path, cwd: Path | str, prompt: str = "hello") -> str:
+    """Write a one-turn transcript of a new session of ``cwd`` where HOME's CLI keeps it."""
+    session = str(uuid.uuid4())
+    when = "2026-12-01T09:30:00.000Z"
+    lines = [
+        {
+            "type": "queue-operation",
+            "operation": "enqueue",
+            "timestamp": when,
+            "sessionId": session,
+        },
+        {
+            "type": "user",
+            "message": {"role": "user", "content": prompt},
+            "timestamp": when,
+            "cwd": str(cwd),
+            "sessionId": session,
+        },
+    ]
+    path = transcript(home / ".claude", str(cwd), session)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return session

@@ -42,6 +42,7 @@ class TestHealth:
             "running": 0,
             "queued": 0,
             "version": response.json()["version"],
+            "store": {"kind": "sqlite", "backlog_bytes": 0, "backlog_peak_bytes": 0},
         }
 
     async def test_degraded_when_cli_missing(

@@ -163,3 +163,65 @@ def test_running_gateway_on_the_port_is_reported_not_a_problem(tmp_path: Path) -
             server.stderr.close()
     assert code == 0, lines
     assert f"ok: cc2api already runs on 127.0.0.1:{port}: /health says ok" in lines
+
+
+class TestStore:
+    def settings(self, tmp_path: Path) -> dict[str, str]:
+        """Settings for a check whose only question is the store."""
+        return {
+            "AUTH_PASSWORD": "pw",
+            "CLAUDE_PATH": str(FAKE_CLAUDE),
+            "ANTHROPIC_API_KEY": "k",
+            "PORT": str(free_port()),
+            "ALLOW_ROOT_FULL_ACCESS": "true",
+            "DATA_DIR": str(tmp_path / "data"),
+        }
+
+    def test_a_store_not_made_yet_is_said_so(self, tmp_path: Path) -> None:
+        """Before the first start, check says where the store will be made."""
+        code, lines = check(tmp_path, **self.settings(tmp_path))
+        assert code == 0, lines
+        assert f"ok: the store will be made in {tmp_path / 'data'} at the first start" in lines
+        assert not (tmp_path / "data").exists()
+
+    def test_a_store_in_use_is_reported_with_its_runs(self, tmp_path: Path) -> None:
+        """With a gateway serving, check reports the store's runs and who holds it."""
+        env = {**os.environ, **self.settings(tmp_path), "PORT": "0"}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "cc2api", "serve"],
+            env=env,
+            cwd=tmp_path,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert server.stderr is not None
+            for line in server.stderr:
+                if "listening on" in line:
+                    break
+            code, lines = check(tmp_path, **self.settings(tmp_path))
+        finally:
+            server.terminate()
+            server.wait(15)
+            if server.stderr is not None:
+                server.stderr.close()
+        assert code == 0, lines
+        store_line = next(line for line in lines if line.startswith("ok: the store "))
+        assert "schema version" in store_line
+        assert f"ok: a gateway (pid {server.pid}) has the store open" in lines
+
+    def test_a_corrupt_store_is_a_problem_with_its_fix(self, tmp_path: Path) -> None:
+        """A corrupt database is a problem, with what to do."""
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "cc2api.db").write_bytes(b"garbage " * 1024)
+        code, lines = check(tmp_path, **self.settings(tmp_path))
+        assert code == 1
+        problem = next(line for line in lines if line.startswith("problem:"))
+        assert "corrupt" in problem
+        assert ".backup" in problem
+
+    def test_memory_is_a_note(self, tmp_path: Path) -> None:
+        """STORE=memory is noted: nothing outlives the process."""
+        code, lines = check(tmp_path, **self.settings(tmp_path), STORE="memory")
+        assert code == 0
+        assert "note: STORE=memory: no run, event or record outlives the process" in lines

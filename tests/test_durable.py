@@ -12,7 +12,7 @@ import sqlite3
 import sys
 import tempfile
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -150,11 +150,12 @@ async def stream_until(
     seen: list[Event] = []
     async with client.stream("POST", "/chat", json={**body, "detach": True}) as response:
         run_id = response.headers["X-Process-ID"]
-        async for event in sse_events(response):
-            if event.event != ":":
-                seen.append(event)
-            if sum(e.event == "message" for e in seen) >= count:
-                break
+        async with aclosing(sse_events(response)) as events:
+            async for event in events:
+                if event.event != ":":
+                    seen.append(event)
+                if sum(e.event == "message" for e in seen) >= count:
+                    break
     return run_id, seen
 
 
@@ -166,7 +167,7 @@ class TestKilled:
         env = environment(tmp_path)
         proc, url = await start_server_process(SERVE, tmp_path, env)
         async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
-            run_id, seen = await stream_until(client, chat_body("escape", work), 1)
+            run_id, seen = await stream_until(client, chat_body("escape", work), 2)
             child = seen[-1].json()["child_pid"]
             cli = (await client.get("/processes")).json()["processes"][0]["pid"]
         await trio.sleep(0.3)  # the writer's batch (50 ms) reaches the disk
@@ -197,7 +198,7 @@ class TestKilled:
         work.mkdir()
         proc, url = await start_server_process(SERVE, tmp_path, environment(tmp_path))
         async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
-            run_id, seen = await stream_until(client, chat_body("escape", work), 1)
+            run_id, seen = await stream_until(client, chat_body("escape", work), 2)
         await trio.sleep(0.3)
         proc.kill()
         await proc.wait()
@@ -214,7 +215,7 @@ class TestKilled:
         session = "6f9c3f0e-2a55-4c3e-9a63-3d1f1f0c2b11"
         proc, url = await start_server_process(SERVE, tmp_path, environment(tmp_path))
         async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
-            await stream_until(client, chat_body("escape", work, new_session_id=session), 1)
+            await stream_until(client, chat_body("escape", work, new_session_id=session), 2)
         proc.kill()
         await proc.wait()
         async with gateway(tmp_path) as client:
@@ -229,7 +230,7 @@ class TestKilled:
         work.mkdir()
         proc, url = await start_server_process(SERVE, tmp_path, environment(tmp_path))
         async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
-            run_id, _ = await stream_until(client, chat_body("escape", work), 1)
+            run_id, _ = await stream_until(client, chat_body("escape", work), 2)
         await trio.sleep(0.3)
         proc.kill()
         await proc.wait()
@@ -292,7 +293,7 @@ class TestRefusals:
                 check=False,
             )
         assert second.returncode == 2
-        assert b"another gateway" in second.stderr
+        assert b"in use by another cc2api gateway" in second.stderr
         assert b"DATA_DIR" in second.stderr
 
     async def test_a_corrupt_database_stops_the_start(self, tmp_path: Path) -> None:

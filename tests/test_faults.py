@@ -27,6 +27,7 @@ from .helpers import (
     make_settings,
     post_chat,
     processes_with_marker,
+    saved_session,
     served,
     sse_events,
     wait_until,
@@ -259,7 +260,7 @@ class TestFailures:
 class TestSessions:
     async def test_session_in_use_is_409(self, gw: Shared, workdir: Path) -> None:
         """A second run naming a session a live run uses gets 409; after it ends, it is free."""
-        session = str(uuid.uuid4())
+        session = saved_session(gw.home, workdir)
         body = chat_body("hang", workdir, session_id=session)
         async with gw.client.stream("POST", "/chat", json=body) as first:
             process_id = first.headers["x-process-id"]

@@ -105,7 +105,7 @@ class TestListing:
         async with served(make_settings(), fake_environ) as gw:
             early = await run(gw.client, "echo hi", workdir)
             await trio.sleep(0.05)
-            middle = datetime.now(UTC).isoformat()
+            middle = datetime.now(UTC).isoformat()  # with its time zone: +00:00
             late = await run(gw.client, "echo hi", workdir)
             assert ids_of(await listed(gw.client, since=middle)) == [late]
             assert ids_of(await listed(gw.client, until=middle)) == [early]
@@ -138,13 +138,15 @@ class TestRefusals:
             ("until", "2026-13-01"),
             ("status", "sleeping"),
             ("cwd", "relative/path"),
+            ("since", "2026-12-01T09:30:00"),
+            ("state", "failed"),
         ],
     )
     async def test_a_malformed_parameter_is_named(self, gw: Any, name: str, value: str) -> None:
-        """A malformed query parameter gets 400 invalid_query naming it."""
+        """A malformed or unknown query parameter gets 422 validation_error naming it."""
         response = await gw.client.get("/runs", params={name: value})
-        assert response.status_code == 400
-        assert response.json()["code"] == "invalid_query"
+        assert response.status_code == 422
+        assert response.json()["code"] == "validation_error"
         assert name in response.json()["detail"]
 
     async def test_an_unknown_run_is_404(self, gw: Any) -> None:
@@ -169,6 +171,22 @@ class TestReplayFromTheStore:
                 replayed = await collect(replay)
         assert [e.id for e in replayed] == [e.id for e in streamed]
         assert [e.data for e in replayed] == [e.data for e in streamed]
+
+    async def test_a_run_memory_let_go_replays_from_the_store(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A detached run past DETACHED_TTL_SECONDS, gone from /processes, still replays whole."""
+        settings = make_settings(detached_ttl_seconds=0.2)
+        async with served(settings, fake_environ) as gw:
+            body = chat_body("lines 20", workdir, detach=True)
+            response, streamed = await post_chat(gw.client, body)
+            run_id = response.headers["X-Process-ID"]
+            with trio.fail_after(10):
+                while (await gw.client.get("/processes")).json()["count"]:
+                    await trio.sleep(0.05)
+            async with gw.client.stream("GET", f"/chat/{run_id}/events") as replay:
+                replayed = await collect(replay)
+        assert [(e.id, e.data) for e in replayed] == [(e.id, e.data) for e in streamed]
 
     async def test_without_a_store_the_replay_says_what_memory_dropped(
         self, fake_environ: dict[str, str], workdir: Path

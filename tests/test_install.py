@@ -84,13 +84,16 @@ def test_dry_run_changes_nothing(tmp_path: Path, manager: str, command: str) -> 
     assert "DOCS_ASSETS_DIR" not in out
     assert "cc2api init-env" in out
     assert "+ write /etc/systemd/system/cc2api.service" in out
+    assert re.search(r"^==> (the store goes in|keeping the store in) /var/lib/cc2api\b", out, re.M)
     assert "systemctl enable cc2api" in out
     assert not prefix.exists()
     assert not Path("/etc/systemd/system/cc2api.service").exists()
 
 
 async def test_install_serve_update_uninstall(tmp_path: Path, workdir: Path) -> None:
-    """--no-service installs a working gateway; a rerun updates it keeping .env; uninstall."""
+    """--no-service installs a working gateway; a rerun updates it keeping .env; uninstall
+    keeps .env, the install's record and the store of a server run in the prefix (.data);
+    purge removes them."""
     prefix = tmp_path / "cc2api"
     args = (
         "--no-service",
@@ -107,7 +110,10 @@ async def test_install_serve_update_uninstall(tmp_path: Path, workdir: Path) -> 
     assert env_file.stat().st_mode & 0o777 == 0o600
     assert f"AUTH_PASSWORD={PASSWORD}" in env_file.read_text()
     assert PASSWORD not in first.stdout + first.stderr
-    assert (prefix / "cc2api.service").exists()
+    unit = (prefix / "cc2api.service").read_text()
+    assert "\nStateDirectory=cc2api\nStateDirectoryMode=0700\n" in unit
+    assert "\nEnvironment=DATA_DIR=/var/lib/cc2api\n" in unit
+    # No unit installed, so no store's folder recorded for --purge to remove.
     assert (prefix / ".cc2api-install").read_text() == f"service=cc2api\nuser={me()}\n"
 
     await serve_and_chat(prefix, workdir)
@@ -117,9 +123,13 @@ async def test_install_serve_update_uninstall(tmp_path: Path, workdir: Path) -> 
     assert "updating the install" in again.stdout
     assert f"AUTH_PASSWORD={PASSWORD}" in env_file.read_text()
 
+    # The store the server makes when it starts in the prefix (DATA_DIR's default).
+    (prefix / ".data").mkdir(exist_ok=True)
+    (prefix / ".data" / "cc2api.db").touch()
     removed = install("--uninstall", "--no-service", "--prefix", str(prefix))
     assert removed.returncode == 0, removed.stderr
-    assert [p.name for p in prefix.iterdir()] == [".env"]
+    assert sorted(p.name for p in prefix.iterdir()) == [".cc2api-install", ".data", ".env"]
+    assert (prefix / ".data" / "cc2api.db").exists()
     purged = install("--uninstall", "--purge", "--no-service", "--prefix", str(prefix))
     assert purged.returncode == 0, purged.stderr
     assert not prefix.exists()
@@ -183,11 +193,43 @@ def test_a_renamed_or_odd_unit_name_is_refused(tmp_path: Path) -> None:
     (prefix / ".cc2api-install").write_text(f"service=cc2api-a\nuser={me()}\n")
     common = ("--no-service", "--claude-path", str(FAKE_CLAUDE))
     renamed = install(*common, "--prefix", str(prefix), "--name", "cc2api-b")
-    odd = install(*common, "--prefix", str(tmp_path / "other"), "--name", "cc2api b")
+    # The name is the store's folder too (/var/lib/NAME): never .., never a colon, which
+    # StateDirectory= reads as a link.
+    odd = [
+        install(*common, "--prefix", str(tmp_path / "other"), "--name", name)
+        for name in ("cc2api b", "..", ".cc2api", "cc2api:b")
+    ]
     assert renamed.returncode != 0
     assert "is installed as the unit cc2api-a" in renamed.stderr
-    assert odd.returncode != 0
-    assert "--name: use letters, digits" in odd.stderr
+    for done in odd:
+        assert done.returncode != 0
+        assert "--name: use letters, digits" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cc2api"]
+
+
+def test_uninstall_keeps_the_store_and_purge_removes_only_its_own(tmp_path: Path) -> None:
+    """--uninstall keeps the store's folder the install recorded; --purge removes it, but
+    not a folder the record names that is not the unit's /var/lib/NAME."""
+    prefix = tmp_path / "cc2api"
+    prefix.mkdir()
+    marker = prefix / ".cc2api-install"
+    common = ("--dry-run", "--uninstall", "--prefix", str(prefix))
+    marker.write_text(f"service=cc2api-t\nuser={me()}\nstate_dir=/var/lib/cc2api-t\n")
+    kept = install(*common)
+    purged = install(*common, "--purge")
+    marker.write_text(f"service=cc2api-t\nuser={me()}\nstate_dir=/var/lib/elsewhere\n")
+    odd = install(*common, "--purge")
+    assert kept.returncode == 0, kept.stderr
+    assert "==> keeping the store in /var/lib/cc2api-t (--uninstall --purge removes it)" in (
+        kept.stdout
+    )
+    assert "rm -rf -- /var/lib/cc2api-t" not in kept.stdout
+    assert purged.returncode == 0, purged.stderr
+    assert "==> removing the store /var/lib/cc2api-t\n" in purged.stdout
+    assert re.search(r"^\+ (sudo )?rm -rf -- /var/lib/cc2api-t$", purged.stdout, re.M)
+    assert odd.returncode == 0, odd.stderr
+    assert "leaving /var/lib/elsewhere alone" in odd.stderr
+    assert "/var/lib/elsewhere" not in odd.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cc2api"]
 
 

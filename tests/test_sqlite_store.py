@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,17 +25,18 @@ import pytest
 import trio
 
 from cc2api import sqlite_store, store_sql
-from cc2api.sqlite_store import SqliteStore, StoreStats, inspect
+from cc2api.sqlite_store import SqliteStore, inspect
 from cc2api.store import (
     EventBatch,
     RunQuery,
     RunRecord,
+    StoreStats,
     StoreUnusable,
     decode_cursor,
     encode_cursor,
     newest_first,
 )
-from cc2api.store_schema import LATEST, migrate
+from cc2api.store_schema import LATEST, PAGE_SIZE, migrate
 
 from .store_faults import tmpfs
 
@@ -112,12 +114,13 @@ class TestSchema:
     async def test_a_new_database_is_at_the_latest_version_with_wal_and_incremental_vacuum(
         self, tmp_path: Path
     ) -> None:
-        """A new database is made at the latest version, in WAL mode, with incremental vacuum."""
+        """A new database is at the latest version, in WAL mode, with incremental vacuum."""
         async with opened(tmp_path / "data") as store:
             assert store.stats().schema_version == LATEST
             assert query_db(tmp_path / "data", "PRAGMA user_version") == [(LATEST,)]
             assert query_db(tmp_path / "data", "PRAGMA journal_mode") == [("wal",)]
             assert query_db(tmp_path / "data", "PRAGMA auto_vacuum") == [(2,)]  # incremental
+            assert query_db(tmp_path / "data", "PRAGMA page_size") == [(PAGE_SIZE,)]
 
     async def test_an_older_database_is_upgraded_and_its_runs_kept(self, tmp_path: Path) -> None:
         """A v1 database is upgraded at open; its run keeps its fields, sessions and events."""
@@ -350,6 +353,32 @@ class TestReads:
             assert await store.session_runs([S1]) == {S1: ["a"]}
             assert await store.read_events("a", 0, 1 << 20) == [batch(1, 2)]
             assert ids(await store.unfinished()) == ["a"]
+
+    async def test_reads_see_a_write_under_way_and_do_not_wait_for_it(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """While the writer's transaction is under way, reads run and see what it is writing."""
+        release = threading.Event()
+        real = store_sql._write_events
+
+        def slow(conn: sqlite3.Connection, events: Any) -> int:
+            release.wait(10)  # inside the write's transaction
+            return real(conn, events)
+
+        async with opened(tmp_path / "data") as store:
+            store.save_run(record("a", status="completed"))
+            store.append_events("a", batch(1, 4))
+            await store.flush()
+            monkeypatch.setattr(store_sql, "_write_events", slow)
+            store.append_events("a", batch(5, 2))  # taken by the write that waits
+            await trio.sleep(0.1)
+            assert query_db(tmp_path / "data", "SELECT last_event_id FROM runs") == [(4,)]
+            with trio.fail_after(2):
+                assert (await store.get_run("a")).last_event_id == 6  # type: ignore[union-attr]
+                assert await store.read_events("a", 0, 1 << 20) == [batch(1, 4), batch(5, 2)]
+            release.set()
+            await store.flush()
+            assert await store.read_events("a", 0, 1 << 20) == [batch(1, 4), batch(5, 2)]
 
     async def test_a_newer_queued_save_hides_the_stored_one(self, tmp_path: Path) -> None:
         """A stored record saved again, unwritten, is read as the new save everywhere."""

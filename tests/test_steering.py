@@ -144,8 +144,9 @@ class TestDetach:
     async def test_finished_detached_run_is_kept_then_evicted(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
-        """A finished detached run is listed with its status until DETACHED_TTL_SECONDS pass."""
-        async with served(make_settings(detached_ttl_seconds=1.5), fake_environ) as gw:
+        """Without a store, a finished detached run is readable until DETACHED_TTL_SECONDS pass."""
+        settings = make_settings(detached_ttl_seconds=1.5, store="memory")
+        async with served(settings, fake_environ) as gw:
             response, _ = await post_chat(gw.client, chat_body("echo x", workdir, detach=True))
             finished = trio.current_time()  # no later than the run finished
             process_id = response.headers["x-process-id"]
@@ -166,8 +167,8 @@ class TestDetach:
     async def test_only_so_many_finished_runs_are_kept(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
-        """At most MAX_CONCURRENT_RUNS + MAX_QUEUED_RUNS finished detached runs are kept."""
-        settings = make_settings(max_concurrent_runs=1, max_queued_runs=1)
+        """Without a store, at most MAX_CONCURRENT_RUNS + MAX_QUEUED_RUNS finished runs are kept."""
+        settings = make_settings(max_concurrent_runs=1, max_queued_runs=1, store="memory")
         async with served(settings, fake_environ) as gw:
             ids = []
             for _ in range(3):
@@ -215,8 +216,8 @@ class TestDetach:
     async def test_buffer_overflow_is_announced_in_the_replay(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
-        """When the run outgrew RUN_BUFFER_BYTES, a replay starts with a dropped event."""
-        settings = make_settings(run_buffer_bytes=64 * 1024)
+        """Without a store, a replay of a run that outgrew RUN_BUFFER_BYTES starts with dropped."""
+        settings = make_settings(run_buffer_bytes=64 * 1024, store="memory")
         async with served(settings, fake_environ) as gw:
             body = chat_body("lines 200 2000", workdir, detach=True)
             process_id, _ = await start_and_hang_up(gw, body, '"process_id"')

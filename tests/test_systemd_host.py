@@ -5,8 +5,9 @@ a tmpfs, so that it starts clean every time. The real install.sh installs, as
 ``sudo ./install.sh`` would, from a copy of this checkout bound read-only into it; the
 service then runs the real CLI against the scripted model, which serves on this machine's
 127.0.0.1 (the container shares its network). The tests follow that one machine's life in
-file order (install, runs, stop, upgrade, a second install, uninstall, purge), each stating
-one behaviour; the figures worth reporting are printed (``-rP`` shows them).
+file order (install, runs, the store across a restart, stop, upgrade, a second install,
+uninstall, purge), each stating one behaviour; the figures worth reporting are printed
+(``-rP`` shows them).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import random
 import shutil
 import socket
+import stat
 import string
 import subprocess
 import time
@@ -55,6 +57,12 @@ PASSWORD = f"Cc2{SPECIALS}api9"
 ALT_PASSWORD = f"alt{SPECIALS}"
 WORKDIR = "/srv/work"
 ALT_PREFIX = "/srv/cc2api-alt"
+# Each unit's state directory, where its store lives (DATA_DIR); the first is also the home
+# of the system user cc2api that install.sh made.
+STATE_DIR = "/var/lib/cc2api"
+ALT_STATE_DIR = "/var/lib/cc2api-alt"
+# What the store writes in DATA_DIR: the database, SQLite's WAL files, the gateway's lock.
+STORE_FILES = ("cc2api.db", "cc2api.db-wal", "cc2api.db-shm", "cc2api.lock")
 # Each step's own bound: a cold install downloads Node.js, npm and the CLI (about 400 MB).
 INSTALL_SECONDS = 900
 STEP_SECONDS = 120
@@ -185,6 +193,21 @@ def serve_scripted_model(machine: Machine, install: Install) -> None:
     machine.container.run(["sh", "-c", 'cat >>"$1"', "sh", env_file], input=settings, timeout=30)
     systemctl(machine, "restart", install.unit)
     wait_healthy(install.url)
+
+
+def state_dir_of(machine: Machine, path: str, user: str) -> tuple[bool, int, bool]:
+    """Return whether ``path`` is a folder, its permission bits, and whether ``user`` owns it."""
+    info = machine.container.path(path).stat()
+    uid = int(machine.container.run(["id", "-u", user], timeout=30).stdout)
+    return stat.S_ISDIR(info.st_mode), stat.S_IMODE(info.st_mode), info.st_uid == uid
+
+
+def lasting_files(machine: Machine, path: str) -> dict[str, int]:
+    """Return the inode of each entry of a folder, but of those SQLite and the gateway
+    remove when the store closes (WAL files, the lock)."""
+    passing = ("cc2api.db-wal", "cc2api.db-shm", "cc2api.lock")
+    folder = machine.container.path(path)
+    return {p.name: p.stat().st_ino for p in folder.iterdir() if p.name not in passing}
 
 
 def systemctl(machine: Machine, *args: str) -> subprocess.CompletedProcess[str]:
@@ -332,6 +355,16 @@ class TestInstall:
         }
         assert wait_healthy(first.url)["claude_version"] == "2.1.197"
 
+    def test_state_directory_is_the_services_own(self, machine: Machine, first: Install) -> None:
+        """The unit's state directory /var/lib/cc2api is a folder of mode 0700 that the
+        service's user owns, the service's DATA_DIR points there, and the install says so."""
+        state = unit_state(machine, "cc2api", "StateDirectory", "StateDirectoryMode", "Environment")
+        assert state_dir_of(machine, STATE_DIR, "cc2api") == (True, 0o700, True)
+        assert state["StateDirectory"] == "cc2api"
+        assert state["StateDirectoryMode"] == "0700"
+        assert f"DATA_DIR={STATE_DIR}" in state["Environment"].split()
+        assert f"Its store (runs and their events) is in {STATE_DIR}\n" in first.done.stdout
+
     def test_printed_curl_lines_work(self, machine: Machine, first: Install) -> None:
         """The curl lines the install printed, with the real credentials put in, work."""
         lines = first.done.stdout.replace("\\\n", "").splitlines()
@@ -435,6 +468,50 @@ class TestRuns:
         assert "AUTH_PASSWORD" not in said
 
 
+class TestStore:
+    async def test_the_store_is_made_in_the_state_directory(
+        self, machine: Machine, first: Install
+    ) -> None:
+        """Once the service has run something, its SQLite store is cc2api.db in the state
+        directory, the service user's and private to it; the read-only prefix holds none."""
+        events = await chat(first, "Hello store")
+        db = machine.container.path(f"{STATE_DIR}/cc2api.db")
+        deadline = time.monotonic() + 15
+        while not db.exists() and time.monotonic() < deadline:
+            await trio.sleep(0.1)
+        held = sorted(p.name for p in db.parent.iterdir())
+        assert events[-1].json()["status"] == "completed"
+        assert db.exists(), (
+            f"no cc2api.db in {STATE_DIR} after a run (it holds {held}): the server does not "
+            "open its SQLite store in DATA_DIR yet (issue 12's store is not in this build?)"
+        )
+        uid = int(machine.container.run(["id", "-u", "cc2api"], timeout=30).stdout)
+        assert db.stat().st_uid == uid
+        assert stat.S_IMODE(db.stat().st_mode) & 0o077 == 0
+        assert not machine.container.path(f"{first.prefix}/.data").exists()
+
+    async def test_a_runs_record_survives_a_restart(self, machine: Machine, first: Install) -> None:
+        """A finished run's record outlives `systemctl restart`: GET /runs/{process_id}
+        then answers 200 with the run's id and status completed."""
+        async with client_of(first) as client:
+            response, events = await post_chat(client, chat_body("Hello record", WORKDIR))
+        assert response.status_code == 200, response.text
+        assert events[-1].json()["status"] == "completed"
+        process_id = response.headers["x-process-id"]
+        await trio.to_thread.run_sync(systemctl, machine, "restart", first.unit)
+        await trio.to_thread.run_sync(wait_healthy, first.url)
+        async with client_of(first) as client:
+            answer = await client.get(f"/runs/{process_id}")
+        assert answer.status_code == 200, (
+            f"GET /runs/{process_id} after `systemctl restart` answered {answer.status_code} "
+            f"{answer.text[:300]!r}: the run's record did not outlive the restart, or this "
+            "build has no GET /runs/{process_id} yet (issue 12: the store read back at start)"
+        )
+        record = answer.json()
+        assert record["process_id"] == process_id
+        assert record["status"] == "completed"
+
+
 class TestStop:
     async def test_stop_ends_every_open_stream_cancelled(
         self, machine: Machine, first: Install
@@ -525,12 +602,19 @@ class TestUpgrade:
     async def test_rerun_updates_in_place_and_keeps_env(
         self, machine: Machine, first: Install
     ) -> None:
-        """`sudo ./install.sh` again, with no options, exits 0, keeps .env byte for byte and
-        the unit as it was (user, work folder, port), and runs still work."""
+        """`sudo ./install.sh` again, with no options, exits 0, keeps .env byte for byte, the
+        unit as it was (user, work folder, port) and every file of the state directory
+        (the store's database the same file), and runs still work."""
         container = machine.container
         env_before = container.path("/opt/cc2api/.env").read_bytes()
         unit_file = container.path("/etc/systemd/system/cc2api.service")
         unit_before = unit_file.read_text()
+        # A file of the service's own beside the store, which no install step may touch.
+        container.run(
+            ["install", "-o", "cc2api", "-m", "600", "/dev/null", f"{STATE_DIR}/kept.txt"],
+            timeout=30,
+        )
+        state_before = lasting_files(machine, STATE_DIR)
         done, seconds = await trio.to_thread.run_sync(
             lambda: install_sh(container, password="a-different-password")
         )
@@ -540,6 +624,8 @@ class TestUpgrade:
         assert "==> keeping /opt/cc2api/.env" in done.stdout
         assert container.path("/opt/cc2api/.env").read_bytes() == env_before
         assert unit_file.read_text() == unit_before
+        assert lasting_files(machine, STATE_DIR) == state_before
+        assert state_dir_of(machine, STATE_DIR, "cc2api") == (True, 0o700, True)
         events = await chat(first, f"RUN_BASH: touch {WORKDIR}/after-upgrade")
         assert events[-1].json()["status"] == "completed"
         assert container.path(f"{WORKDIR}/after-upgrade").exists()
@@ -614,6 +700,23 @@ class TestSecondInstall:
         for unit in ("cc2api", "cc2api-alt"):
             assert unit_state(machine, unit, "ActiveState") == {"ActiveState": "active"}
 
+    async def test_second_install_has_a_store_of_its_own(
+        self, machine: Machine, first: Install, second: Install
+    ) -> None:
+        """The unit cc2api-alt keeps its store in /var/lib/cc2api-alt, alt's and mode 0700,
+        apart from the first's and from alt's home; under the unit's ProtectSystem=strict
+        that folder is writable, and /var/lib beside it is not."""
+        state = unit_state(machine, "cc2api-alt", "StateDirectory", "Environment")
+        probe = f"{ALT_STATE_DIR}/written-by-a-run"
+        beside = "/var/lib/cc2api-alt-not-mine"
+        events = await chat(second, f"RUN_BASH: touch {probe}; touch {beside}", cwd="/var/lib/alt")
+        assert state["StateDirectory"] == "cc2api-alt"
+        assert f"DATA_DIR={ALT_STATE_DIR}" in state["Environment"].split()
+        assert state_dir_of(machine, ALT_STATE_DIR, "alt") == (True, 0o700, True)
+        assert f"Its store (runs and their events) is in {ALT_STATE_DIR}\n" in second.done.stdout
+        assert machine.container.path(probe).exists()
+        assert f"{beside}': Read-only file system" in result_of(events)
+
 
 class TestUninstall:
     def test_uninstall_of_the_second_leaves_the_first(
@@ -627,28 +730,40 @@ class TestUninstall:
         assert done.returncode == 0, output(done)
         assert not container.path("/etc/systemd/system/cc2api-alt.service").exists()
         assert container.unit_pids("cc2api-alt.service") == []
-        assert sorted(p.name for p in container.path(ALT_PREFIX).iterdir()) == [".env"]
+        assert sorted(p.name for p in container.path(ALT_PREFIX).iterdir()) == [
+            ".cc2api-install",
+            ".env",
+        ]
+        assert f"==> keeping the store in {ALT_STATE_DIR}" in done.stdout
+        assert state_dir_of(machine, ALT_STATE_DIR, "alt") == (True, 0o700, True)
         assert unit_state(machine, "cc2api", "MainPID") == before
         wait_healthy(first.url)
 
     def test_purge_of_the_second_leaves_the_first(
         self, machine: Machine, first: Install, second: Install
     ) -> None:
-        """`--uninstall --purge --prefix` then removes the folder, .env too, and still
-        leaves the first install's unit alone."""
+        """`--uninstall --purge --prefix` then removes the folder, .env too, and its store's
+        folder (not alt's home), and still leaves the first install's unit and store alone."""
         container = machine.container
         before = unit_state(machine, "cc2api", "MainPID")
+        first_state = lasting_files(machine, STATE_DIR)
         done, _ = install_sh(container, "--uninstall", "--purge", "--prefix", ALT_PREFIX)
         assert done.returncode == 0, output(done)
         assert not container.path(ALT_PREFIX).exists()
+        assert not container.path(ALT_STATE_DIR).exists()
+        assert container.path("/var/lib/alt").is_dir()
+        assert lasting_files(machine, STATE_DIR) == first_state
         assert unit_state(machine, "cc2api", "MainPID") == before
         wait_healthy(first.url)
 
-    def test_uninstall_keeps_env_user_and_home(self, machine: Machine, first: Install) -> None:
-        """`--uninstall` stops and removes the unit and every file but .env, as --help says;
-        the service's user and its home stay."""
+    def test_uninstall_keeps_env_user_home_and_store(
+        self, machine: Machine, first: Install
+    ) -> None:
+        """`--uninstall` stops and removes the unit and every file but .env and the install's
+        record, as --help says; the service's user, its home and the store stay."""
         container = machine.container
         env_before = container.path("/opt/cc2api/.env").read_bytes()
+        state_before = lasting_files(machine, STATE_DIR)
         done, _ = install_sh(container, "--uninstall")
         assert done.returncode == 0, output(done)
         assert not container.path("/etc/systemd/system/cc2api.service").exists()
@@ -656,16 +771,31 @@ class TestUninstall:
             "/etc/systemd/system/multi-user.target.wants/cc2api.service"
         ).exists()
         assert container.unit_pids("cc2api.service") == []
-        assert sorted(p.name for p in container.path("/opt/cc2api").iterdir()) == [".env"]
+        assert sorted(p.name for p in container.path("/opt/cc2api").iterdir()) == [
+            ".cc2api-install",
+            ".env",
+        ]
         assert container.path("/opt/cc2api/.env").read_bytes() == env_before
         assert container.run(["id", "-un", "cc2api"], timeout=30).stdout == "cc2api\n"
         assert container.path("/var/lib/cc2api/.claude").is_dir()
+        assert f"==> keeping the store in {STATE_DIR}" in done.stdout
+        assert lasting_files(machine, STATE_DIR) == state_before
+        assert state_dir_of(machine, STATE_DIR, "cc2api") == (True, 0o700, True)
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{first.url}/health", timeout=5)
 
-    def test_purge_removes_env_too(self, machine: Machine, first: Install) -> None:
-        """`--uninstall --purge` removes the prefix, .env included; the user stays."""
-        done, _ = install_sh(machine.container, "--uninstall", "--purge")
+    def test_purge_removes_env_and_store_too(self, machine: Machine, first: Install) -> None:
+        """`--uninstall --purge` removes the prefix, .env included, and the store; since the
+        store's folder is also cc2api's home, the home and the user stay, with the rest."""
+        container = machine.container
+        held = sorted(p.name for p in container.path(STATE_DIR).iterdir())
+        done, _ = install_sh(container, "--uninstall", "--purge")
         assert done.returncode == 0, output(done)
-        assert not machine.container.path("/opt/cc2api").exists()
-        assert machine.container.run(["id", "cc2api"], timeout=30, check=False).returncode == 0
+        assert not container.path("/opt/cc2api").exists()
+        assert container.run(["id", "cc2api"], timeout=30, check=False).returncode == 0
+        assert f"==> removing the store's files from {STATE_DIR} (the home of cc2api stays)" in (
+            done.stdout
+        )
+        left = sorted(p.name for p in container.path(STATE_DIR).iterdir())
+        assert left == [name for name in held if name not in STORE_FILES]
+        assert {".claude", "kept.txt"} <= set(left)

@@ -1,4 +1,5 @@
-"""The systemd unit: verifies clean and scores at most 4.0 on systemd's exposure scale."""
+"""The systemd unit: verifies clean, scores at most 4.0 on systemd's exposure scale, and
+gives the store a state directory of its own."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def render(prefix: Path) -> Path:
         "@GROUP@": "cc2api",
         "@HOME@": "/var/lib/cc2api",
         "@WORK_DIRS@": "-/srv/work",
+        "@STATE@": "cc2api",
     }.items():
         text = text.replace(name, value)
     assert re.search(r"@[A-Z_]+@", text) is None
@@ -80,3 +82,40 @@ def test_unit_keeps_what_the_gateway_needs() -> None:
     assert re.search(r"^MemoryDenyWriteExecute=", text, re.MULTILINE) is None
     timeout = int(re.search(r"^TimeoutStopSec=(\d+)", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
     assert timeout >= 5 + 5 + 10  # kill grace, stream flush, and room to spare
+
+
+def directives(text: str) -> dict[str, list[str]]:
+    """Return each directive's values in a unit's text, in order (comments left out)."""
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            name, value = line.split("=", 1)
+            found.setdefault(name, []).append(value)
+    return found
+
+
+def test_unit_gives_the_store_its_state_directory(tmp_path: Path) -> None:
+    """The store's folder is systemd's state directory /var/lib/NAME, mode 0700, and
+    DATA_DIR points there as a default that .env (read after it) may override."""
+    found = directives(render(tmp_path).read_text())
+    assert found["StateDirectory"] == ["cc2api"]
+    assert found["StateDirectoryMode"] == ["0700"]
+    assert "DATA_DIR=/var/lib/cc2api" in found["Environment"]
+    assert found["EnvironmentFile"] == [f"{tmp_path}/.env"]
+    # A template's placeholder, so that a second install (cc2api-USER) gets its own.
+    assert directives(TEMPLATE.read_text())["StateDirectory"] == ["@STATE@"]
+
+
+def test_no_hardening_hides_the_state_directory() -> None:
+    """Nothing in the hardening takes /var/lib away from the service: ProtectSystem=strict
+    (which StateDirectory= is exempt from), no DynamicUser= (which would move it to
+    /var/lib/private), and no path list that hides or freezes /var or /var/lib."""
+    found = directives(TEMPLATE.read_text())
+    assert found["ProtectSystem"] == ["strict"]
+    assert "DynamicUser" not in found
+    state = Path("/var/lib/cc2api")
+    for name in ("InaccessiblePaths", "ReadOnlyPaths", "TemporaryFileSystem", "BindReadOnlyPaths"):
+        for value in found.get(name, []):
+            for path in value.split():
+                covered = Path(path.lstrip("-+").split(":")[0])
+                assert not state.is_relative_to(covered), f"{name}={value} covers {state}"

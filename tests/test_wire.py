@@ -25,6 +25,7 @@ from cc2api.wire import (
     Process,
     RunFailure,
     Status,
+    StoreHealth,
     as_final,
 )
 
@@ -174,6 +175,7 @@ class TestModels:
             "running": 0,
             "queued": 0,
             "version": "0.1.0",
+            "store": StoreHealth(kind="sqlite", backlog_bytes=0, backlog_peak_bytes=0),
         }
         assert "reason" not in Health(status="ok", **fields).wire()
         degraded = Health(status="degraded", reason="no CLI", **fields).wire()
