@@ -323,7 +323,7 @@ class _Writer:
             await self._attempted.wait()
 
 
-class SqliteStore:
+class SqliteStore(Claims):
     """Records and events in SQLite in ``data_dir``; claims in memory. See the module's page.
 
     The constructor touches no disk: :meth:`serve` opens the store. ``now`` is the
@@ -356,7 +356,7 @@ class SqliteStore:
             max_bytes=max_bytes,
             now=now,
         )
-        self._claims = Claims()
+        Claims.__init__(self)  # claims are answered in memory (see cc2api.store)
         # The store's files are known by their real path, however DATA_DIR names them.
         real = os.path.realpath(self._dir)
         self._store_id = hashlib.sha256(real.encode()).hexdigest()[:32]
@@ -582,30 +582,7 @@ class SqliteStore:
             size += len(merged[first].data)
         return batches
 
-    # -- session claims: in memory, never written (see cc2api.store) -------------------
-
-    def claim(
-        self,
-        run_id: str,
-        sessions: Sequence[str],
-        project: str,
-        *,
-        continue_from: str | None = None,
-    ) -> None:
-        """Claim a new run's sessions and project place (see Claims.claim)."""
-        self._claims.claim(run_id, sessions, project, continue_from=continue_from)
-
-    def claim_later(self, run_id: str, session_id: str) -> str:
-        """Claim a session a running run has started using; return its holder."""
-        return self._claims.claim_later(run_id, session_id)
-
-    def release(self, run_id: str) -> None:
-        """Release every claim of ``run_id``."""
-        self._claims.release(run_id)
-
-    def holder(self, session_id: str) -> str | None:
-        """Return the live run holding ``session_id``, if any."""
-        return self._claims.holder(session_id)
+    # Session claims are Claims' own: in memory, never written (see cc2api.store).
 
 
 _NOTHING_STORED = (0, False)

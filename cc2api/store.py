@@ -8,10 +8,12 @@ state, process tree and event log) in memory and serves every read of a live run
 from there. The store holds what must outlive them: a record of each run, its
 events, and the session claims. Three backends are planned:
 
-- :class:`InMemoryStore`, the default and today's behaviour: nothing outlives the
-  process, and records are dropped when the registry lets the run go.
-- SQLite in ``DATA_DIR`` (issue 12): one gateway per database (a lock file refuses a
-  second), WAL mode, one writer task running ``sqlite3`` in a worker thread.
+- :class:`~cc2api.sqlite_store.SqliteStore`, the default (``STORE=sqlite``): SQLite in
+  ``DATA_DIR``, one gateway per database (a lock file refuses a second), WAL mode, one
+  writer task running ``sqlite3`` in a worker thread. Every run's record and events
+  outlive the process, within retention.
+- :class:`InMemoryStore` (``STORE=memory``, and tests): nothing outlives the process,
+  and records are dropped when the registry lets the run go.
 - Redis, for several gateways sharing state: records in hashes, each run's events
   in a Redis Stream whose entry ids are the event ids (``XADD run:<id> <first>-0``),
   so ``Last-Event-ID`` maps onto ``XRANGE``; pub/sub for control (a cancel, an
@@ -53,13 +55,17 @@ cancels it only once its runs' nursery has closed, so each run's last record is
 queued before the final flush. A graceful stop flushes everything (shielded,
 bounded); a crash loses at most the unflushed batch.
 
+Reads off the hot path
+----------------------
+The history API (``list_runs`` with filters and an opaque cursor, ``get_run``), the
+sessions API's ``session_runs``, and replays (``read_events``): a replay of pruned
+events gets batches with a gap, which :mod:`cc2api.replay` reports as ``dropped``.
+Retention (``RETENTION_DAYS``, ``STORE_MAX_BYTES``) is the backend's own.
+
 Later issues
 ------------
-Issue 12 adds reads for the history API (``list_runs`` with filters and an opaque
-cursor) and retention (``RETENTION_DAYS``, ``STORE_MAX_BYTES``): a replay of pruned
-events returns batches with a gap, which the reader reports as ``dropped``. Issue
-13 fills :attr:`RunRecord.api_key_id` and filters every read by it; spend is summed
-from the records' ``total_cost_usd``.
+Issue 13 fills :attr:`RunRecord.api_key_id` and filters every read by it
+(:attr:`RunQuery.api_key_id`); spend is summed from the records' ``total_cost_usd``.
 """
 
 from __future__ import annotations
@@ -455,7 +461,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return parsed, run_id
 
 
-class InMemoryStore:
+class InMemoryStore(Claims):
     """A store without history: records of the runs the registry holds, and claims.
 
     The live event log is the only copy of a run's events, as it has always been:
@@ -469,7 +475,7 @@ class InMemoryStore:
 
     def __init__(self) -> None:
         self._records: dict[str, RunRecord] = {}
-        self._claims = Claims()
+        Claims.__init__(self)  # claims are answered in memory (see cc2api.store)
         self.store_id = f"memory-{uuid.uuid4()}"
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -527,26 +533,3 @@ class InMemoryStore:
     ) -> list[EventBatch]:
         """Return nothing: a run's events live in its event log, and go with it."""
         return []
-
-    def claim(
-        self,
-        run_id: str,
-        sessions: Sequence[str],
-        project: str,
-        *,
-        continue_from: str | None = None,
-    ) -> None:
-        """Claim a new run's sessions and project place (see Claims.claim)."""
-        self._claims.claim(run_id, sessions, project, continue_from=continue_from)
-
-    def claim_later(self, run_id: str, session_id: str) -> str:
-        """Claim a session a running run has started using; return its holder."""
-        return self._claims.claim_later(run_id, session_id)
-
-    def release(self, run_id: str) -> None:
-        """Release every claim of ``run_id``."""
-        self._claims.release(run_id)
-
-    def holder(self, session_id: str) -> str | None:
-        """Return the live run holding ``session_id``, if any."""
-        return self._claims.holder(session_id)

@@ -82,3 +82,9 @@ ensure_nspawn() {
     ensure_commands "the systemd host tests" --no-install-recommends -- \
         debootstrap:debootstrap systemd-nspawn:systemd-container
 }
+
+# What the store's tests use: sqlite3 for the online backup README gives, chattr for a
+# database that refuses writes.
+ensure_store_tools() {
+    ensure_commands "the store's tests" -- sqlite3:sqlite3 chattr:e2fsprogs
+}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -58,6 +59,33 @@ async def replay(client: httpx.AsyncClient, run_id: str, after: int | None = Non
     async with client.stream("GET", f"/chat/{run_id}/events", headers=headers) as response:
         assert response.status_code == 200, await response.aread()
         return await collect(response)
+
+
+async def written(data: Path, run_id: str, status: str) -> None:
+    """Wait until the database in ``data`` holds the run with ``status``."""
+
+    def stored() -> list[tuple[str]]:
+        with sqlite3.connect(data / "cc2api.db") as db:
+            query = "SELECT status FROM runs WHERE run_id = ?"
+            return db.execute(query, (run_id,)).fetchall()
+
+    with trio.fail_after(20):
+        while await trio.to_thread.run_sync(stored) != [(status,)]:
+            await trio.sleep(0.02)
+
+
+async def events_written(data: Path, run_id: str, count: int) -> None:
+    """Wait until the database in ``data`` holds the run's first ``count`` events."""
+
+    def stored() -> int:
+        with sqlite3.connect(data / "cc2api.db") as db:
+            query = "SELECT last_event_id FROM runs WHERE run_id = ?"
+            found = db.execute(query, (run_id,)).fetchall()
+        return int(found[0][0]) if found else 0
+
+    with trio.fail_after(20):
+        while await trio.to_thread.run_sync(stored) < count:
+            await trio.sleep(0.02)
 
 
 def leftover_folders(run_id: str) -> list[Path]:
@@ -170,7 +198,7 @@ class TestKilled:
             run_id, seen = await stream_until(client, chat_body("escape", work), 2)
             child = seen[-1].json()["child_pid"]
             cli = (await client.get("/processes")).json()["processes"][0]["pid"]
-        await trio.sleep(0.3)  # the writer's batch (50 ms) reaches the disk
+        await events_written(tmp_path / "data", run_id, 3)  # the writer's batch reached the disk
         proc.kill()
         await proc.wait()
         assert alive(cli), "the CLI outlives a killed gateway"
@@ -199,7 +227,7 @@ class TestKilled:
         proc, url = await start_server_process(SERVE, tmp_path, environment(tmp_path))
         async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
             run_id, seen = await stream_until(client, chat_body("escape", work), 2)
-        await trio.sleep(0.3)
+        await events_written(tmp_path / "data", run_id, 3)
         proc.kill()
         await proc.wait()
         async with gateway(tmp_path) as client:
@@ -231,7 +259,7 @@ class TestKilled:
         proc, url = await start_server_process(SERVE, tmp_path, environment(tmp_path))
         async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
             run_id, _ = await stream_until(client, chat_body("escape", work), 2)
-        await trio.sleep(0.3)
+        await events_written(tmp_path / "data", run_id, 1)
         proc.kill()
         await proc.wait()
         stranger_env = {**os.environ, "CC2API_RUN_ID": run_id, "CC2API_STORE_ID": "another"}
@@ -278,20 +306,25 @@ class TestKilled:
                 assert environ.get("CC2API_RUN_ID") not in run_ids
 
 
+async def refused_start(tmp_path: Path) -> subprocess.CompletedProcess[bytes]:
+    """Try to start a server on tmp_path's DATA_DIR; return how it ended, its stderr kept."""
+    return await trio.run_process(
+        SERVE,
+        env=environment(tmp_path),
+        cwd=tmp_path,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+
+
 class TestRefusals:
     async def test_a_second_gateway_on_the_same_data_dir_refuses_to_start(
         self, tmp_path: Path
     ) -> None:
         """A gateway pointed at a DATA_DIR another one uses exits 2, saying so."""
         async with gateway(tmp_path):
-            second = await trio.run_process(
-                SERVE,
-                env=environment(tmp_path),
-                cwd=tmp_path,
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-            )
+            second = await refused_start(tmp_path)
         assert second.returncode == 2
         assert b"in use by another cc2api gateway" in second.stderr
         assert b"DATA_DIR" in second.stderr
@@ -301,14 +334,7 @@ class TestRefusals:
         data = tmp_path / "data"
         data.mkdir()
         (data / "cc2api.db").write_bytes(b"not a database at all " * 512)
-        done = await trio.run_process(
-            SERVE,
-            env=environment(tmp_path),
-            cwd=tmp_path,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
+        done = await refused_start(tmp_path)
         assert done.returncode == 2
         assert b"corrupt" in done.stderr
         assert b".backup" in done.stderr
@@ -333,3 +359,24 @@ class TestRetention:
         assert replayed[1].data == streamed[-1].data
         assert record["events_pruned"] is True
         assert record["status"] == "completed"
+
+
+class TestBackup:
+    async def test_an_online_backup_holds_the_runs_and_replays(self, tmp_path: Path) -> None:
+        """README's sqlite3 .backup, taken while the gateway serves, restores a working store."""
+        work = tmp_path / "work"
+        work.mkdir()
+        copy = tmp_path / "copy.db"
+        async with gateway(tmp_path) as client:
+            response, streamed = await post_chat(client, chat_body("lines 40", work))
+            # A backup holds what is written: wait for the writer's batch (every 50 ms).
+            await written(tmp_path / "data", response.headers["X-Process-ID"], "completed")
+            await trio.run_process(
+                ["sqlite3", str(tmp_path / "data" / "cc2api.db"), f".backup {copy}"]
+            )
+        restored = tmp_path / "restored"
+        (restored / "data").mkdir(parents=True)
+        (restored / "data" / "cc2api.db").write_bytes(copy.read_bytes())
+        async with gateway(restored) as client:
+            replayed = await replay(client, response.headers["X-Process-ID"])
+        assert [(e.id, e.data) for e in replayed] == [(e.id, e.data) for e in streamed]
