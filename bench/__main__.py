@@ -44,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="run only this figure (repeatable); the others' rows say not measured",
     )
+    parser.add_argument(
+        "--store-on",
+        choices=["sqlite", "memory"],
+        default="sqlite",
+        help="the STORE of the gateways with the store on (default sqlite); memory runs "
+        "both sides without a store (an A/A run: how far the on/off ratios stray by noise)",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
 
@@ -52,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Other work on the machine skews every figure: say how busy it was.
     load_before = os.getloadavg()[0]
-    report = trio.run(run_suite, sizes, progress, frozenset(args.only))
+    report = trio.run(run_suite, sizes, progress, frozenset(args.only), args.store_on)
     load_after = os.getloadavg()[0]
     # Every row, in a fixed order; a figure that broke off leaves its rows unmeasured.
     measured = {row.figure: row for row in report.rows}
@@ -63,10 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         ]
     print(f"cc2api benchmark ({'quick' if args.quick else 'full'}) on {machine()}")
     print(f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after")
+    print(f"store on: STORE={args.store_on}, DATA_DIR in the scratch folder; off: STORE=memory")
     print()
     print(render(rows))
     print()
     print("ratio = value / reference; references are measured in the same run")
+    print("store on/off and restart ratios: the median of each round's, both sides side by side")
     if report.failures:
         done = f"{report.runs} runs and {report.requests} requests"
         print(f"FAILED: {len(report.failures)} failures in {done}:")

@@ -175,3 +175,16 @@ class Body:
                 raise ConnectionClosed
             seen += piece
         return seen
+
+
+async def fetch(
+    address: Address, target: str, headers: Mapping[str, str] | None = None
+) -> tuple[Head, bytes]:
+    """Send one ``GET target`` on a connection of its own; return the head and the body."""
+    connection = await Connection.open(address)
+    try:
+        await connection.send(build_request("GET", target, address, headers=headers))
+        head = await connection.read_head()
+        return head, await connection.body(head).read_all()
+    finally:
+        await connection.aclose()

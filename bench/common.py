@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .client import Address, build_request
+import trio
+
+from .client import Address, Connection, ConnectionClosed, build_request
 from .config import Sizes
-from .servers import AUTH, Server
+from .servers import AUTH, Server, StoreKind
 from .table import Report
 
 KEEP_BYTES = 4096  # of a stream's start and end, for its first and last events
@@ -21,14 +24,59 @@ class Bench:
     sizes: Sizes
     folder: Path
     workdir: Path  # the cwd of every run
-    gateway: Server
+    gateway: Server  # with the store on
     report: Report
+    # The store of the gateways "with the store on" (the default, sqlite; memory for an
+    # A/A run); those "with the store off" keep STORE=memory.
+    store_on: StoreKind
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A chat run read to its end: how long it took, and its id."""
+
+    seconds: float
+    run_id: str
 
 
 def chat_request(address: Address, prompt: str, cwd: Path) -> bytes:
     """Return a ``POST /chat`` request for ``prompt`` in ``cwd``."""
     body = json.dumps({"prompt": prompt, "cwd": str(cwd)}).encode()
     return build_request("POST", "/chat", address, body=body, headers=AUTH)
+
+
+async def stream_chat(
+    bench: Bench, server: Server, prompt: str, message_bytes: int, label: str
+) -> Streamed | None:
+    """Run ``prompt`` on ``server`` and read its stream to the end; None if it was not whole.
+
+    Whole as :meth:`Tally.problem` says, with ``message_bytes`` of ``message`` events.
+    What went wrong is recorded as a failure under ``label``.
+    """
+    bench.report.runs += 1
+    request = chat_request(server.address, prompt, bench.workdir)
+    connection = await Connection.open(server.address)
+    try:
+        start = time.perf_counter()
+        await connection.send(request)
+        head = await connection.read_head()
+        if head.status != 200:
+            bench.report.fail(f"{label}: POST /chat answered {head.status}")
+            return None
+        body = connection.body(head)
+        tally = Tally()
+        while piece := await body.read():
+            tally.add(piece)
+        elapsed = time.perf_counter() - start
+    except (OSError, ConnectionClosed, trio.BrokenResourceError) as error:
+        bench.report.fail(f"{label}: connection failed: {error!r}")
+        return None
+    finally:
+        await connection.aclose()
+    if problem := tally.problem(message_bytes):
+        bench.report.fail(f"{label}: {problem}")
+        return None
+    return Streamed(elapsed, head.headers["x-process-id"])
 
 
 def event_data(frame: bytes) -> object:

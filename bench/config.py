@@ -20,18 +20,26 @@ class Sizes:
     parallel_pad: int  # padding bytes per parallel line
     cancel_runs: int  # per way of cancelling
     rps_requests: int  # per endpoint
+    # Rounds of the first parallel figure, each on a gateway with the store and on one
+    # without, in alternating order (the medians are compared).
+    store_rounds: int
+    restart_events: int  # lines the CLI prints in the run replayed after a restart
+    restart_rounds: int  # restarts timed per way (to /health, to the replay)
     rps_clients: int = 100
 
 
 FULL = Sizes(
     stream_bytes=256 * MiB,
-    throughput_repeats=3,
+    throughput_repeats=5,
     first_event_runs=50,
     parallel=(64, 256),
     parallel_lines=500,
     parallel_pad=1000,
     cancel_runs=20,
     rps_requests=20_000,
+    store_rounds=5,
+    restart_events=100_000,
+    restart_rounds=10,
 )
 
 QUICK = Sizes(
@@ -43,6 +51,9 @@ QUICK = Sizes(
     parallel_pad=1000,
     cancel_runs=3,
     rps_requests=1_000,
+    store_rounds=1,
+    restart_events=5_000,
+    restart_rounds=1,
 )
 
 SMALL_LINE = 2 * KiB
@@ -70,5 +81,20 @@ def row_names(sizes: Sizes) -> list[str]:
         "cancel by hang-up: worst",
         f"GET /health, {sizes.rps_clients} clients",
         f"GET /processes, {sizes.rps_clients} clients",
+    ]
+    compared = sizes.parallel[0]  # the stream count measured with the store and without
+    names += [
+        "throughput, 2 KiB lines: store on/off",
+        "throughput, 2 KiB lines: CPU, store on/off",
+        "throughput, 1 MiB lines: store on/off",
+        "throughput, 1 MiB lines: CPU, store on/off",
+        f"{compared} streams: events/s, store on/off",
+        f"{compared} streams: memory/stream peak, store on/off",
+        "restart to first replayed event",
+        "restart to last replayed event",
+        "restart: replay whole",
+        "store backlog peak: throughput",
+        f"store backlog peak: {compared} streams",
+        f"store backlog peak: {sizes.restart_events:,}-line run",
     ]
     return names

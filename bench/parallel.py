@@ -1,5 +1,10 @@
 """Figure 3: many streams at once, on a fresh gateway: completion, events/s, memory per stream.
 
+The first stream count is measured in rounds, each on a fresh gateway with the store
+on and on one with it off (STORE=memory), in alternating order; its rows are the
+store-on rounds' medians, and the store's cost is their ratio to the store-off ones.
+The other count runs once, with the store on.
+
 Every fake opens a FIFO that the benchmark holds open for writing, prints its init
 line and waits for EOF on the FIFO. Once every stream has its init event, the
 gateway's memory is read (all streams open, nothing flowing), the FIFO is closed, and
@@ -13,13 +18,17 @@ from __future__ import annotations
 
 import os
 import selectors
+import statistics
 import subprocess
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import trio
 
+from . import backlog
 from .client import Connection, ConnectionClosed
 from .common import Bench, Tally, chat_request
 from .fake import (
@@ -32,14 +41,16 @@ from .fake import (
     read_first_line,
     spawn,
 )
-from .servers import Server, start_gateway, stop
-from .table import Row, kib, ratio
+from .servers import Server, StoreKind, start_gateway, stop
+from .table import Row, kib, paired, ratio
 
 # Connections opened at once: Hypercorn's listen backlog is 100, and a burst past it
 # would measure SYN retransmits rather than the gateway.
 OPENING = 64
 SAMPLE_SECONDS = 0.02
 TIMEOUT_SECONDS = 300.0
+STORE_TARGET = "≥ 0.95"
+MEMORY_TARGET = "≤ 1.05"
 
 
 class Streams:
@@ -140,18 +151,25 @@ def direct(folder: Path, count: int, lines: int, pad: int) -> float:
     return count * (lines + 1) / elapsed
 
 
-async def measure(bench: Bench, count: int) -> list[Row]:
-    """Run ``count`` streams at once on a fresh gateway; return the figure's rows."""
-    folder = bench.folder / f"parallel-{count}"
-    folder.mkdir()
+@dataclass(frozen=True)
+class Round:
+    """One run of ``count`` streams at once, on a fresh gateway."""
+
+    completed: int
+    rate: float | None  # events/s once released; None: timed out
+    idle: int  # the gateway's RSS before the streams
+    held: int  # with every stream open, nothing flowing
+    peak: int  # the highest while they flow
+    backlog_peak: int | None  # the store's (see bench.backlog); None: not given
+
+
+async def one_round(bench: Bench, count: int, store: StoreKind, folder: Path) -> Round:
+    """Run ``count`` streams at once on a fresh gateway with ``store`` in ``folder``."""
+    await trio.Path(folder).mkdir()
     lines, pad = bench.sizes.parallel_lines, bench.sizes.parallel_pad
-    lengths = [len(INIT_LINE % SESSION)]
-    lengths += [len(assistant_line(index, pad)) for index in range(lines)]
-    lengths.append(len(RESULT_LINE % SESSION))
-    message_bytes = message_frames_bytes(lengths, first_id=2)
     gate_path = folder / "gate"
     os.mkfifo(gate_path)
-    server = await start_gateway(folder)
+    server = await start_gateway(folder, store, folder / "data")
     streams = Streams(count)
     gate = os.open(gate_path, os.O_RDWR)  # a writer: the fakes' opens do not block
     try:
@@ -171,7 +189,7 @@ async def measure(bench: Bench, count: int) -> list[Row]:
                                 bench,
                                 server,
                                 request,
-                                message_bytes=message_bytes,
+                                message_bytes=stream_bytes(lines, pad),
                                 streams=streams,
                                 opening=opening,
                             )
@@ -187,18 +205,52 @@ async def measure(bench: Bench, count: int) -> list[Row]:
                 sampler.cancel_scope.cancel()
         if timeout.cancelled_caught:
             bench.report.fail(f"{count} streams: timed out after {TIMEOUT_SECONDS:g} s")
+        backlog_peak = await backlog.from_health(server)
     finally:
         if gate >= 0:
             os.close(gate)
         await stop(server)
+    if backlog_peak is None:
+        backlog_peak = backlog.from_log(server.log)
+    # Each stream's lines and result, once released.
+    rate = None if timeout.cancelled_caught else streams.completed * (lines + 1) / elapsed
+    return Round(streams.completed, rate, idle, held, peak[0], backlog_peak)
+
+
+def stream_bytes(lines: int, pad: int) -> int:
+    """Return the bytes of ``message`` events of one stream of ``lines`` lines."""
+    lengths = [len(INIT_LINE % SESSION)]
+    lengths += [len(assistant_line(index, pad)) for index in range(lines)]
+    lengths.append(len(RESULT_LINE % SESSION))
+    return message_frames_bytes(lengths, first_id=2)
+
+
+async def measure(bench: Bench, count: int, compared: int) -> list[Row]:
+    """Run ``count`` streams at once on fresh gateways; return the figure's rows.
+
+    With the store on once, or ``compared`` times with it on and off in turns.
+    """
+    sides: list[tuple[str, StoreKind]] = [("on", bench.store_on), ("off", "memory")]
+    plan = [sides[0]]
+    if compared:
+        plan = [side for index in range(compared) for side in sides[:: 1 - 2 * (index % 2)]]
+    rounds: dict[str, list[Round]] = {"on": [], "off": []}
+    for index, (side, store) in enumerate(plan):
+        folder = bench.folder / f"parallel-{count}-{index}-{side}"
+        rounds[side].append(await one_round(bench, count, store, folder))
     name = f"{count} streams"
-    completed = Row(f"{name}: completed", f"{streams.completed}/{count}", target="all")
-    if timeout.cancelled_caught:
+    done = sum(one.completed for side in rounds.values() for one in side)
+    completed = Row(f"{name}: completed", f"{done}/{count * len(plan)}", target="all")
+    on = [one for one in rounds["on"] if one.rate is not None]
+    if not on:
         return [completed]
-    events = streams.completed * (lines + 1)  # each stream's lines and result, once released
-    reference = await trio.to_thread.run_sync(direct, folder, count, lines, pad)
-    rate = events / elapsed
-    return [
+    lines, pad = bench.sizes.parallel_lines, bench.sizes.parallel_pad
+    direct_folder = bench.folder / f"parallel-{count}-direct"
+    await trio.Path(direct_folder).mkdir()
+    reference = await trio.to_thread.run_sync(direct, direct_folder, count, lines, pad)
+    rate = median_of(on, lambda one: one.rate or 0.0)
+    peak = median_of(on, lambda one: (one.peak - one.idle) / count)
+    rows = [
         completed,
         Row(
             f"{name}: events/s",
@@ -207,11 +259,64 @@ async def measure(bench: Bench, count: int) -> list[Row]:
             ratio(rate, reference),
             "aim 0.9",
         ),
-        Row(f"{name}: memory/stream open", kib((held - idle) / count), f"idle RSS {kib(idle)}"),
         Row(
-            f"{name}: memory/stream peak", kib((peak[0] - idle) / count), f"{lines} x {pad} B lines"
+            f"{name}: memory/stream open",
+            kib(median_of(on, lambda one: (one.held - one.idle) / count)),
+            f"idle RSS {kib(median_of(on, lambda one: one.idle))}",
         ),
+        Row(f"{name}: memory/stream peak", kib(peak), f"{lines} x {pad} B lines"),
     ]
+    if compared:
+        rows += compared_rows(bench, count, rounds["on"], rounds["off"])
+    return rows
+
+
+def compared_rows(
+    bench: Bench, count: int, rounds_on: list[Round], rounds_off: list[Round]
+) -> list[Row]:
+    """Return the rows of the store on against off (round by round), and of its backlog."""
+    name = f"{count} streams"
+    on = [one for one in rounds_on if one.rate is not None]
+    off = [one for one in rounds_off if one.rate is not None]
+    pairs = [
+        (mine, theirs)
+        for mine, theirs in zip(rounds_on, rounds_off, strict=False)
+        if mine.rate is not None and theirs.rate is not None
+    ]
+    if pairs:
+        rows = [
+            Row(
+                f"{name}: events/s, store on/off",
+                f"{median_of(on, lambda one: one.rate or 0.0):,.0f}",
+                f"{median_of(off, lambda one: one.rate or 0.0):,.0f} off",
+                paired((mine.rate or 0.0, theirs.rate or 0.0) for mine, theirs in pairs),
+                STORE_TARGET,
+            ),
+            Row(
+                f"{name}: memory/stream peak, store on/off",
+                kib(median_of(on, lambda one: (one.peak - one.idle) / count)),
+                f"{kib(median_of(off, lambda one: (one.peak - one.idle) / count))} off",
+                paired(
+                    (mine.peak - mine.idle, theirs.peak - theirs.idle) for mine, theirs in pairs
+                ),
+                MEMORY_TARGET,
+            ),
+        ]
+    else:
+        rows = [
+            Row(f"{name}: events/s, store on/off", "failed", target=STORE_TARGET),
+            Row(f"{name}: memory/stream peak, store on/off", "failed", target=MEMORY_TARGET),
+        ]
+    peaks = [one.backlog_peak for one in on]
+    highest = None if None in peaks else max(peak for peak in peaks if peak is not None)
+    streamed = count * stream_bytes(bench.sizes.parallel_lines, bench.sizes.parallel_pad)
+    figure = f"store backlog peak: {name}"
+    return [*rows, backlog.row(bench.report, figure, highest, streamed, "at once")]
+
+
+def median_of(rounds: list[Round], value: Callable[[Round], float]) -> float:
+    """Return the median of ``value`` over the rounds."""
+    return statistics.median(value(one) for one in rounds)
 
 
 async def warm_up(bench: Bench, server: Server) -> None:
@@ -229,6 +334,8 @@ async def warm_up(bench: Bench, server: Server) -> None:
 
 
 async def run(bench: Bench) -> None:
-    """Add the rows of both stream counts."""
-    for count in bench.sizes.parallel:
-        bench.report.add(*await measure(bench, count))
+    """Add the rows of both stream counts; the first is measured with the store on and off."""
+    first, *others = bench.sizes.parallel
+    bench.report.add(*await measure(bench, first, bench.sizes.store_rounds))
+    for count in others:
+        bench.report.add(*await measure(bench, count, 0))

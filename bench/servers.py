@@ -6,9 +6,11 @@ import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import psutil
 import trio
@@ -20,8 +22,20 @@ USER = "bench"
 PASSWORD = "bench-password-not-secret"  # noqa: S105 (a throwaway server on 127.0.0.1)
 AUTH = basic_auth(USER, PASSWORD)
 BASELINE_APP = Path(__file__).resolve().parent / "baseline_app.py"
+# The checkout the bench lives in: its gateway is the one measured, not an installed one.
+REPO = Path(__file__).resolve().parent.parent
 START_SECONDS = 30.0
+START_POLL_SECONDS = 0.05
 STOP_SECONDS = 15.0
+# A server is quiet once it uses less than this share of a CPU (its store's writer
+# done with what a figure left it), checked over SETTLE_STEP_SECONDS at a time.
+QUIET_SHARE = 0.05
+SETTLE_STEP_SECONDS = 0.1
+SETTLE_SECONDS = 60.0
+LISTENING = re.compile(rb"listening on http://([\d.]+):(\d+)")
+
+# STORE=sqlite keeps every run in DATA_DIR; STORE=memory keeps nothing past the process.
+StoreKind = Literal["sqlite", "memory"]
 
 
 @dataclass
@@ -31,16 +45,26 @@ class Server:
     proc: trio.Process
     address: Address
     log: Path
+    spawned: float  # time.perf_counter() just before the process was started
 
     def rss(self) -> int:
         """Return the server's resident memory in bytes."""
         return int(psutil.Process(self.proc.pid).memory_info().rss)
 
+    def cpu_seconds(self) -> float:
+        """Return the CPU time the server has used, user and system, its threads' too."""
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return float(times.user + times.system)
 
-def gateway_environment(home: Path) -> dict[str, str]:
-    """Return the environment of a gateway under test."""
+
+def gateway_environment(home: Path, store: StoreKind, data_dir: Path | None) -> dict[str, str]:
+    """Return the environment of a gateway under test, with the store it keeps runs in."""
+    store_settings: dict[str, str] = {"STORE": store}
+    if data_dir is not None:
+        store_settings["DATA_DIR"] = str(data_dir)
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(REPO),
         "HOME": str(home),
         "LANG": "C.UTF-8",
         "HOST": "127.0.0.1",
@@ -55,31 +79,44 @@ def gateway_environment(home: Path) -> dict[str, str]:
         # Room for the parallel figures, where the gateway has such limits.
         "MAX_CONCURRENT_RUNS": "1024",
         "MAX_QUEUED_RUNS": "1024",
+        **store_settings,
     }
 
 
-async def start(argv: list[str], cwd: Path, env: Mapping[str, str]) -> Server:
-    """Start a server that logs ``listening on http://HOST:PORT`` to stderr; return it."""
+async def start(
+    argv: list[str], cwd: Path, env: Mapping[str, str], poll: float = START_POLL_SECONDS
+) -> Server:
+    """Start a server that logs ``listening on http://HOST:PORT`` to stderr; return it.
+
+    Its log is read every ``poll`` seconds until the line is there.
+    """
     log_path = cwd / "server.log"
     # Logs go to a file: a chatty server never blocks on a full pipe.
     with log_path.open("wb") as log_file:
+        spawned = time.perf_counter()
         proc = await trio.lowlevel.open_process(argv, env=env, cwd=cwd, stderr=log_file)
     with trio.fail_after(START_SECONDS):
-        while not (
-            found := re.search(rb"listening on http://([\d.]+):(\d+)", log_path.read_bytes())
-        ):
+        while not (found := LISTENING.search(log_path.read_bytes())):
             if proc.returncode is not None:
                 raise RuntimeError(f"{argv} exited: {log_path.read_text()}")
-            await trio.sleep(0.05)
-    return Server(proc, (found.group(1).decode(), int(found.group(2))), log_path)
+            await trio.sleep(poll)
+    return Server(proc, (found.group(1).decode(), int(found.group(2))), log_path, spawned)
 
 
-async def start_gateway(folder: Path) -> Server:
-    """Start ``python -m cc2api serve`` with the fake CLI in ``folder`` (made if missing)."""
+async def start_gateway(
+    folder: Path,
+    store: StoreKind,
+    data_dir: Path | None = None,
+    poll: float = START_POLL_SECONDS,
+) -> Server:
+    """Start ``python -m cc2api serve`` with the fake CLI in ``folder`` (made if missing).
+
+    ``data_dir`` is its DATA_DIR (the default: ``.data`` in ``folder``).
+    """
     home = folder / "home"
     await trio.Path(home).mkdir(parents=True)
     argv = [sys.executable, "-m", "cc2api", "serve"]
-    return await start(argv, folder, gateway_environment(home))
+    return await start(argv, folder, gateway_environment(home, store, data_dir), poll)
 
 
 async def start_baseline(folder: Path) -> Server:
@@ -88,12 +125,33 @@ async def start_baseline(folder: Path) -> Server:
     return await start([sys.executable, str(BASELINE_APP)], folder, env)
 
 
-async def stop(server: Server) -> None:
-    """Stop a server with SIGTERM (the gateway drains), SIGKILL if it takes too long."""
+async def stop(server: Server) -> bool:
+    """Stop a server with SIGTERM (the gateway drains), SIGKILL if it takes too long.
+
+    Returns whether it stopped on its own, with exit status 0.
+    """
     if server.proc.returncode is None:
         server.proc.send_signal(signal.SIGTERM)
     with trio.move_on_after(STOP_SECONDS):
-        await server.proc.wait()
-        return
+        return await server.proc.wait() == 0
     server.proc.kill()
     await server.proc.wait()
+    return False
+
+
+async def settle(*servers: Server) -> bool:
+    """Return once every server is quiet (see QUIET_SHARE); False if one is not in time.
+
+    What a figure leaves a server to do (a store's writes, say) must not be counted
+    against the next measurement, on this server or another.
+    """
+    with trio.move_on_after(SETTLE_SECONDS):
+        for server in servers:
+            while True:
+                before, start = server.cpu_seconds(), time.perf_counter()
+                await trio.sleep(SETTLE_STEP_SECONDS)
+                used = server.cpu_seconds() - before
+                if used < QUIET_SHARE * (time.perf_counter() - start):
+                    break
+        return True
+    return False

@@ -1,4 +1,5 @@
-"""Run every figure in one go, against one gateway (fresh ones where memory is measured)."""
+"""Run every figure in one go, against one gateway (figures that compare or restart
+gateways, or measure their memory, start their own)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from pathlib import Path
 
 import trio
 
-from . import cancel, first_event, parallel, rps, throughput
+from . import cancel, first_event, parallel, restart, rps, throughput
 from .common import Bench
 from .config import Sizes
-from .servers import start_gateway, stop
+from .servers import StoreKind, start_gateway, stop
 from .table import Report
 
 FIGURES: tuple[tuple[str, Callable[[Bench], Awaitable[None]]], ...] = (
@@ -20,25 +21,30 @@ FIGURES: tuple[tuple[str, Callable[[Bench], Awaitable[None]]], ...] = (
     ("parallel", parallel.run),
     ("cancel", cancel.run),
     ("rps", rps.run),
+    ("restart", restart.run),
 )
 # No figure takes near this long; past it, the gateway is stuck.
 FIGURE_TIMEOUT_SECONDS = 900.0
 
 
 async def run_suite(
-    sizes: Sizes, progress: Callable[[str], None], only: frozenset[str] = frozenset()
+    sizes: Sizes,
+    progress: Callable[[str], None],
+    only: frozenset[str] = frozenset(),
+    store_on: StoreKind = "sqlite",
 ) -> Report:
     """Run every figure (or those named in ``only``) and return the report.
 
-    The scratch folder is removed after.
+    Gateways "with the store on" keep it as ``store_on`` says, in the scratch folder,
+    which is removed after.
     """
     report = Report()
     with tempfile.TemporaryDirectory(prefix="cc2api-bench-") as scratch:
         folder = Path(scratch)
         workdir = folder / "work"
         workdir.mkdir()
-        gateway = await start_gateway(folder / "gateway")
-        bench = Bench(sizes, folder, workdir, gateway, report)
+        gateway = await start_gateway(folder / "gateway", store_on, folder / "gateway" / "data")
+        bench = Bench(sizes, folder, workdir, gateway, report, store_on)
         try:
             for name, figure in FIGURES:
                 if only and name not in only:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 COLUMNS = ("figure", "value", "reference / limit", "ratio", "target")
@@ -47,6 +49,15 @@ def ratio(value: float, reference: float) -> str:
         return NONE
     share = value / reference
     return f"{share:.2f}" if share < 10 else f"{share:.0f}"
+
+
+def paired(pairs: Iterable[tuple[float, float]]) -> str:
+    """Return the median of value / reference over pairs measured side by side, as ``ratio``.
+
+    Each pair shares the machine's state of its moment, so drift cancels out of it.
+    """
+    shares = [value / reference for value, reference in pairs if reference > 0]
+    return ratio(statistics.median(shares), 1.0) if shares else NONE
 
 
 def render(rows: list[Row]) -> str:
