@@ -21,8 +21,15 @@ history = Blueprint("history", __name__)
 async def runs() -> Response:
     """List runs newest first, filtered, a page at a time."""
     registry = current_gateway().registry
-    page = await registry.store.list_runs(run_query(request.args))
-    found = [run_info(registry.fresh(record)) for record in page.records]
+    wanted = run_query(request.args)
+    page = await registry.store.list_runs(wanted)
+    fresh = [registry.fresh(record) for record in page.records]
+    # A live run may have moved on since it was stored (running, now cancelling).
+    found = [
+        run_info(record)
+        for record in fresh
+        if not wanted.statuses or record.status in wanted.statuses
+    ]
     return json_response(Runs(runs=found, count=len(found), next_cursor=page.next_cursor).wire())
 
 

@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 # Runs are already torn down when Hypercorn starts its own shutdown; this is only for
 # the streams to send their last events.
 STREAM_FLUSH_SECONDS = 5.0
+# The app's startup: the store's first pruning (seconds per GB on a slow disk), then ending
+# a crashed gateway's leftovers (KILL_GRACE_SECONDS, then SIGKILL). Hypercorn's own 60 s
+# would fail a start that is only slow, and fail it again at every restart.
+STARTUP_SECONDS = 600.0
 
 
 def hypercorn_config(app: QuartTrio) -> Config:
@@ -31,6 +35,7 @@ def hypercorn_config(app: QuartTrio) -> Config:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = STREAM_FLUSH_SECONDS
+    config.startup_timeout = STARTUP_SECONDS + settings.kill_grace_seconds
     config.keep_alive_timeout = 75
     return config
 

@@ -223,6 +223,11 @@ class _Writer:
         except (sqlite3.Error, OSError) as error:
             pending.failed()
             self._failed(error)
+        except Exception:
+            # Not the disk: something in the batch no retry would write. Kept, it would
+            # fail every write after it; dropped, it costs this batch alone.
+            log.exception("the store could not write a batch, and dropped it")
+            pending.written()
         except BaseException:
             pending.failed()  # cancelled before the thread started: nothing was written
             raise

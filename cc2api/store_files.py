@@ -63,6 +63,26 @@ def make_private_dir(data_dir: Path) -> None:
         ) from error
 
 
+def _keep_private(data_dir: Path, db: Path) -> None:
+    """Make the database its owner's alone, whatever the umask: it holds every run's events.
+
+    SQLite gives its ``-wal`` and ``-shm`` the database's mode, so a database made 0600
+    before SQLite opens it keeps all three private.
+    """
+    os.close(os.open(db, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
+    for path in (db, db.with_name(DB_NAME + "-wal"), db.with_name(DB_NAME + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+    if data_dir.stat().st_mode & 0o077:
+        log.warning(
+            "DATA_DIR %s can be entered by others than its owner (mode %o): its files are "
+            "kept private, but make it 0700",
+            data_dir,
+            data_dir.stat().st_mode & 0o777,
+        )
+
+
 def _lock(data_dir: Path) -> int:
     path = data_dir / LOCK_NAME
     try:
@@ -151,6 +171,11 @@ def open_files(data_dir: Path) -> Opened:
     make_private_dir(data_dir)
     fd = _lock(data_dir)
     db = data_dir / DB_NAME
+    try:
+        _keep_private(data_dir, db)
+    except OSError as error:
+        os.close(fd)
+        raise StoreUnusable(f"cannot create {db}: {error.strerror}") from error
     conns: list[sqlite3.Connection] = []
     try:
         try:

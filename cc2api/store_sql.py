@@ -131,28 +131,43 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[start : start + _CHUNK]
 
 
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _int(value: int | None) -> int | None:
+    # The CLI's figures are its JSON's: an integer SQLite cannot hold is clamped, not fatal.
+    return None if value is None else min(max(value, _INT64[0]), _INT64[1])
+
+
+def _text(value: str | None) -> str | None:
+    # Text from the CLI's JSON may hold lone surrogates, which no UTF-8 column takes.
+    if value is None or value.isascii():
+        return value
+    return "".join("\ufffd" if 0xD800 <= ord(char) <= 0xDFFF else char for char in value)
+
+
 def _row_of(record: RunRecord) -> dict[str, Any]:
     return {
         "run_id": record.run_id,
         "created_us": to_us(record.created_at),
         "status": record.status,
-        "cwd": record.cwd,
+        "cwd": _text(record.cwd),
         "started_us": _maybe_us(record.started_at),
         "ended_us": _maybe_us(record.ended_at),
-        "exit_code": record.exit_code,
+        "exit_code": _int(record.exit_code),
         "error_code": record.error_code,
-        "error_message": record.error_message,
-        "session_id": record.session_id,
-        "model": record.model,
-        "permission_mode": record.permission_mode,
+        "error_message": _text(record.error_message),
+        "session_id": _text(record.session_id),
+        "model": _text(record.model),
+        "permission_mode": _text(record.permission_mode),
         "options": json.dumps(dict(record.options), separators=(",", ":")),
         "detached": int(record.detached),
         "total_cost_usd": record.total_cost_usd,
         "usage": None if record.usage is None else json.dumps(dict(record.usage)),
-        "num_turns": record.num_turns,
-        "duration_api_ms": record.duration_api_ms,
+        "num_turns": _int(record.num_turns),
+        "duration_api_ms": _int(record.duration_api_ms),
         "api_key_id": record.api_key_id,
-        "prompt": record.prompt,
+        "prompt": _text(record.prompt),
     }
 
 
@@ -275,7 +290,7 @@ def _write_records(conn: sqlite3.Connection, records: Sequence[RunRecord]) -> in
     conn.executemany(
         "INSERT INTO run_sessions (run_id, position, session_id) VALUES (?, ?, ?)",
         [
-            (record.run_id, position, session)
+            (record.run_id, position, _text(session))
             for record in records
             for position, session in enumerate(dict.fromkeys(record.sessions))
         ],

@@ -34,6 +34,7 @@ from .helpers import (
     sse_events,
     start_server_process,
 )
+from .store_faults import tmpfs
 
 SERVE = [sys.executable, "-m", "cc2api", "serve"]
 
@@ -235,6 +236,51 @@ class TestKilled:
         assert [e.event for e in rest] == ["done"]
         assert rest[0].id == seen[-1].id + 1  # type: ignore[operator]
         assert rest[0].json()["status"] == "lost"
+
+    async def test_a_client_ahead_of_the_store_still_learns_the_run_was_lost(
+        self, tmp_path: Path
+    ) -> None:
+        """Killed before the store caught up, a run's reattaching client still gets done lost."""
+        work = tmp_path / "work"
+        work.mkdir()
+        proc, url = await start_server_process(SERVE, tmp_path, environment(tmp_path))
+        async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
+            run_id, seen = await stream_until(client, chat_body("escape", work), 2)
+        proc.kill()  # at once: the writer may not have written what the client saw
+        await proc.wait()
+        seen_last = seen[-1].id
+        assert seen_last is not None
+        async with gateway(tmp_path) as client:
+            rest = await replay(client, run_id, after=seen_last)
+        assert [e.event for e in rest] == ["done"]
+        assert rest[0].json()["status"] == "lost"
+        assert rest[0].id is None or rest[0].id > seen_last
+
+    async def test_a_run_the_store_never_recorded_leaves_nothing_running(
+        self, tmp_path: Path
+    ) -> None:
+        """A run started on a full disk, so never recorded, is ended and lost after kill -9."""
+        work = tmp_path / "work"
+        work.mkdir()
+        with tmpfs(tmp_path / "data", "4m") as disk:
+            proc, url = await start_server_process(SERVE, tmp_path, environment(tmp_path))
+            async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
+                await trio.to_thread.run_sync(disk.fill)
+                run_id, seen = await stream_until(client, chat_body("escape", work), 2)
+                child = seen[-1].json()["child_pid"]
+                cli = (await client.get("/processes")).json()["processes"][0]["pid"]
+            proc.kill()
+            await proc.wait()
+            disk.free()
+            assert alive(cli)
+            async with gateway(tmp_path) as client:
+                assert not alive(cli)
+                assert not alive(child)
+                record = (await client.get(f"/runs/{run_id}")).json()
+                rest = await replay(client, run_id, after=seen[-1].id)
+        assert record["status"] == "lost"
+        assert record["cwd"] == str(work)
+        assert [(e.event, e.json()["status"]) for e in rest] == [("done", "lost")]
 
     async def test_the_session_of_a_lost_run_is_free(self, tmp_path: Path) -> None:
         """A session a lost run held can be resumed at once after the restart."""

@@ -174,6 +174,28 @@ class TestOpening:
         assert store.store_id == SqliteStore(tmp_path / "real" / "data", **DEFAULTS).store_id
         assert store.keeps_history
 
+    async def test_the_database_files_are_private_in_a_shared_folder(
+        self, tmp_path: Path
+    ) -> None:
+        """In a DATA_DIR others may enter, under umask 022, the database and its WAL are 0600."""
+        data = tmp_path / "data"
+        data.mkdir(mode=0o755)
+        data.chmod(0o755)
+        old = os.umask(0o022)
+        try:
+            async with opened(data) as store:
+                store.save_run(record("a"))
+                store.append_events("a", batch(1, 3))
+                await store.flush()
+                modes = {
+                    path.name: path.stat().st_mode & 0o777
+                    for path in data.iterdir()
+                    if path.name.startswith("cc2api.db")
+                }
+        finally:
+            os.umask(old)
+        assert modes == {"cc2api.db": 0o600, "cc2api.db-wal": 0o600, "cc2api.db-shm": 0o600}
+
     async def test_the_folder_and_its_missing_parents_are_made_private(
         self, tmp_path: Path
     ) -> None:
@@ -250,6 +272,23 @@ class TestQueuedWrites:
             assert query_db(data, "SELECT run_id, last_event_id FROM runs") == [("a", 3)]
             assert query_db(data, "SELECT first, count FROM events") == [(1, 3)]
             assert store.stats().backlog_bytes == 0
+
+    async def test_figures_sqlite_cannot_hold_are_kept_as_near_as_it_can(
+        self, tmp_path: Path
+    ) -> None:
+        """A 65-bit turn count and a lone surrogate in a session id are stored, not fatal."""
+        data = tmp_path / "data"
+        odd = record("a", num_turns=1 << 64, session_id="s\ud800", sessions=("s\ud800",))
+        async with opened(data) as store:
+            store.save_run(odd)
+            await store.flush()
+            store.save_run(record("b"))
+            await store.flush()
+            assert store.problem is None
+        assert query_db(data, "SELECT run_id, num_turns, session_id FROM runs ORDER BY run_id") == [
+            ("a", (1 << 63) - 1, "s\ufffd"),
+            ("b", None, None),
+        ]
 
     async def test_everything_queued_goes_in_one_write(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
