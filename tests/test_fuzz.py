@@ -83,6 +83,11 @@ def _server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "KILL_GRACE_SECONDS": "1",
         "RUN_TIMEOUT_SECONDS": "20",
         "ALLOW_ROOT_FULL_ACCESS": "true",  # CI runs as root; the tests stand in for a sandbox
+        # The generated requests that fail to log in are no brute force: left on, the
+        # lockout would answer 429 to whatever follows, as often as the fuzzing is fast
+        # (tests/test_login_budget.py and test_auth.py test it).
+        "AUTH_MAX_FAILURES": "0",
+        "AUTH_MAX_FAILURES_GLOBAL": "0",
     }
     argv = [sys.executable, "-m", "cc2api", "serve"]
     proc, url = trio.run(start_server_process, argv, root, env)
