@@ -77,6 +77,9 @@ class Registry:
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the runs' nursery until cancelled.
 
+        Before it reports started, the store is served and what a crashed gateway left
+        is recovered (:func:`cc2api.recovery.recover`): no run starts before that.
+
         Cancellation: cancelling this task cancels every run; each tears its
         process tree down (shielded, bounded) before this returns. Retained runs
         are let go. The store's writer outlives the runs, so their last records are

@@ -20,6 +20,7 @@ reported once, where they are missing, by a ``dropped`` event.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from .eventlog import MAX_READ_BYTES, Reader, frames_since
@@ -28,6 +29,8 @@ from .store import Store
 from .wire import DroppedEvent
 
 __all__ = ["Frames", "Live", "Replay"]
+
+log = logging.getLogger(__name__)
 
 
 class Frames:
@@ -64,6 +67,7 @@ class Replay:
         self._reader: Reader | None = None
         self._closed = False
         self._tried = False  # memory lacked the next id once already
+        self._store_failed = False
 
     async def receive(self, patience: float) -> bytes | None:
         """Return the next frames; ``b""`` at the end; None after ``patience`` seconds of quiet.
@@ -101,7 +105,16 @@ class Replay:
         return gap
 
     async def _from_store(self) -> bytes:
-        batches = await self._store.read_events(self._run_id, self._next - 1, MAX_READ_BYTES)
+        if self._store_failed:
+            return b""
+        try:
+            batches = await self._store.read_events(self._run_id, self._next - 1, MAX_READ_BYTES)
+        except Exception:
+            # A store that cannot be read costs the replay its stored part, not the
+            # stream: memory's part follows, after a `dropped` for what is missing.
+            log.exception("run %s: the store could not be read for a replay", self._run_id)
+            self._store_failed = True
+            return b""
         pieces = []
         for batch in batches:
             end = batch.first + batch.count  # the id after it

@@ -136,6 +136,27 @@ class TestStoreThenMemory:
         head = [parse_block(b) for b in first.decode().split("\n\n") if b]
         assert [e.id for e in head + rest] == list(range(1, 106))
 
+    async def test_a_store_that_cannot_be_read_leaves_memory_s_part(self) -> None:
+        """When the store's read fails, the replay says what is missing and follows memory."""
+
+        class Unreadable(InMemoryStore):
+            """A store whose reads fail, as a broken disk's would."""
+
+            async def read_events(
+                self, run_id: str, after: int, max_bytes: int, *, before: int | None = None
+            ) -> list[EventBatch]:
+                """Fail."""
+                raise OSError("read error")
+
+        store = Unreadable()
+        log = log_keeping(store, max_bytes=2000)
+        for _ in range(40):
+            add(log, 5)
+        first = log.first_kept
+        events = await read_all_then_close(log, replay_of(log, store, 0))
+        assert events[0].json() == {"dropped": first - 1, "first_id": first}
+        assert [e.id for e in events[1:]] == list(range(first, 201))
+
     async def test_without_a_store_the_trimmed_events_are_dropped(self) -> None:
         """With no stored copy, a replay says how many events memory let go, then goes on."""
         store = InMemoryStore()
