@@ -174,9 +174,7 @@ class TestOpening:
         assert store.store_id == SqliteStore(tmp_path / "real" / "data", **DEFAULTS).store_id
         assert store.keeps_history
 
-    async def test_the_database_files_are_private_in_a_shared_folder(
-        self, tmp_path: Path
-    ) -> None:
+    async def test_the_database_files_are_private_in_a_shared_folder(self, tmp_path: Path) -> None:
         """In a DATA_DIR others may enter, under umask 022, the database and its WAL are 0600."""
         data = tmp_path / "data"
         data.mkdir(mode=0o755)
