@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
@@ -16,6 +17,21 @@ from .sse import frame_json
 Build = Callable[[int], tuple[bytes, int]]
 # Told of every batch as it is added (the store's copy): first id, count, frames.
 Keep = Callable[[int, int, bytes], None]
+
+
+class Room(Protocol):
+    """The store's side of a run's pace: whether it can take more events now."""
+
+    @property
+    def crowded(self) -> bool:
+        """Return whether the store holds so much unwritten that writers should wait."""
+        ...
+
+    async def room(self) -> None:
+        """Return once the store has room again (or can no longer write: then at once)."""
+        ...
+
+
 # A reader gets what is there when it asks, but batches are joined only up to this
 # much, so that a replay of a full buffer does not become one huge copy.
 MAX_READ_BYTES = 1024 * 1024
@@ -63,6 +79,7 @@ class EventLog:
         stall_timeout: float,
         on_stall: Callable[[Reader], None],
         keep: Keep | None = None,
+        room: Room | None = None,
     ) -> None:
         self._batches: deque[_Batch] = deque()
         self._bytes = 0
@@ -71,6 +88,7 @@ class EventLog:
         self._stall_timeout = stall_timeout
         self._on_stall = on_stall
         self._keep = keep
+        self._room = room
         self._readers: set[Reader] = set()
         self._unbounded = False  # see stop_holding_back
         self._grown = trio.Event()
@@ -98,10 +116,17 @@ class EventLog:
         return reader
 
     async def append(self, build: Build) -> None:
-        """Add the events ``build(first_id)`` frames, once the readers keep up.
+        """Add the events ``build(first_id)`` frames, once the readers and the store keep up.
 
-        Cancellation: cancelled while waiting for readers, nothing is added.
+        The store holds a run back as a slow reader does, and only while it writes
+        more slowly than the run prints: a store that cannot write at all (a full disk)
+        holds nothing back (see :class:`Room`).
+
+        Cancellation: cancelled while waiting for readers or the store, nothing is added.
         """
+        room = self._room
+        if room is not None and room.crowded and not self._unbounded:
+            await room.room()
         while not self._unbounded and (laggards := self._laggards()):
             # Stalled means idle: a reader that keeps taking, however slowly, is kept.
             now = trio.current_time()

@@ -194,6 +194,7 @@ class Registry:
                     on_finish=self._forget,
                     reap=self.reap,
                     keep_events=self._keeper(run_id),
+                    store_room=self._store if self._store.keeps_history else None,
                 )
                 self._runs[run_id] = run
                 self._store.save_run(self.record(run))

@@ -47,7 +47,7 @@ from .cli_tasks import CliTasks
 from .confinement import ConfineSetup
 from .conversation import Approval, Behavior, Conversation, HeldBytes
 from .errors import RunEnded
-from .eventlog import EventLog, Keep, Reader
+from .eventlog import EventLog, Keep, Reader, Room
 from .launch import Launch
 from .limits import RunLimits
 from .models import ChatRequest
@@ -86,6 +86,7 @@ class Run:
         on_finish: Callable[[Run], None],
         reap: Callable[[], None],
         keep_events: Keep | None = None,
+        store_room: Room | None = None,
     ) -> None:
         self.run_id = launch.run_id
         self.request = request
@@ -107,7 +108,11 @@ class Run:
         # alive through a reference cycle would be freed only by the cycle collector,
         # late, with every event and message it holds.
         self._log = EventLog(
-            limits.buffer_bytes, limits.stall_timeout, weakly(self._stalled), keep_events
+            limits.buffer_bytes,
+            limits.stall_timeout,
+            weakly(self._stalled),
+            keep_events,
+            store_room,
         )
         emit = emitter(self._log)
         self._conversation = Conversation(

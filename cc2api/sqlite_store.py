@@ -78,6 +78,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Runs wait for the writer while more than this share of STORE_BACKLOG_BYTES waits for
+# it (a quarter: 64 MiB by default), until half as much is left.
+CROWDED_SHARE = 4
 # A queue this big is written at once rather than after flush_interval.
 URGENT_BYTES = 4 * 1024 * 1024
 # How long a graceful stop may spend writing what is queued.
@@ -311,6 +314,14 @@ class _Writer:
                 pruned.trimmed,
             )
 
+    async def attempt(self) -> None:
+        """Have what is queued written now; return once the write is over, done or failed.
+
+        Cancellation: the wait stops; the write goes on.
+        """
+        self._hurry.set()
+        await self._attempted.wait()
+
     async def flush(self) -> None:
         """Return once everything queued before the call is written, or a write failed.
 
@@ -379,6 +390,31 @@ class SqliteStore(Claims):
     def problem(self) -> str | None:
         """Return why the store cannot write now, or None."""
         return self._writer.problem
+
+    @property
+    def crowded(self) -> bool:
+        """Return whether over a quarter of STORE_BACKLOG_BYTES waits while writes succeed.
+
+        A run that prints faster than the writer writes then waits for it, as for a
+        slow reader, rather than grow the queue to its bound, where events would go.
+        """
+        return (
+            self._writer.running
+            and self._writer.problem is None
+            and self._pending.bytes > self._pending.limit // CROWDED_SHARE
+        )
+
+    async def room(self) -> None:
+        """Return once at most an eighth of STORE_BACKLOG_BYTES waits, or writes fail.
+
+        Cancellation: the wait stops; the writes go on.
+        """
+        while self.crowded or (
+            self._writer.running
+            and self._writer.problem is None
+            and self._pending.bytes > self._pending.limit // (2 * CROWDED_SHARE)
+        ):
+            await self._writer.attempt()
 
     def stats(self) -> StoreStats:
         """Return what is held in memory and in the database now."""

@@ -298,6 +298,21 @@ class Store(Protocol):
         """Return what it holds and what waits to be written (cheap: no I/O)."""
         ...
 
+    @property
+    def crowded(self) -> bool:
+        """Return whether so much waits to be written that runs should wait (cheap).
+
+        Only while writes succeed: a store that cannot write holds no run back.
+        """
+        ...
+
+    async def room(self) -> None:
+        """Return once less waits to be written, or the store can no longer write.
+
+        Cancellation: the wait stops; nothing else changes.
+        """
+        ...
+
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Open the store, then write what is queued, in batches, until cancelled.
 
@@ -489,6 +504,11 @@ class InMemoryStore(Claims):
     def stats(self) -> StoreStats:
         """Return what it holds: the records of the runs the registry holds, nothing queued."""
         return StoreStats(0, 0, 0, len(self._records))
+
+    crowded = False
+
+    async def room(self) -> None:
+        """Return at once: nothing waits to be written."""
 
     async def open(self) -> None:
         """Do nothing: there is nothing to open."""

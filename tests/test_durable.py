@@ -188,6 +188,23 @@ async def stream_until(
     return run_id, seen
 
 
+async def killed_mid_run(
+    tmp_path: Path, body: dict[str, object], *, written: int = 0
+) -> tuple[str, list[Event]]:
+    """Start a gateway and a detached run, read two of its lines, then kill -9 the gateway.
+
+    With ``written``, the kill waits until the store has the run's first events.
+    """
+    proc, url = await start_server_process(SERVE, tmp_path, environment(tmp_path))
+    async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
+        run_id, seen = await stream_until(client, body, 2)
+    if written:
+        await events_written(tmp_path / "data", run_id, written)
+    proc.kill()
+    await proc.wait()
+    return run_id, seen
+
+
 class TestKilled:
     async def test_a_run_live_at_a_kill_is_lost_and_its_processes_end(self, tmp_path: Path) -> None:
         """After kill -9, the next start ends the run's CLI and setsid tool, then marks it lost."""
@@ -225,12 +242,7 @@ class TestKilled:
         """A client reattaching with Last-Event-ID after the restart gets the rest, then lost."""
         work = tmp_path / "work"
         work.mkdir()
-        proc, url = await start_server_process(SERVE, tmp_path, environment(tmp_path))
-        async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
-            run_id, seen = await stream_until(client, chat_body("escape", work), 2)
-        await events_written(tmp_path / "data", run_id, 3)
-        proc.kill()
-        await proc.wait()
+        run_id, seen = await killed_mid_run(tmp_path, chat_body("escape", work), written=3)
         async with gateway(tmp_path) as client:
             rest = await replay(client, run_id, after=seen[-1].id)
         assert [e.event for e in rest] == ["done"]
@@ -243,11 +255,8 @@ class TestKilled:
         """Killed before the store caught up, a run's reattaching client still gets done lost."""
         work = tmp_path / "work"
         work.mkdir()
-        proc, url = await start_server_process(SERVE, tmp_path, environment(tmp_path))
-        async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
-            run_id, seen = await stream_until(client, chat_body("escape", work), 2)
-        proc.kill()  # at once: the writer may not have written what the client saw
-        await proc.wait()
+        # Killed at once: the writer may not have written what the client saw.
+        run_id, seen = await killed_mid_run(tmp_path, chat_body("escape", work))
         seen_last = seen[-1].id
         assert seen_last is not None
         async with gateway(tmp_path) as client:
@@ -287,11 +296,7 @@ class TestKilled:
         work = tmp_path / "work"
         work.mkdir()
         session = "6f9c3f0e-2a55-4c3e-9a63-3d1f1f0c2b11"
-        proc, url = await start_server_process(SERVE, tmp_path, environment(tmp_path))
-        async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
-            await stream_until(client, chat_body("escape", work, new_session_id=session), 2)
-        proc.kill()
-        await proc.wait()
+        await killed_mid_run(tmp_path, chat_body("escape", work, new_session_id=session))
         async with gateway(tmp_path) as client:
             body = chat_body("echo again", work, new_session_id=session)
             response, events = await post_chat(client, body)
@@ -302,12 +307,7 @@ class TestKilled:
         """A process with the lost run's marker but another store's id survives the restart."""
         work = tmp_path / "work"
         work.mkdir()
-        proc, url = await start_server_process(SERVE, tmp_path, environment(tmp_path))
-        async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=60) as client:
-            run_id, _ = await stream_until(client, chat_body("escape", work), 2)
-        await events_written(tmp_path / "data", run_id, 1)
-        proc.kill()
-        await proc.wait()
+        run_id, _ = await killed_mid_run(tmp_path, chat_body("escape", work), written=1)
         stranger_env = {**os.environ, "CC2API_RUN_ID": run_id, "CC2API_STORE_ID": "another"}
         stranger = await trio.lowlevel.open_process(["sleep", "600"], env=stranger_env)
         try:

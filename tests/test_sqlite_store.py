@@ -25,6 +25,7 @@ import pytest
 import trio
 
 from cc2api import sqlite_store, store_sql
+from cc2api.eventlog import EventLog
 from cc2api.sqlite_store import SqliteStore, inspect
 from cc2api.store import (
     EventBatch,
@@ -989,3 +990,49 @@ class TestFaults:
             with pytest.raises(StoreUnusable, match=f"cannot write in DATA_DIR {data}"):
                 await SqliteStore(data, **DEFAULTS).serve()
             assert inspect(data).schema_version == LATEST  # still readable
+
+
+def keeping_log(store: SqliteStore) -> EventLog:
+    """Return an event log that hands its batches to ``store`` and waits for it, as a run's."""
+
+    def keep(first: int, count: int, data: bytes) -> None:
+        store.append_events("a", EventBatch(first, count, data))
+
+    return EventLog(1 << 30, 60.0, lambda reader: None, keep, store)
+
+
+def megabyte(first: int) -> tuple[bytes, int]:
+    """Frame one event of about 1 MiB with id ``first``."""
+    return batch(first, 1, size=1 << 20).data, 1
+
+
+class TestPace:
+    async def test_a_run_waits_for_a_store_far_behind(self, tmp_path: Path) -> None:
+        """Past a quarter of the backlog bound, appending waits until the writer catches up."""
+        data = tmp_path / "data"
+        async with opened(data, flush_interval=30, backlog_bytes=4 << 20) as store:
+            store.save_run(record("a"))
+            log = keeping_log(store)
+            for _ in range(2):
+                await log.append(megabyte)  # under the quarter: queued, not waited for
+            assert query_db(data, "SELECT COUNT(*) FROM events") == [(0,)]
+            with trio.fail_after(10):
+                await log.append(megabyte)  # over it: the writer is hurried and waited for
+            assert query_db(data, "SELECT COUNT(*) FROM events") == [(2,)]
+            assert store.stats().backlog_peak_bytes < 4 << 20
+
+    async def test_a_store_that_cannot_write_holds_no_run_back(self, tmp_path: Path) -> None:
+        """On a full disk, appending waits for one failed write at most, then not at all."""
+        with tmpfs(tmp_path / "mnt", "8m") as disk:
+            async with opened(disk.path / "data", backlog_bytes=4 << 20) as store:
+                store.save_run(record("a"))
+                await store.flush()
+                disk.fill()
+                log = keeping_log(store)
+                with trio.fail_after(10):
+                    for _ in range(8):
+                        await log.append(megabyte)
+                assert store.problem is not None
+                assert not store.crowded
+                assert store.stats().backlog_bytes <= 4 << 20  # the bound drops the oldest
+                disk.free()  # so that the stop's final write need not wait out its bound
