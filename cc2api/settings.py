@@ -81,8 +81,8 @@ class Settings(BaseSettings):
     retention_days: float = Field(default=14.0, gt=0)
     store_max_bytes: int = Field(default=1024 * MiB, ge=MiB)
     store_prompts: bool = False
-    # Queued writes held while the store cannot write (a full disk); past it, the oldest
-    # events queued are dropped (their replay says `dropped`), records never.
+    # Events held for the store. Writing, it holds runs back past a quarter of this; unable
+    # to write (a full disk), it drops the oldest events past all of it, records never.
     store_backlog_bytes: int = Field(default=256 * MiB, ge=MiB)
 
     _password_source: str = PrivateAttr(default="AUTH_PASSWORD")

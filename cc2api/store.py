@@ -24,9 +24,15 @@ What is written, and when
 Writes never wait. :meth:`Store.save_run` and :meth:`Store.append_events` queue,
 and the backend's writer (:meth:`Store.serve`) drains the queue in batches: one
 transaction (SQLite) or one pipeline (Redis) per batch. A run's record is saved
-when it is accepted, when it learns its session and when it ends; the newest save
-of a run wins, so a batch may fold several into one. Events arrive as the framed
-batches the event log already makes, never one line at a time.
+when it is accepted, when its CLI starts, when it learns its session and when it ends;
+the newest save of a run wins, so a batch may fold several into one. Events arrive as
+the framed batches the event log already makes, never one line at a time.
+
+A run waits only when the writer is far behind (:attr:`Store.crowded`, then
+:meth:`Store.room`): its event log waits for the store as for a slow reader, so a run
+printing faster than the store writes is paced rather than outrunning it into the
+backlog's bound. A store that cannot write (a full disk) is never crowded: runs go on
+from memory, and the backlog's bound drops the oldest events instead.
 
 What is read on the hot path
 ----------------------------
