@@ -9,9 +9,7 @@ from pydantic import BaseModel
 from . import __version__
 from .models import ApprovalAnswer, ChatRequest, FollowUp
 from .openapi_components import REF_TEMPLATE, components, ref
-from .openapi_history import history_paths
-from .query import DEFAULT_PAGE
-from .store import MAX_PAGE
+from .openapi_history import history_paths, page_parameters
 from .wire import (
     ApprovalAnswered,
     Approvals,
@@ -371,20 +369,7 @@ def _session_paths(
         "required": True,
         "schema": {"type": "string", "format": "uuid"},
     }
-    cursor = {
-        "name": "cursor",
-        "in": "query",
-        "required": False,
-        "description": "The `next_cursor` of the page before, as it came.",
-        "schema": {"type": "string"},
-    }
-    limit = {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "description": "The most on one page.",
-        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
-    }
+    cursor, limit = page_parameters()
     invalid = _error(
         "A query parameter is unknown, repeated or invalid (`validation_error`), named in `detail`."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .openapi_components import ref
+from .query import DEFAULT_PAGE
 from .store import MAX_PAGE
 from .wire import Error, RunInfo, Runs, Status
 
@@ -26,11 +27,11 @@ def _json(description: str, model: Any) -> dict[str, Any]:
 def page_parameters() -> list[dict[str, Any]]:
     """Return the ``cursor`` and ``limit`` parameters every paged listing takes."""
     return [
-        _query("cursor", "A `next_cursor` of the page before.", {"type": "string"}),
+        _query("cursor", "The `next_cursor` of the page before, as it came.", {"type": "string"}),
         _query(
             "limit",
-            f"Records per page, 1 to {MAX_PAGE} (default 100).",
-            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+            f"The most on one page, 1 to {MAX_PAGE}.",
+            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
         ),
     ]
 

@@ -12,9 +12,10 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -62,31 +63,28 @@ async def replay(client: httpx.AsyncClient, run_id: str, after: int | None = Non
         return await collect(response)
 
 
-async def written(data: Path, run_id: str, status: str) -> None:
-    """Wait until the database in ``data`` holds the run with ``status``."""
+async def stored_until(data: Path, run_id: str, column: str, done: Callable[[Any], bool]) -> None:
+    """Wait until the database in ``data`` holds the run with ``done(its column)``."""
 
-    def stored() -> list[tuple[str]]:
+    def stored() -> Any:
         with sqlite3.connect(data / "cc2api.db") as db:
-            query = "SELECT status FROM runs WHERE run_id = ?"
-            return db.execute(query, (run_id,)).fetchall()
+            query = f"SELECT {column} FROM runs WHERE run_id = ?"  # noqa: S608 (ours)
+            found = db.execute(query, (run_id,)).fetchall()
+        return found[0][0] if found else None
 
     with trio.fail_after(20):
-        while await trio.to_thread.run_sync(stored) != [(status,)]:
+        while not done(await trio.to_thread.run_sync(stored)):
             await trio.sleep(0.02)
+
+
+async def written(data: Path, run_id: str, status: str) -> None:
+    """Wait until the database in ``data`` holds the run with ``status``."""
+    await stored_until(data, run_id, "status", lambda found: found == status)
 
 
 async def events_written(data: Path, run_id: str, count: int) -> None:
     """Wait until the database in ``data`` holds the run's first ``count`` events."""
-
-    def stored() -> int:
-        with sqlite3.connect(data / "cc2api.db") as db:
-            query = "SELECT last_event_id FROM runs WHERE run_id = ?"
-            found = db.execute(query, (run_id,)).fetchall()
-        return int(found[0][0]) if found else 0
-
-    with trio.fail_after(20):
-        while await trio.to_thread.run_sync(stored) < count:
-            await trio.sleep(0.02)
+    await stored_until(data, run_id, "last_event_id", lambda found: (found or 0) >= count)
 
 
 def leftover_folders(run_id: str) -> list[Path]:
