@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from . import __version__
 from .app import create_app
 from .doctor import run_check
 from .envfile import environment_with, init_env
+from .logs import configure as configure_logging
 from .proctree import make_undumpable
 from .server import serve_until_signalled
 from .settings import Settings, explain
@@ -71,10 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as error:
         print(f"cc2api: cannot start: {explain(error)}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     # The server's environment may hold AUTH_PASSWORD (EnvironmentFile=) and its memory
     # holds it in any case; processes of the same user, the CLI's tools among them, must
     # not read either from /proc. Root still can (PERMISSIONS.md).

@@ -23,6 +23,7 @@ from .conversation import Conversation
 from .eventlog import EventLog
 from .launch import Launch
 from .limits import RunLimits
+from .logs import run_extra
 from .models import ChatRequest
 from .outcome import STDERR_TAIL_BYTES
 from .policy import Plan
@@ -136,7 +137,13 @@ class CliTasks:
             )
             return
         self.pid = cli.pid
-        log.info("run %s started pid %d: %s", launch.run_id, cli.pid, log_safe_argv(launch.argv))
+        log.info(
+            "run %s started pid %d: %s",
+            launch.run_id,
+            cli.pid,
+            log_safe_argv(launch.argv),
+            extra=run_extra(launch.run_id),
+        )
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -170,7 +177,11 @@ class CliTasks:
                 self._request.session_id,
             )
         except Exception:
-            log.exception("run %s: its session could not be copied back", launch.run_id)
+            log.exception(
+                "run %s: its session could not be copied back",
+                launch.run_id,
+                extra=run_extra(launch.run_id),
+            )
             return
         for session in left_out:
             log.warning(
@@ -253,7 +264,11 @@ class CliTasks:
                 with trio.move_on_after(patience):
                     await self._stdin_closed.wait()
                     return
-            log.warning("run %s: the CLI did not stop its turn; tearing down", self._launch.run_id)
+            log.warning(
+                "run %s: the CLI did not stop its turn; tearing down",
+                self._launch.run_id,
+                extra=run_extra(self._launch.run_id),
+            )
             self.interrupt_forced = True
             self._cancel_run.cancel()
 

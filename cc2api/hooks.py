@@ -11,6 +11,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from .access_log import ROUTE_SCOPE_KEY
 from .docs import PUBLIC_PREFIXES
 from .errors import ApiError, Unauthorized
 from .gateway import current_gateway
@@ -67,6 +68,13 @@ async def close_unread(response: Response) -> Response:
     return response
 
 
+async def note_route(response: Response) -> Response:
+    """Leave the route the request matched where the access log finds it (the ASGI scope)."""
+    rule = request.url_rule
+    request.scope[ROUTE_SCOPE_KEY] = "unmatched" if rule is None else rule.rule  # type: ignore[literal-required]
+    return response
+
+
 async def cors(response: Response) -> Response:
     """Allow the operator's origins, and only them (never a wildcard)."""
     origins = current_gateway().origins
@@ -114,6 +122,7 @@ def install_hooks(app: QuartTrio) -> None:
     app.before_request(authenticate)
     app.after_request(close_unread)
     app.after_request(cors)
+    app.after_request(note_route)
     app.register_error_handler(ApiError, api_error)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(Exception, unexpected)

@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 import trio
 
+from .logs import run_extra
+
 MARKER_VAR = "CC2API_RUN_ID"
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_DUMPABLE = 4
@@ -245,7 +247,9 @@ class RunProcesses:
         """Scan in a worker thread; None when the scan hung (it is then abandoned)."""
         with trio.move_on_after(_SCAN_SECONDS):
             return await trio.to_thread.run_sync(self.scan, abandon_on_cancel=True)
-        log.warning("run %s: a /proc scan hung; abandoned it", self.run_id)
+        log.warning(
+            "run %s: a /proc scan hung; abandoned it", self.run_id, extra=run_extra(self.run_id)
+        )
         return None
 
     async def terminate(self, grace: float) -> set[int]:
@@ -283,7 +287,12 @@ class RunProcesses:
                         killed = True
                     _signal_all(live, signal.SIGKILL)
             await trio.sleep(_POLL_SECONDS)
-        log.error("run %s: pids %s survived SIGKILL", self.run_id, sorted(live))
+        log.error(
+            "run %s: pids %s survived SIGKILL",
+            self.run_id,
+            sorted(live),
+            extra=run_extra(self.run_id),
+        )
         return live
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import trio
 
 from .launch import WORKDIR_PREFIX, remove_folder
+from .logs import run_extra
 from .proctree import end_leftovers
 from .sse import frame_json
 from .store import STORE_MARKER_VAR, EventBatch, RunRecord, Store
@@ -49,7 +50,11 @@ async def recover(store: Store, grace: float) -> list[RunRecord]:
     for run_id in sorted(set(left) - known):
         # Its record never reached the disk (a crash within a batch, or a full disk): it
         # is recorded now, so that a client coming back learns how it ended.
-        log.warning("ended the leftovers of run %s, which the store never recorded", run_id)
+        log.warning(
+            "ended the leftovers of run %s, which the store never recorded",
+            run_id,
+            extra=run_extra(run_id),
+        )
         unfinished.append(
             RunRecord(run_id=run_id, created_at=now, status="running", cwd=left[run_id])
         )

@@ -14,6 +14,7 @@ from .errors import NotFound, Unavailable
 from .eventlog import Keep
 from .launch import Launch
 from .limits import RunLimits
+from .logs import run_extra
 from .models import ChatRequest
 from .policy import Plan
 from .proctree import become_subreaper, reap_zombie_children
@@ -271,7 +272,7 @@ class Registry:
         self._record(run)
         if not (run.detached and self._retention.keep(run_id)):
             self._evict(run_id)
-        log.info("run %s ended: %s", run_id, run.status)
+        log.info("run %s ended: %s", run_id, run.status, extra=run_extra(run_id))
 
     def record(self, run: Run) -> RunRecord:
         """Return what the store keeps of ``run`` now (its prompt only with STORE_PROMPTS)."""
@@ -291,7 +292,9 @@ class Registry:
         try:
             self._store.save_run(self.record(run))
         except Exception:
-            log.exception("run %s: its record could not be saved", run.run_id)
+            log.exception(
+                "run %s: its record could not be saved", run.run_id, extra=run_extra(run.run_id)
+            )
 
     def _evict(self, run_id: str) -> None:
         if self._runs.pop(run_id, None) is not None:

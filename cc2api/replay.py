@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable
 
 from .eventlog import MAX_READ_BYTES, Reader, frames_since
+from .logs import run_extra
 from .sse import frame_json
 from .store import Store
 from .wire import DroppedEvent
@@ -112,7 +113,11 @@ class Replay:
         except Exception:
             # A store that cannot be read costs the replay its stored part, not the
             # stream: memory's part follows, after a `dropped` for what is missing.
-            log.exception("run %s: the store could not be read for a replay", self._run_id)
+            log.exception(
+                "run %s: the store could not be read for a replay",
+                self._run_id,
+                extra=run_extra(self._run_id),
+            )
             self._store_failed = True
             return b""
         pieces = []

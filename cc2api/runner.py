@@ -50,6 +50,7 @@ from .errors import RunEnded
 from .eventlog import EventLog, Keep, Reader, Room
 from .launch import Launch
 from .limits import RunLimits
+from .logs import run_extra
 from .models import ChatRequest
 from .policy import Plan
 from .record import RunState
@@ -277,7 +278,9 @@ class Run:
         with trio.move_on_after(patience):
             await self._reader_attached.wait()
             return
-        log.warning("run %s: nobody read its stream; cancelling", self.run_id)
+        log.warning(
+            "run %s: nobody read its stream; cancelling", self.run_id, extra=run_extra(self.run_id)
+        )
         self.stream_closed()
 
     def describe(self) -> Process:

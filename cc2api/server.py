@@ -10,6 +10,7 @@ from hypercorn.config import Config
 from hypercorn.utils import wrap_app
 from quart_trio import QuartTrio
 
+from .access_log import ACCESS_LOGGER, AccessLogger
 from .app import gateway_of
 from .descriptors import default_cap, raise_limit, reserved, room
 from .http_server import serve_guarded
@@ -32,7 +33,9 @@ def hypercorn_config(app: QuartTrio) -> Config:
     config = Config()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host  # IPv6
     config.bind = [f"{host}:{settings.port}"]
-    config.accesslog = None
+    # One line per request, built by AccessLogger from safe parts only (access_log.py).
+    config.accesslog = logging.getLogger(ACCESS_LOGGER)
+    config.logger_class = AccessLogger
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = STREAM_FLUSH_SECONDS
     config.startup_timeout = STARTUP_SECONDS + settings.kill_grace_seconds

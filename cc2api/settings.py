@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     credentials_directory: Path | None = None  # systemd sets it for LoadCredential=
     claude_path: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     kill_grace_seconds: float = Field(default=5.0, ge=0)
     max_line_bytes: int = Field(default=32 * MiB, ge=1024)
@@ -154,7 +155,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{path} is not an absolute path that exists")
         return value
 
-    @field_validator("confine_runs", "store", mode="before")
+    @field_validator("confine_runs", "store", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

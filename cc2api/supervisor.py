@@ -14,6 +14,7 @@ from .cli_tasks import CliTasks
 from .conversation import Conversation
 from .eventlog import EventLog
 from .launch import remove_folder
+from .logs import run_extra
 from .outcome import Happened, decide
 from .policy import Plan
 from .record import RunState
@@ -88,7 +89,11 @@ class Supervisor:
                     await self._wait_for_slot()
                     await self._run_in_folder()
                 except* Exception:
-                    log.exception("run %s: internal error", self.state.run_id)
+                    log.exception(
+                        "run %s: internal error",
+                        self.state.run_id,
+                        extra=run_extra(self.state.run_id),
+                    )
                     self._error = RunFailure(
                         ErrorCode.INTERNAL_ERROR,
                         "the gateway failed while running the CLI; see its log",
@@ -111,7 +116,11 @@ class Supervisor:
                 try:
                     self._on_finish()
                 except Exception:
-                    log.exception("run %s: recording its end failed", self.state.run_id)
+                    log.exception(
+                        "run %s: recording its end failed",
+                        self.state.run_id,
+                        extra=run_extra(self.state.run_id),
+                    )
                 self._finish_log(round((trio.current_time() - started) * 1000))
             finally:
                 self._events.close()
