@@ -20,11 +20,15 @@ from .logs import run_extra
 if TYPE_CHECKING:
     from hypercorn.typing import ResponseSummary, WWWScope
 
-__all__ = ["ROUTE_SCOPE_KEY", "AccessLogger", "access_fields"]
+__all__ = ["ROUTE_SCOPE_KEY", "RUN_SCOPE_KEY", "STATUS_SCOPE_KEY", "AccessLogger", "access_fields"]
 
 # Where the app leaves the route it matched for the access line: the ASGI scope, which
 # the server and the app share.
 ROUTE_SCOPE_KEY = "cc2api.route"
+# And the status and run it answered with: a client that hangs up before the response is
+# over (a stream's reader, often) gets its line without Hypercorn's summary of it.
+STATUS_SCOPE_KEY = "cc2api.status"
+RUN_SCOPE_KEY = "cc2api.run_id"
 ACCESS_LOGGER = "cc2api.access"
 
 
@@ -39,9 +43,11 @@ def access_fields(
         "method": method,
         "path": scope["path"],
         "route": scope.get(ROUTE_SCOPE_KEY),
-        "status": None if response is None else response["status"],
+        "status": scope.get(STATUS_SCOPE_KEY) if response is None else response["status"],
         "duration_ms": round(request_time * 1000, 3),
     }
+    if response is None and scope.get(RUN_SCOPE_KEY):
+        fields.update(run_extra(str(scope.get(RUN_SCOPE_KEY))))
     headers: Iterable[tuple[bytes, bytes]] = () if response is None else response["headers"]
     for name, value in headers:
         if name.lower() == b"x-process-id":

@@ -11,7 +11,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from .access_log import ROUTE_SCOPE_KEY
+from .access_log import ROUTE_SCOPE_KEY, RUN_SCOPE_KEY, STATUS_SCOPE_KEY
 from .docs import PUBLIC_PREFIXES
 from .errors import ApiError, Unauthorized
 from .gateway import current_gateway
@@ -71,7 +71,10 @@ async def close_unread(response: Response) -> Response:
 async def note_route(response: Response) -> Response:
     """Leave the route the request matched where the access log finds it (the ASGI scope)."""
     rule = request.url_rule
-    request.scope[ROUTE_SCOPE_KEY] = "unmatched" if rule is None else rule.rule  # type: ignore[literal-required]
+    scope: dict[str, Any] = request.scope  # type: ignore[assignment]
+    scope[ROUTE_SCOPE_KEY] = "unmatched" if rule is None else rule.rule
+    scope[STATUS_SCOPE_KEY] = response.status_code
+    scope[RUN_SCOPE_KEY] = response.headers.get("X-Process-ID")
     return response
 
 
