@@ -10,7 +10,6 @@ duration, the route the app matched and the run a response names (X-Process-ID).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from hypercorn.logging import Logger
@@ -22,11 +21,11 @@ if TYPE_CHECKING:
 
 __all__ = ["ROUTE_SCOPE_KEY", "RUN_SCOPE_KEY", "STATUS_SCOPE_KEY", "AccessLogger", "access_fields"]
 
-# Where the app leaves the route it matched for the access line: the ASGI scope, which
-# the server and the app share.
+# Where the app leaves, for the access line, the route it matched, the status it answered
+# and the run its answer names (X-Process-ID): the ASGI scope, which the server and the
+# app share. The status is for a client that hangs up before the response is over (a
+# stream's reader, often): its line comes without Hypercorn's summary of the response.
 ROUTE_SCOPE_KEY = "cc2api.route"
-# And the status and run it answered with: a client that hangs up before the response is
-# over (a stream's reader, often) gets its line without Hypercorn's summary of it.
 STATUS_SCOPE_KEY = "cc2api.status"
 RUN_SCOPE_KEY = "cc2api.run_id"
 ACCESS_LOGGER = "cc2api.access"
@@ -35,7 +34,7 @@ ACCESS_LOGGER = "cc2api.access"
 def access_fields(
     scope: WWWScope, response: ResponseSummary | None, request_time: float
 ) -> dict[str, Any]:
-    """Return what an access line says of a request: never a header's value but one."""
+    """Return what an access line says of a request: never a header's value."""
     client = scope.get("client")
     method = scope["method"] if scope["type"] == "http" else "GET"
     fields: dict[str, Any] = {
@@ -46,12 +45,9 @@ def access_fields(
         "status": scope.get(STATUS_SCOPE_KEY) if response is None else response["status"],
         "duration_ms": round(request_time * 1000, 3),
     }
-    if response is None and scope.get(RUN_SCOPE_KEY):
-        fields.update(run_extra(str(scope.get(RUN_SCOPE_KEY))))
-    headers: Iterable[tuple[bytes, bytes]] = () if response is None else response["headers"]
-    for name, value in headers:
-        if name.lower() == b"x-process-id":
-            fields.update(run_extra(value.decode("latin-1")))
+    run_id = scope.get(RUN_SCOPE_KEY)
+    if run_id:
+        fields.update(run_extra(str(run_id)))
     return fields
 
 
@@ -61,9 +57,9 @@ class AccessLogger(Logger):
     async def access(
         self, request: WWWScope, response: ResponseSummary | None, request_time: float
     ) -> None:
-        """Log one line for a finished request, at INFO."""
-        logger = logging.getLogger(ACCESS_LOGGER)
-        if not logger.isEnabledFor(logging.INFO):
+        """Log one line for a finished request, at INFO, on ``config.accesslog``."""
+        logger = self.access_logger
+        if logger is None or not logger.isEnabledFor(logging.INFO):
             return
         fields = access_fields(request, response, request_time)
         status = "-" if fields["status"] is None else fields["status"]

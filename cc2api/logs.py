@@ -1,8 +1,8 @@
 """The server's log: text lines (the default) or one JSON object per line (LOG_FORMAT=json).
 
 Records may carry these fields (``extra=`` on the logging call), which JSON lines
-show as keys of their own: ``run_id``, ``key``, ``route``, ``method``, ``path``,
-``status``, ``duration_ms``, ``address``, ``bytes``. Nothing here reads a record's
+show as keys of their own: ``run_id``, ``route``, ``method``, ``path``, ``status``,
+``duration_ms`` and ``address``. Nothing here reads a record's
 arguments beyond its message: what a call does not pass cannot leak, and no call
 passes a prompt, a token or a password.
 """
@@ -18,7 +18,7 @@ from typing import Any, Literal
 __all__ = ["FIELDS", "JsonFormatter", "configure", "run_extra"]
 
 # What a JSON line may carry besides time, level, logger and message, in this order.
-FIELDS = ("run_id", "key", "route", "method", "path", "status", "duration_ms", "address", "bytes")
+FIELDS = ("run_id", "route", "method", "path", "status", "duration_ms", "address")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
