@@ -199,10 +199,14 @@ class TestCancel:
                 took = await wait_until(lambda: not exists(pid), timeout=10)
                 assert took < 1.0
             assert not exists(pid)
-            assert processes_with_marker(process_id) == []
+            if how == "delete":  # answered once every process of the run is gone
+                assert processes_with_marker(process_id) == []
             with trio.fail_after(5):
                 while (await gw.client.get("/processes")).json()["count"]:
                     await trio.sleep(0.05)
+            # A hang-up has no answer to wait for: the run leaves /processes once its
+            # teardown is over, and not one process of its tree may be left by then.
+            assert processes_with_marker(process_id) == []
 
 
 @pytest.mark.skipif(not is_root(), reason="the CLI only refuses full access under root")
