@@ -17,6 +17,7 @@ from .limits import RunLimits
 from .logs import run_extra
 from .models import ChatRequest
 from .policy import Plan
+from .principal import ADMIN, Principal
 from .proctree import become_subreaper, reap_zombie_children
 from .recovery import recover
 from .retention import Retention
@@ -159,7 +160,9 @@ class Registry:
 
         return keep
 
-    def start(self, request: ChatRequest, plan: Plan, launch: Launch) -> Run:
+    def start(
+        self, request: ChatRequest, plan: Plan, launch: Launch, owner: Principal = ADMIN
+    ) -> Run:
         """Claim the request's sessions, register a run and start its supervisor.
 
         The run's events are read through ``run.attach_reader()``; it is found by
@@ -196,6 +199,7 @@ class Registry:
                     reap=self.reap,
                     keep_events=self._keeper(run_id),
                     store_room=self._store if self._store.keeps_history else None,
+                    owner=owner,
                 )
                 self._runs[run_id] = run
                 self._store.save_run(self.record(run))

@@ -16,10 +16,13 @@ from typing import Any
 
 from .eventlog import EventLog
 from .framing import LineFramer, LineTooLong, marked
+from .run_usage import AssistantUsage
 from .sse import frame_messages
 
 # Only lines whose start names one of these are parsed; the rest pass untouched.
 _INSPECT_MARKERS = (b'"init"', b'"result"', b'"control_')
+# Assistant lines are not parsed: only their usage is read, for a run without a result.
+_ASSISTANT_MARKERS = (b'"type":"assistant"',)
 HEAD_BYTES = 64
 
 __all__ = ["Document", "DocumentTooLarge", "LineTooLong", "OutputRouter", "valid_utf8"]
@@ -74,8 +77,10 @@ class OutputRouter:
         *,
         max_line_bytes: int,
         document: Document | None,
+        assistant: AssistantUsage | None = None,
     ) -> None:
         self._log = log
+        self._assistant = assistant
         self._on_line = on_line
         self._max_line_bytes = max_line_bytes
         self.document = document
@@ -109,6 +114,9 @@ class OutputRouter:
             return
         ascii_only = chunk is not None and chunk.isascii() and lines[0].isascii()
         plain = chunk is not None and b"\r" not in chunk and b"\r" not in lines[0]
+        if self._assistant is not None:
+            for index in marked(lines, _ASSISTANT_MARKERS, HEAD_BYTES):
+                self._assistant.see(lines[index])
         suspects = marked(lines, _INSPECT_MARKERS, HEAD_BYTES)
         if not suspects:
             await self._log_lines(lines, ascii_only=ascii_only, plain=plain)

@@ -53,8 +53,10 @@ from .limits import RunLimits
 from .logs import run_extra
 from .models import ChatRequest
 from .policy import Plan
+from .principal import ADMIN, Principal
 from .record import RunState
 from .routing import Document, OutputRouter
+from .run_usage import AssistantUsage, RunUsage, usage_of
 from .slots import Slot
 from .supervisor import Supervisor, emitter
 from .wire import Approval as WireApproval
@@ -88,9 +90,11 @@ class Run:
         reap: Callable[[], None],
         keep_events: Keep | None = None,
         store_room: Room | None = None,
+        owner: Principal = ADMIN,
     ) -> None:
         self.run_id = launch.run_id
         self.request = request
+        self.owner = owner  # who started it: only they (and the admin) see it
         self.detached = request.detach
         self.state = RunState(
             run_id=launch.run_id,
@@ -126,11 +130,13 @@ class Run:
             rules=ApprovalRules.for_plan(plan),
         )
         document = None if request.stream else Document(limits.max_document_bytes)
+        self._assistant_usage = AssistantUsage()
         router = OutputRouter(
             self._log,
             weakly(self._on_line),
             max_line_bytes=limits.max_line_bytes,
             document=document,
+            assistant=self._assistant_usage,
         )
         self._document = document
         self._cli = CliTasks(
@@ -193,6 +199,10 @@ class Run:
     def last_event_id(self) -> int:
         """Return the id of the run's last event so far."""
         return self._log.last_id
+
+    def usage(self) -> RunUsage:
+        """Return the tokens and cost so far: the last result's, else the messages' tokens."""
+        return usage_of(self.state.result, self._assistant_usage)
 
     def cancel(self) -> None:
         """Ask the run to stop; synchronous and idempotent. ``finished`` tells when it has."""

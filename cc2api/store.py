@@ -271,6 +271,7 @@ def record_of(run: Run, *, prompt: bool = False) -> RunRecord:
         sessions=tuple(state.sessions),
         prompt=request.prompt if prompt else None,
         last_event_id=run.last_event_id,
+        api_key_id=run.owner.key_id,
     )
 
 

@@ -97,7 +97,23 @@ _V2 = [
     "CREATE INDEX runs_by_key ON runs (api_key_id, created_us, run_id)",
 ]
 
-VERSIONS: list[list[str]] = [_V1, _V2]
+# API keys (issue 13): only a token's SHA-256 is kept; a revoked key stays, so that its
+# runs and usage keep their name. ``policy`` is KeyPolicy as JSON.
+_V3 = [
+    """
+    CREATE TABLE api_keys (
+        key_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        token_sha256 BLOB NOT NULL UNIQUE,
+        created_us INTEGER NOT NULL,
+        updated_us INTEGER NOT NULL,
+        revoked_us INTEGER,
+        policy TEXT NOT NULL DEFAULT '{}'
+    )
+    """,
+]
+
+VERSIONS: list[list[str]] = [_V1, _V2, _V3]
 LATEST = len(VERSIONS)
 
 

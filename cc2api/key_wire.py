@@ -1,0 +1,96 @@
+"""API keys on the wire: a key's policy (sent and shown), and what the admin API answers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from .models import PermissionMode
+from .wire import Timestamp, Wire
+
+__all__ = ["KEY_NAME_PATTERN", "KeyCreated", "KeyInfo", "KeyPolicy", "KeyUpdate", "Keys", "NewKey"]
+
+# Safe in a URL path, a Basic user name (no colon) and a Prometheus label.
+KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+KeyName = Annotated[str, StringConstraints(pattern=KEY_NAME_PATTERN)]
+Tool = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class KeyPolicy(BaseModel):
+    """What one key may do: each rule narrows the operator's, never widens it.
+
+    Unset (or empty) rules add nothing to the operator's.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cwd_roots: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default_factory=list,
+        description="Absolute folders the key's runs must stay in, within ALLOWED_CWD_ROOTS.",
+    )
+    force_restricted: bool = Field(
+        default=False, description="Runs are restricted, as FORCE_RESTRICTED makes them."
+    )
+    disallowed_tools: list[Tool] = Field(
+        default_factory=list, description="Tools refused in every run, beside the operator's."
+    )
+    permission_modes: list[PermissionMode] | None = Field(
+        default=None, description="The modes the key may use, among the operator's."
+    )
+    trust_caller_config: bool = Field(
+        default=True,
+        description="false: the key may not send CLI configuration, whatever the operator allows.",
+    )
+    max_runs: int | None = Field(default=None, ge=1, description="Runs at once.")
+    max_queued: int | None = Field(default=None, ge=0, description="Runs waiting for a slot.")
+    runs_per_minute: int | None = Field(default=None, ge=1, description="New runs a minute.")
+    timeout_seconds: float | None = Field(
+        default=None, gt=0, description="The longest a run may take once started."
+    )
+    budget_usd_day: float | None = Field(
+        default=None, ge=0, description="Spend per UTC day, in USD."
+    )
+    budget_usd_month: float | None = Field(
+        default=None, ge=0, description="Spend per UTC month, in USD."
+    )
+
+
+class NewKey(BaseModel):
+    """The body of `POST /admin/keys`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: KeyName = Field(description="Unique; the Basic user name the key may be sent with.")
+    policy: KeyPolicy = Field(default_factory=KeyPolicy)
+
+
+class KeyUpdate(BaseModel):
+    """The body of `PATCH /admin/keys/{name}`: the policy's fields to change, the rest kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: dict[str, object] = Field(description="KeyPolicy fields; null unsets one.")
+
+
+class KeyInfo(Wire):
+    """A key as the admin API shows it: never its token, which only its creation answers."""
+
+    key_id: str
+    name: str
+    created_at: Timestamp
+    updated_at: Timestamp
+    revoked_at: Timestamp | None
+    policy: KeyPolicy
+
+
+class KeyCreated(KeyInfo):
+    """The answer of `POST /admin/keys`: the key, and its token, shown this once."""
+
+    token: str = Field(description="cc2_ and 43 characters; only its SHA-256 is stored.")
+
+
+class Keys(Wire):
+    """The answer of `GET /admin/keys`: every key, revoked ones included, by name."""
+
+    keys: list[KeyInfo]
