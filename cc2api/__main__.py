@@ -14,6 +14,7 @@ from . import __version__
 from .app import create_app
 from .doctor import run_check
 from .envfile import environment_with, init_env
+from .keys_cli import add_key_commands, run_keys
 from .logs import configure as configure_logging
 from .proctree import make_undumpable
 from .server import serve_until_signalled
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     init.add_argument("--user", default="admin")
     init.add_argument("--claude-path", type=Path, default=None)
     init.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    add_key_commands(commands)
     args = parser.parse_args(argv)
     # Under systemd .env may be root's alone (EnvironmentFile= has read it for us).
     env_file = Path(".env") if os.access(".env", os.R_OK) else None
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as error:
         print(f"cc2api: cannot start: {explain(error)}", file=sys.stderr)
         return 2
+    if args.command == "keys":
+        return run_keys(args, settings)
     configure_logging(settings.log_level, settings.log_format)
     # The server's environment may hold AUTH_PASSWORD (EnvironmentFile=) and its memory
     # holds it in any case; processes of the same user, the CLI's tools among them, must

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from quart_trio import QuartTrio
 
+from .admin_routes import admin_routes
 from .docs import add_docs
 from .gateway import EXTENSION, Gateway, gateway_of
 from .history import history
@@ -45,6 +46,7 @@ def create_app(
     async def _startup() -> None:
         await gateway.check()
         await app.nursery.start(gateway.registry.serve)
+        await gateway.load_keys()
 
     @app.after_serving
     async def _shutdown() -> None:
@@ -55,4 +57,5 @@ def create_app(
     app.register_blueprint(routes)
     app.register_blueprint(history)
     app.register_blueprint(session_routes)
+    app.register_blueprint(admin_routes)
     return app

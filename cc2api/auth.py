@@ -34,23 +34,37 @@ class BasicAuth:
             Unauthorized: the header is missing, malformed or wrong. The message
                 never repeats what was sent.
         """
-        if not header:
-            raise Unauthorized("authentication required")
-        scheme, _, encoded = header.partition(" ")
-        if scheme.lower() != "basic" or not encoded.strip():
-            raise Unauthorized("use HTTP Basic authentication")
-        try:
-            decoded = base64.b64decode(encoded.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raise Unauthorized("malformed Basic credentials") from None
-        user, colon, password = decoded.partition(b":")
-        if not colon:
-            raise Unauthorized("malformed Basic credentials")
+        user, password = basic_credentials(header)
+        if not self.matches(user, password):
+            raise Unauthorized("invalid credentials")
+
+    def matches(self, user: bytes, password: bytes) -> bool:
+        """Return whether ``user`` and ``password`` are this one's, in constant time."""
         # Both comparisons always run, so timing says nothing about which part was wrong.
         user_ok = hmac.compare_digest(user, self._user)
         password_ok = hmac.compare_digest(password, self._password)
-        if not (user_ok and password_ok):
-            raise Unauthorized("invalid credentials")
+        return user_ok and password_ok
+
+
+def basic_credentials(header: str | None) -> tuple[bytes, bytes]:
+    """Return the user and password of an ``Authorization: Basic`` header.
+
+    Raises:
+        Unauthorized: the header is missing, not Basic, or malformed.
+    """
+    if not header:
+        raise Unauthorized("authentication required")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded.strip():
+        raise Unauthorized("use HTTP Basic authentication or a Bearer token")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise Unauthorized("malformed Basic credentials") from None
+    user, colon, password = decoded.partition(b":")
+    if not colon:
+        raise Unauthorized("malformed Basic credentials")
+    return user, password
 
 
 class LoginThrottle:

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import trio
@@ -18,18 +19,25 @@ from .auth import BasicAuth, LoginThrottle
 from .bodies import check_folders
 from .cli_args import MAX_COMMAND_LINE_BYTES, cli_environment
 from .configfiles import load_configs
+from .credentials import Credentials
 from .discovery import ClaudeInfo, probe
-from .errors import Unavailable, ValidationFailed
+from .errors import NotFound, Unavailable, ValidationFailed
+from .key_admin import KeyAdmin
+from .key_limits import KeyLimits, day_start, month_start
+from .key_policy import KeyPolicies
+from .key_store import KeyStore, MemoryKeys, SqliteKeys
+from .keys import KeyRing
 from .launch import plan_launch
 from .limits import RunLimits
 from .models import ChatRequest
 from .policy import Policy
+from .principal import ADMIN, Principal
 from .registry import Registry
 from .resume import choose_session
 from .runner import Run
 from .session_index import require_resumable
 from .settings import Settings
-from .store import STORE_MARKER_VAR, Store
+from .store import MAX_PAGE, STORE_MARKER_VAR, RunQuery, Store
 from .stores import open_store
 from .wire import ErrorCode, Health, StoreHealth
 
@@ -78,6 +86,11 @@ class Gateway:
             max_failures_global=settings.auth_max_failures_global,
         )
         self.policy = Policy(settings, self.environ, euid=os.geteuid())
+        self.key_policies = KeyPolicies(settings, self.policy, self.environ, os.geteuid())
+        self.keys = KeyAdmin(KeyRing(), _key_store(store), settings)
+        self.credentials = Credentials(self.auth, self.keys.ring)
+        self.key_limits = KeyLimits(trio.current_time)
+        self.registry.on_end(self._count_spend)
         # Why runs that must be confined cannot be (set at startup), or None.
         self.confinement_problem: str | None = None
         self.origins = frozenset(settings.cors_origins)  # CORS, never a wildcard
@@ -94,17 +107,19 @@ class Gateway:
             log.info("claude %s at %s", self.claude.version, self.claude.path)
         else:
             log.error("degraded: %s", self.claude.problem)
-        if not self.policy.confines:
-            return
         if not confinement.available():
+            # A key's roots can make its runs confined where the operator's are not.
             self.confinement_problem = (
                 "runs must be confined (ALLOWED_CWD_ROOTS, untrusted caller config or "
                 "CONFINE_RUNS=on), but this kernel offers no Landlock ABI 2 or later, or a "
                 "system call filter hides it; run on Linux 5.19 or later, allow the landlock_* "
                 "system calls, or set CONFINE_RUNS=off to run them unconfined"
             )
-            log.error("degraded: %s", self.confinement_problem)
-        else:
+            if self.policy.confines:
+                log.error("degraded: %s", self.confinement_problem)
+        if not self.policy.confines:
+            return
+        if self.confinement_problem is None:
             for gap in confinement.gaps():
                 log.warning("confined runs on this kernel can still %s", gap)
         if confinement.uses_login(self.registry.real_config, self.environ):
@@ -125,7 +140,8 @@ class Gateway:
     def health(self) -> dict[str, Any]:
         """Return the ``GET /health`` body."""
         claude, registry = self.claude, self.registry
-        problem = claude.problem if not claude.usable else self.confinement_problem
+        confining = self.confinement_problem if self.policy.confines else None
+        problem = claude.problem if not claude.usable else confining
         if problem is None and not registry.serving:
             problem = "the server is not accepting runs (starting or shutting down)"
         if problem is None:
@@ -148,13 +164,35 @@ class Gateway:
         )
         return health.wire()
 
-    async def start_run(self, chat: ChatRequest) -> Run:
-        """Check a request against the operator's rules and start its run.
+    async def load_keys(self) -> None:
+        """Fill the key ring from the store, and each key's spend from its usage.
+
+        Cancellation: the reads stop; the gateway must not serve without its keys.
+        """
+        await self.keys.load()
+        now = datetime.now(UTC)
+        store = self.registry.store
+        await store.flush()
+        day = await store.spent(day_start(now))
+        month = await store.spent(month_start(now))
+        self.key_limits.load_spend(day, month)
+
+    def _count_spend(self, run: Run) -> None:
+        key_id = run.owner.key_id
+        cost = run.usage().cost_usd
+        if key_id is not None and cost:
+            self.key_limits.add_cost(key_id, cost)
+
+    async def start_run(self, chat: ChatRequest, owner: Principal = ADMIN) -> Run:
+        """Check a request against the operator's rules (and its key's) and start its run.
 
         Raises:
             Unavailable: the CLI, or the confinement the run needs, is not available.
             Forbidden, ValidationFailed, InvalidCwd: the rules or the folders refuse it.
-            NotFound: ``session_id`` names no session the CLI keeps (``unknown_session``).
+            NotFound: ``session_id`` names no session the CLI keeps, or none of the
+                key's runs used (``unknown_session``).
+            TooManyRequests: the key's budget is spent (``budget_exhausted``) or its rate
+                reached (``rate_limited``).
             SessionBusy, QueueFull: see :meth:`Registry.start`.
 
         Cancellation: nothing has started; the request is simply dropped.
@@ -164,8 +202,16 @@ class Gateway:
             raise Unavailable(
                 f"cannot start runs: {claude.problem}", code=ErrorCode.CLI_UNAVAILABLE
             )
-        plan = self.policy.plan(chat)
+        key = owner.key
+        remaining = None if key is None else self.key_limits.remaining(key)
+        plan, policy = self.key_policies.plan(chat, key)
         check_folders(chat)
+        if key is not None:
+            chat = await self._own_session(chat, key.key_id)
+            if remaining is not None:
+                asked = chat.max_budget_usd
+                capped = remaining if asked is None else min(asked, remaining)
+                chat = chat.model_copy(update={"max_budget_usd": capped})
         if plan.confined and self.confinement_problem is not None:
             raise Unavailable(
                 f"cannot start runs: {self.confinement_problem}",
@@ -179,7 +225,7 @@ class Gateway:
             or chat.new_session_id is not None
         ):
             chat = await trio.to_thread.run_sync(
-                choose_session, chat, plan.cwd, self.registry.real_config, self.policy.within_roots
+                choose_session, chat, plan.cwd, self.registry.real_config, policy.within_roots
             )
         elif chat.session_id is not None and self.registry.store.holder(chat.session_id) is None:
             # Any other run: a session deleted or never saved is refused before a CLI starts.
@@ -202,7 +248,50 @@ class Gateway:
                 f"the options and the server's environment add up to {size} bytes of "
                 f"command line, over the {MAX_COMMAND_LINE_BYTES} this server allows"
             )
-        return self.registry.start(chat, plan, launch)
+        if key is None:
+            return self.registry.start(chat, plan, launch)
+        self.key_limits.admit(key)
+        try:
+            return self.registry.start(chat, plan, launch, owner, self.key_limits.share(key))
+        except BaseException:
+            self.key_limits.forget_start(key)
+            raise
+
+    async def _own_session(self, chat: ChatRequest, key_id: str) -> ChatRequest:
+        """Return ``chat`` resuming only a session of the key's own runs.
+
+        Another key's session answers as one that does not exist. ``continue_conversation``
+        becomes a resume of the newest session of the key's own runs in exactly this
+        folder (none: a new conversation), never the folder's newest, which may be
+        another key's.
+        """
+        store = self.registry.store
+        if chat.session_id is not None:
+            runs = await store.session_runs([chat.session_id], key_id)
+            if not runs.get(chat.session_id):
+                raise NotFound(
+                    f"no session {chat.session_id} to resume", code=ErrorCode.UNKNOWN_SESSION
+                )
+            return chat
+        if chat.continue_conversation:
+            page = await store.list_runs(
+                RunQuery(cwd_prefix=chat.cwd, api_key_id=key_id, limit=MAX_PAGE)
+            )
+            latest = next(
+                (r.session_id for r in page.records if r.cwd == chat.cwd and r.session_id), None
+            )
+            update: dict[str, object] = {"continue_conversation": False}
+            if latest is not None:
+                update["session_id"] = latest
+            else:  # a new conversation: nothing to fork
+                update["fork_session"] = False
+            return chat.model_copy(update=update)
+        return chat
+
+
+def _key_store(store: Store) -> KeyStore:
+    path = store.stats().path
+    return MemoryKeys() if store.kind != "sqlite" or path is None else SqliteKeys(path)
 
 
 def gateway_of(app: QuartTrio) -> Gateway:

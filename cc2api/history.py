@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from quart import Blueprint, Response, request
 
 from . import query
@@ -9,10 +11,12 @@ from .bodies import run_id_of
 from .errors import NotFound, ValidationFailed
 from .gateway import current_gateway
 from .hooks import json_response
+from .key_filter import key_filter
+from .principal import current_principal
 from .store import RunQuery, RunRecord, decode_cursor
 from .wire import ErrorCode, RunInfo, Runs, Status
 
-PARAMETERS = ("status", "session_id", "cwd", "since", "until", "cursor", "limit")
+PARAMETERS = ("status", "session_id", "cwd", "since", "until", "cursor", "limit", "key")
 
 history = Blueprint("history", __name__)
 
@@ -20,8 +24,12 @@ history = Blueprint("history", __name__)
 @history.get("/runs")
 async def runs() -> Response:
     """List runs newest first, filtered, a page at a time."""
-    registry = current_gateway().registry
+    gateway = current_gateway()
+    registry, viewer = gateway.registry, current_principal()
     wanted = run_query(request.args)
+    # A key sees its own runs only (naming another is 404); the admin all, or one key's.
+    key_id = key_filter(gateway, request.args)
+    wanted = replace(wanted, api_key_id=key_id if viewer.is_admin else viewer.key_id)
     page = await registry.store.list_runs(wanted)
     fresh = [registry.fresh(record) for record in page.records]
     # A live run may have moved on since it was stored (running, now cancelling).
@@ -36,11 +44,11 @@ async def runs() -> Response:
 @history.get("/runs/<process_id>")
 async def run(process_id: str) -> Response:
     """Return one run's record: as it stands if it is live, else as stored."""
-    registry = current_gateway().registry
+    registry, viewer = current_gateway().registry, current_principal()
     run_id = run_id_of(process_id)
     held = registry.find(run_id)
     record = registry.record(held) if held is not None else await registry.store.get_run(run_id)
-    if record is None:
+    if record is None or not viewer.owns(record.api_key_id):
         raise NotFound(f"no run {run_id}", code=ErrorCode.PROCESS_NOT_FOUND)
     return json_response(run_info(record).wire())
 

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from quart import Response, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -34,6 +34,9 @@ def json_response(
 async def authenticate() -> None:
     """Let through a request with the right credentials, a public path or a CORS preflight.
 
+    Who it acts for (the admin, or a key) is left in ``g.principal``
+    (:func:`cc2api.principal.current_principal`).
+
     Raises:
         Unauthorized: the credentials are missing or wrong.
         TooManyFailedLogins: this address (or everyone) failed too often lately.
@@ -47,7 +50,7 @@ async def authenticate() -> None:
     gateway.throttle.check(address)
     header = request.headers.get("Authorization")
     try:
-        gateway.auth.check(header)
+        g.principal = gateway.credentials.principal(header)
     except Unauthorized:
         if header:  # a request without credentials guesses nothing
             gateway.throttle.failed(address)
@@ -88,7 +91,7 @@ async def cors(response: Response) -> Response:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Credentials"] = "true"
         response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
         response.headers["Access-Control-Expose-Headers"] = "X-Process-ID"
     return response
 

@@ -9,7 +9,16 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from .models import PermissionMode
 from .wire import Timestamp, Wire
 
-__all__ = ["KEY_NAME_PATTERN", "KeyCreated", "KeyInfo", "KeyPolicy", "KeyUpdate", "Keys", "NewKey"]
+__all__ = [
+    "KEY_NAME_PATTERN",
+    "KeyCreated",
+    "KeyInfo",
+    "KeyPolicy",
+    "KeyRevoked",
+    "KeyUpdate",
+    "Keys",
+    "NewKey",
+]
 
 # Safe in a URL path, a Basic user name (no colon) and a Prometheus label.
 KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -88,6 +97,15 @@ class KeyCreated(KeyInfo):
     """The answer of `POST /admin/keys`: the key, and its token, shown this once."""
 
     token: str = Field(description="cc2_ and 43 characters; only its SHA-256 is stored.")
+
+
+class KeyRevoked(Wire):
+    """The answer of `DELETE /admin/keys/{name}`: the key, and the runs cancelled with it."""
+
+    key: KeyInfo
+    cancelled: list[str] = Field(
+        description="Process ids of the key's runs cancelled (with cancel_runs=true), gone."
+    )
 
 
 class Keys(Wire):

@@ -9,7 +9,8 @@ from pydantic import BaseModel
 from . import __version__
 from .models import ApprovalAnswer, ChatRequest, FollowUp
 from .openapi_components import REF_TEMPLATE, components, ref
-from .openapi_history import history_paths, page_parameters
+from .openapi_history import history_paths, key_parameter, page_parameters
+from .openapi_keys import key_paths
 from .wire import (
     ApprovalAnswered,
     Approvals,
@@ -84,7 +85,8 @@ While the run is quiet a comment `: ping` comes every HEARTBEAT_SECONDS.
 
 def openapi_document() -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of the gateway."""
-    auth: list[dict[str, list[str]]] = [{"basic": []}]
+    # The admin's Basic credential, a key's token as Bearer, or a key as Basic (name, token).
+    auth: list[dict[str, list[str]]] = [{"basic": []}, {"bearer": []}]
     process_id = {
         "name": "process_id",
         "in": "path",
@@ -102,7 +104,10 @@ def openapi_document() -> dict[str, Any]:
         },
         "components": {
             "schemas": components(),
-            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
+            "securitySchemes": {
+                "basic": {"type": "http", "scheme": "basic"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
         },
         "paths": {
             "/health": {
@@ -140,15 +145,16 @@ def openapi_document() -> dict[str, Any]:
                         "400": _error("Body not JSON (`invalid_json`) or bad cwd (`invalid_cwd`)."),
                         "401": unauthorized,
                         "403": _error(
-                            "Refused by the operator's settings (`cwd_forbidden`, also for a "
-                            "session recorded outside ALLOWED_CWD_ROOTS; "
-                            "`permission_mode_forbidden`, `full_access_forbidden`, "
-                            "`root_full_access`, `caller_config_forbidden`)."
+                            "Refused by the operator's settings or the key's policy "
+                            "(`cwd_forbidden`, also for a session recorded outside "
+                            "ALLOWED_CWD_ROOTS; `permission_mode_forbidden`, "
+                            "`full_access_forbidden`, `root_full_access`, "
+                            "`caller_config_forbidden`)."
                         ),
                         "404": _error(
                             "`session_id` names no session the CLI keeps (`unknown_session`): "
                             "no transcript of that id, or, for a bounded or confined run, none "
-                            "in its folder's project."
+                            "in its folder's project, or, for a key, none its runs used."
                         ),
                         "409": _error(
                             "The session is in use by a live run (`session_busy`), or a "
@@ -166,8 +172,11 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         "429": _error(
                             "MAX_CONCURRENT_RUNS runs are running and MAX_QUEUED_RUNS wait "
-                            "already (`queue_full`), or this address (or all together) "
-                            "failed to log in too often (`too_many_failed_logins`); "
+                            "already, or the key's max_runs and max_queued (`queue_full`); "
+                            "the key started runs_per_minute runs in the last minute "
+                            "(`rate_limited`); its daily or monthly budget is spent "
+                            "(`budget_exhausted`, with `resets_at`); or this address (or all "
+                            "together) failed to log in too often (`too_many_failed_logins`); "
                             "`Retry-After` says when to try again.",
                             RETRY_AFTER,
                         ),
@@ -190,6 +199,7 @@ def openapi_document() -> dict[str, Any]:
             **_steering_paths(auth, process_id, unauthorized, locked_out),
             **history_paths(auth, process_id, unauthorized, locked_out),
             **_session_paths(auth, unauthorized, locked_out),
+            **key_paths(auth, unauthorized, locked_out),
             "/chat/{process_id}": {
                 "delete": {
                     "operationId": "cancel",
@@ -207,10 +217,13 @@ def openapi_document() -> dict[str, Any]:
             "/processes": {
                 "get": {
                     "operationId": "processes",
-                    "summary": "The live runs",
+                    "summary": "The live runs (a key's own)",
                     "security": auth,
+                    "parameters": [key_parameter()],
                     "responses": {
                         "200": _json("Live runs", ref(Processes)),
+                        "404": _error("`key` names no key (`key_not_found`)."),
+                        "422": _error("A parameter is unknown or repeated (`validation_error`)."),
                         "401": unauthorized,
                         "429": locked_out,
                     },

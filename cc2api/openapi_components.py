@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
+from .key_wire import KeyCreated, KeyInfo, KeyRevoked, Keys, KeyUpdate, NewKey
 from .models import ApprovalAnswer, ChatRequest, FollowUp
 from .wire import (
     EVENTS,
@@ -28,7 +29,9 @@ from .wire import (
 )
 
 REF_TEMPLATE = "#/components/schemas/{model}"
-REQUESTS: tuple[type[BaseModel], ...] = (ChatRequest, FollowUp, ApprovalAnswer)
+KEY_REQUESTS: tuple[type[BaseModel], ...] = (NewKey, KeyUpdate)
+KEY_ANSWERS: tuple[type[Wire], ...] = (Keys, KeyInfo, KeyCreated, KeyRevoked)
+REQUESTS: tuple[type[BaseModel], ...] = (ChatRequest, FollowUp, ApprovalAnswer, *KEY_REQUESTS)
 # The answers the path table names; what they hold (Process, Status, ...) comes with them.
 ANSWERS: tuple[type[Wire], ...] = (
     Error,
@@ -45,6 +48,7 @@ ANSWERS: tuple[type[Wire], ...] = (
     Sessions,
     SessionMessages,
     SessionDeleted,
+    *KEY_ANSWERS,
     *(model for model in EVENTS.values() if model is not None),
 )
 

@@ -36,6 +36,15 @@ def page_parameters() -> list[dict[str, Any]]:
     ]
 
 
+def key_parameter() -> dict[str, Any]:
+    """Return the ``key`` parameter of the listings: the admin's filter by key."""
+    return _query(
+        "key",
+        "Only this key's runs (the admin; a key may name only itself).",
+        {"type": "string"},
+    )
+
+
 def history_paths(
     auth: list[dict[str, list[str]]],
     process_id: dict[str, Any],
@@ -62,10 +71,12 @@ def history_paths(
                     _query("cwd", "Runs in this folder or below it.", {"type": "string"}),
                     _query("since", "Accepted at or after (ISO 8601, with a time zone).", when),
                     _query("until", "Accepted before (ISO 8601, with a time zone).", when),
+                    key_parameter(),
                     *page_parameters(),
                 ],
                 "responses": {
                     "200": _json("A page of runs", Runs),
+                    "404": _json("`key` names no key (`key_not_found`).", Error),
                     "422": _json(
                         "A parameter unknown, repeated or malformed (`validation_error`).", Error
                     ),

@@ -79,6 +79,16 @@ class Policy:
             mode == "auto" and (bool(settings.allowed_cwd_roots) or not self._trust_config)
         )
 
+    @property
+    def modes(self) -> tuple[PermissionMode, ...]:
+        """Return the permission modes runs may use."""
+        return tuple(self._modes)
+
+    @property
+    def trusts_config(self) -> bool:
+        """Return whether callers may hand the CLI configuration."""
+        return self._trust_config
+
     def within_roots(self, path: str) -> bool:
         """Return whether ``path`` (resolved) lies in ALLOWED_CWD_ROOTS; True when none are set."""
         roots = self._settings.allowed_cwd_roots

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 import trio
@@ -24,7 +24,7 @@ from .retention import Retention
 from .runner import Run
 from .sessions import config_dir, project_key
 from .settings import Settings
-from .slots import Slots
+from .slots import Share, Slots
 from .store import EventBatch, InMemoryStore, RunRecord, Store, record_of
 from .wire import ErrorCode
 
@@ -72,6 +72,7 @@ class Registry:
         self.slots = Slots(settings.max_concurrent_runs, settings.max_queued_runs)
         self._limits = limits or RunLimits.from_settings(settings)
         self.held = HeldBytes(settings.followups_total_max_bytes)
+        self._on_end: list[Callable[[Run], None]] = []
         # Where the CLI keeps its sessions and settings, as the runs' environment says.
         self.real_config = config_dir(self._environ)
         self._confine = ConfineSetup(self.real_config, tuple(settings.confine_read_paths))
@@ -160,8 +161,20 @@ class Registry:
 
         return keep
 
+    def on_end(self, callback: Callable[[Run], None]) -> None:
+        """Call ``callback`` with each run as it ends (after its last record is queued).
+
+        A callback must not raise; one that does is logged, and the others still run.
+        """
+        self._on_end.append(callback)
+
     def start(
-        self, request: ChatRequest, plan: Plan, launch: Launch, owner: Principal = ADMIN
+        self,
+        request: ChatRequest,
+        plan: Plan,
+        launch: Launch,
+        owner: Principal = ADMIN,
+        share: Share | None = None,
     ) -> Run:
         """Claim the request's sessions, register a run and start its supervisor.
 
@@ -183,7 +196,7 @@ class Registry:
         continue_from = request.cwd if _continues(request) else None
         self._store.claim(run_id, sessions, project_key(request.cwd), continue_from=continue_from)
         try:
-            slot = self.slots.take()
+            slot = self.slots.take(share)
             try:
                 run = Run(
                     request=request,
@@ -215,38 +228,46 @@ class Registry:
             self._nursery.start_soon(run.cancel_unless_read, self._limits.reader_timeout)
         return run
 
-    def find(self, run_id: str) -> Run | None:
-        """Return the run with this id if the registry holds it (live, or kept), else None."""
-        return self._runs.get(run_id)
+    def find(self, run_id: str, viewer: Principal = ADMIN) -> Run | None:
+        """Return the run with this id if the registry holds it (live, or kept) and
+        ``viewer`` may see it, else None."""
+        run = self._runs.get(run_id)
+        return run if run is not None and viewer.owns(run.owner.key_id) else None
 
-    def get(self, run_id: str) -> Run:
+    def get(self, run_id: str, viewer: Principal = ADMIN) -> Run:
         """Return the run with this id: live, or finished and detached within its TTL.
 
         Raises:
-            NotFound: no such run (or it has been let go).
+            NotFound: no such run (or it has been let go), or ``viewer`` may not see
+                it: another key's run answers as one that does not exist.
         """
-        run = self._runs.get(run_id)
+        run = self.find(run_id, viewer)
         if run is None:
             raise NotFound(f"no active process {run_id}", code=ErrorCode.PROCESS_NOT_FOUND)
         return run
 
-    def runs(self) -> list[Run]:
-        """Return the runs known: live ones and finished detached ones, oldest first."""
-        return list(self._runs.values())
+    def runs(self, viewer: Principal = ADMIN, key_id: str | None = None) -> list[Run]:
+        """Return the runs ``viewer`` may see (only ``key_id``'s, if given): live ones and
+        finished detached ones, oldest first."""
+        return [
+            run
+            for run in self._runs.values()
+            if viewer.owns(run.owner.key_id) and (key_id is None or run.owner.key_id == key_id)
+        ]
 
     def live_runs(self) -> list[Run]:
         """Return the runs that have not finished, oldest first."""
         return [run for run in self._runs.values() if not run.finished.is_set()]
 
-    async def cancel(self, run_id: str) -> Run:
+    async def cancel(self, run_id: str, viewer: Principal = ADMIN) -> Run:
         """Cancel a run and return once its processes are gone and it is deregistered.
 
         Raises:
-            NotFound: no run has this id.
+            NotFound: no run has this id that ``viewer`` may see.
 
         Cancellation: cancelling the caller stops the wait, not the teardown.
         """
-        run = self.get(run_id)
+        run = self.get(run_id, viewer)
         run.cancel()
         await run.finished.wait()
         return run
@@ -276,6 +297,11 @@ class Registry:
         self._record(run)
         if not (run.detached and self._retention.keep(run_id)):
             self._evict(run_id)
+        for callback in self._on_end:
+            try:
+                callback(run)
+            except Exception:
+                log.exception("run %s: counting its end failed", run_id, extra=run_extra(run_id))
         log.info("run %s ended: %s", run_id, run.status, extra=run_extra(run_id))
 
     def record(self, run: Run) -> RunRecord:

@@ -11,14 +11,17 @@ from functools import partial
 from typing import Any
 
 import trio
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
+from . import query
 from .bodies import last_event_id, parse_body, parse_chat_request, raw_body, run_id_of
 from .errors import NotFound
 from .gateway import current_gateway
 from .hooks import json_response
 from .jsonbody import off_loop
+from .key_filter import key_filter
 from .models import ApprovalAnswer, FollowUp
+from .principal import current_principal
 from .recovery import lost_done
 from .replay import Frames, Live, Replay
 from .runner import Run
@@ -51,7 +54,7 @@ async def chat() -> Response:
     """Start a run: its events as SSE, or (``stream: false``) one document at its end."""
     gateway = current_gateway()
     chat_request = await off_loop(parse_chat_request, await raw_body(), gateway.parsers)
-    run = await gateway.start_run(chat_request)
+    run = await gateway.start_run(chat_request, current_principal())
     if not chat_request.stream:
         return await _document(run)
     return _event_stream(run.run_id, run.attach_reader(), run.stream_closed, run.stream_started)
@@ -60,22 +63,22 @@ async def chat() -> Response:
 @routes.delete("/chat/<process_id>")
 async def cancel(process_id: str) -> Response:
     """Cancel a run; answered once its processes are gone."""
-    run = await current_gateway().registry.cancel(run_id_of(process_id))
+    run = await current_gateway().registry.cancel(run_id_of(process_id), current_principal())
     return json_response(Cancelled(process_id=run.run_id, status=as_final(run.status)).wire())
 
 
 @routes.get("/chat/<process_id>/events")
 async def events(process_id: str) -> Response:
     """Replay a run's events after Last-Event-ID (from the store, then memory), then follow it."""
-    registry = current_gateway().registry
+    registry, viewer = current_gateway().registry, current_principal()
     run_id = run_id_of(process_id)
-    run = registry.find(run_id)
+    run = registry.find(run_id, viewer)
     if run is not None:
         after = last_event_id(run.last_event_id)
         live = Live(lambda: run.first_kept, run.replay)
         return _event_stream(run_id, Replay(registry.store, run_id, after, live), lambda: None)
-    record = await registry.store.get_run(run_id)
-    if record is None:
+    record = None if registry.find(run_id) else await registry.store.get_run(run_id)
+    if record is None or not viewer.owns(record.api_key_id):
         raise NotFound(f"no process {run_id}", code=ErrorCode.PROCESS_NOT_FOUND)
     if record.status == Status.LOST:
         # Its gateway may have sent events the store never got: a client that saw them
@@ -93,7 +96,7 @@ async def events(process_id: str) -> Response:
 @routes.post("/chat/<process_id>/interrupt")
 async def interrupt(process_id: str) -> Response:
     """Stop the run's current turn; answered once the run has ended."""
-    run = current_gateway().registry.get(run_id_of(process_id))
+    run = current_gateway().registry.get(run_id_of(process_id), current_principal())
     await raw_body()  # whatever was sent is ignored, but read: the connection stays usable
     await run.interrupt()
     body = Interrupted(
@@ -106,7 +109,7 @@ async def interrupt(process_id: str) -> Response:
 async def follow_up(process_id: str) -> Response:
     """Queue a follow-up user message for a live run."""
     gateway = current_gateway()
-    run = gateway.registry.get(run_id_of(process_id))
+    run = gateway.registry.get(run_id_of(process_id), current_principal())
     message = await off_loop(partial(parse_body, model=FollowUp), await raw_body(), gateway.parsers)
     ahead = run.follow_up(message.prompt)
     return json_response(FollowUpAccepted(process_id=run.run_id, ahead=ahead).wire(), 202)
@@ -115,7 +118,7 @@ async def follow_up(process_id: str) -> Response:
 @routes.get("/chat/<process_id>/approvals")
 async def approvals(process_id: str) -> Response:
     """List the run's approvals waiting for an answer."""
-    pending = current_gateway().registry.get(run_id_of(process_id)).approvals()
+    pending = current_gateway().registry.get(run_id_of(process_id), current_principal()).approvals()
     return json_response(Approvals(approvals=pending, count=len(pending)).wire())
 
 
@@ -123,7 +126,7 @@ async def approvals(process_id: str) -> Response:
 async def answer(process_id: str, approval_id: str) -> Response:
     """Answer one of the run's approvals."""
     gateway = current_gateway()
-    run = gateway.registry.get(run_id_of(process_id))
+    run = gateway.registry.get(run_id_of(process_id), current_principal())
     reply = await off_loop(
         partial(parse_body, model=ApprovalAnswer), await raw_body(), gateway.parsers
     )
@@ -134,8 +137,11 @@ async def answer(process_id: str, approval_id: str) -> Response:
 
 @routes.get("/processes")
 async def processes() -> Response:
-    """List the live runs and the finished detached ones, oldest first."""
-    runs = [run.describe() for run in current_gateway().registry.runs()]
+    """List the live runs and the finished detached ones, oldest first (the caller's own)."""
+    gateway = current_gateway()
+    query.only(request.args, ("key",))
+    key_id = key_filter(gateway, request.args)
+    runs = [run.describe() for run in gateway.registry.runs(current_principal(), key_id)]
     return json_response(Processes(processes=runs, count=len(runs)).wire())
 
 

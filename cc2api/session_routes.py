@@ -22,6 +22,7 @@ from . import query
 from .errors import NotFound
 from .gateway import Gateway, current_gateway
 from .hooks import json_response
+from .principal import current_principal
 from .session_index import (
     SessionIndex,
     SessionQuery,
@@ -94,6 +95,20 @@ def _session(summary: SessionSummary, runs: dict[str, list[str]], store: Store) 
     )
 
 
+async def _owned(store: Store, session_id: str) -> dict[str, list[str]]:
+    """Return the runs that used the session (the caller's own, for a key).
+
+    Raises:
+        NotFound: the caller is a key none of whose runs used it: another key's
+            session answers as one that does not exist.
+    """
+    key_id = current_principal().key_id
+    runs = await store.session_runs([session_id], key_id)
+    if key_id is not None and not runs.get(session_id):
+        raise NotFound(f"no session {session_id}", code=ErrorCode.UNKNOWN_SESSION)
+    return runs
+
+
 @session_routes.get("/sessions")
 async def list_sessions() -> Response:
     """List the CLI's sessions, newest activity first."""
@@ -113,9 +128,14 @@ async def list_sessions() -> Response:
         _visible(gateway),
         limiter=state.readers,
     )
-    store = gateway.registry.store
-    runs = await store.session_runs([summary.session_id for summary in page.sessions])
-    listed = [_session(summary, runs, store) for summary in page.sessions]
+    store, key_id = gateway.registry.store, current_principal().key_id
+    runs = await store.session_runs([summary.session_id for summary in page.sessions], key_id)
+    # A key sees the sessions its own runs used, and only those runs of them.
+    listed = [
+        _session(summary, runs, store)
+        for summary in page.sessions
+        if key_id is None or runs.get(summary.session_id)
+    ]
     body = Sessions(sessions=listed, count=len(listed), next_cursor=page.next_cursor)
     return json_response(body.wire())
 
@@ -130,7 +150,7 @@ async def session_messages(session_id: str) -> Response:
     start = query.cursor_of(args, decode_line_cursor) or (0, 0)
     limit = query.limit_of(args)
     store = gateway.registry.store
-    runs = await store.session_runs([session_id])
+    runs = await _owned(store, session_id)
     config, visible = gateway.registry.real_config, _visible(gateway)
 
     def page_body() -> bytes:
@@ -156,6 +176,7 @@ async def delete_session(session_id: str) -> Response:
     gateway, state = current_gateway(), _state()
     session_id = _session_id_of(session_id)
     store = gateway.registry.store
+    await _owned(store, session_id)
     # Held for the deletion, as a run holds it: a run starting meanwhile that names it
     # is refused as busy, and one holding it already refuses the deletion.
     claimant = str(uuid.uuid4())

@@ -1,8 +1,15 @@
-"""Run slots: at most N runs hold one, the rest wait in a bounded first-in, first-out queue."""
+"""Run slots: at most N runs hold one, the rest wait in a bounded first-in, first-out queue.
+
+A slot may belong to a share (an API key's) with limits of its own: at most
+``Share.limit`` of its slots are held, and ``Share.queue_limit`` wait. A freed slot goes
+to the oldest waiter whose share has room, so a key at its limit never holds back the
+runs of others queued behind its own.
+"""
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
 
 import trio
 
@@ -13,11 +20,28 @@ from .errors import QueueFull
 RETRY_AFTER_SECONDS = 5
 
 
+@dataclass(eq=False)
+class Share:
+    """One owner's part of the slots (None limits: only the server's apply)."""
+
+    name: str
+    limit: int | None = None
+    queue_limit: int | None = None
+    held: int = field(default=0, init=False)
+    queued: int = field(default=0, init=False)
+
+    @property
+    def has_room(self) -> bool:
+        """Return whether one more of its slots may be held."""
+        return self.limit is None or self.held < self.limit
+
+
 class Slot:
     """One run's place: granted at once, or queued until an earlier run releases."""
 
-    def __init__(self, slots: Slots) -> None:
+    def __init__(self, slots: Slots, share: Share | None = None) -> None:
         self.slots = slots
+        self.share = share
         self._granted = trio.Event()
         self._released = False
 
@@ -69,18 +93,30 @@ class Slots:
         """Return how many requests wait for a slot."""
         return len(self._queue)
 
-    def take(self) -> Slot:
-        """Return a slot, granted if one is free, else queued at the end.
+    def take(self, share: Share | None = None) -> Slot:
+        """Return a slot, granted if one is free (for ``share`` too), else queued at the end.
 
         Raises:
-            QueueFull: every slot is held and the queue is full.
+            QueueFull: every slot is held and the queue is full, or ``share``'s are.
         """
-        slot = Slot(self)
-        if self._held < self.limit:
-            self._held += 1
-            slot.grant()
+        slot = Slot(self, share)
+        if self._held < self.limit and (share is None or share.has_room):
+            self._grant(slot)
+        elif (
+            share is not None
+            and not share.has_room
+            and (share.queue_limit is not None and share.queued >= share.queue_limit)
+        ):
+            raise QueueFull(
+                f"key {share.name} has {share.held} runs running and {share.queued} queued, "
+                f"the most it may (max_runs={share.limit}, max_queued={share.queue_limit}); "
+                "retry later",
+                retry_after=RETRY_AFTER_SECONDS,
+            )
         elif len(self._queue) < self.queue_limit:
             self._queue.append(slot)
+            if share is not None:
+                share.queued += 1
         else:
             raise QueueFull(
                 f"{self._held} runs are running and {len(self._queue)} are queued, "
@@ -98,11 +134,33 @@ class Slots:
             return 0
 
     def release(self, slot: Slot) -> None:
-        """Take ``slot`` back and grant freed slots to the oldest waiters."""
+        """Take ``slot`` back and grant freed slots to the oldest waiters with room."""
+        share = slot.share
         if slot.granted:
             self._held -= 1
+            if share is not None:
+                share.held -= 1
         else:
             self._queue.remove(slot)
-        while self._queue and self._held < self.limit:
-            self._held += 1
-            self._queue.popleft().grant()
+            if share is not None:
+                share.queued -= 1
+        self.refill()
+
+    def refill(self) -> None:
+        """Grant free slots to the oldest waiters with room (after a share's limit grew)."""
+        if not self._queue or self._held >= self.limit:
+            return
+        for waiting in list(self._queue):
+            if self._held >= self.limit:
+                break
+            if waiting.share is None or waiting.share.has_room:
+                self._queue.remove(waiting)
+                if waiting.share is not None:
+                    waiting.share.queued -= 1
+                self._grant(waiting)
+
+    def _grant(self, slot: Slot) -> None:
+        self._held += 1
+        if slot.share is not None:
+            slot.share.held += 1
+        slot.grant()

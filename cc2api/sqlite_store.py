@@ -542,18 +542,25 @@ class SqliteStore(Claims):
         more = len(records) > query.limit
         return RunPage(page, encode_cursor(page[-1].created_at, page[-1].run_id) if more else None)
 
-    async def session_runs(self, session_ids: Sequence[str]) -> dict[str, list[str]]:
-        """Return, for each session, the ids of the runs that used it, oldest first.
+    async def session_runs(
+        self, session_ids: Sequence[str], key_id: str | None = None
+    ) -> dict[str, list[str]]:
+        """Return, for each session, the ids of the runs that used it, oldest first
+        (only ``key_id``'s runs, if given).
 
         Cancellation: the read runs to its end in its thread, then Cancelled is raised.
         """
         memory = self._pending.records()
-        rows = await self._readers.run(lambda conn: store_sql.session_runs(conn, session_ids))
+        rows = await self._readers.run(
+            lambda conn: store_sql.session_runs(conn, session_ids, key_id)
+        )
         wanted = set(session_ids)
         found: list[tuple[str, int, str]] = [
             (session, created, run_id) for session, run_id, created in rows if run_id not in memory
         ]
         for record in memory.values():
+            if key_id is not None and record.api_key_id != key_id:
+                continue
             for session in wanted.intersection(record.sessions):
                 found.append((session, store_sql.to_us(record.created_at), record.run_id))
         found.sort()
@@ -561,6 +568,24 @@ class SqliteStore(Claims):
         for session, _, run_id in found:
             runs[session].append(run_id)
         return runs
+
+    async def spent(self, since: datetime) -> dict[str, float]:
+        """Return, by key id ('' for the admin), the USD of runs ended at or after ``since``.
+
+        Cancellation: the read runs to its end in its thread, then Cancelled is raised.
+        """
+        await self.flush()
+        at = store_sql.to_us(since)
+
+        def read(conn: sqlite3.Connection) -> dict[str, float]:
+            rows = conn.execute(
+                "SELECT COALESCE(api_key_id, ''), SUM(total_cost_usd) FROM runs "
+                "WHERE ended_us >= ? AND total_cost_usd IS NOT NULL GROUP BY 1",
+                (at,),
+            )
+            return {key: float(total) for key, total in rows}
+
+        return await self._readers.run(read)
 
     async def unfinished(self) -> list[RunRecord]:
         """Return the runs recorded as live, with the last event the store holds, oldest first.

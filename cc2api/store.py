@@ -382,8 +382,17 @@ class Store(Protocol):
         """
         ...
 
-    async def session_runs(self, session_ids: Sequence[str]) -> dict[str, list[str]]:
-        """Return, for each session, the ids of the runs that used it, oldest first."""
+    async def session_runs(
+        self, session_ids: Sequence[str], key_id: str | None = None
+    ) -> dict[str, list[str]]:
+        """Return, for each session, the ids of the runs that used it, oldest first.
+
+        With ``key_id``, only that key's runs: a key sees a session only through them.
+        """
+        ...
+
+    async def spent(self, since: datetime) -> dict[str, float]:
+        """Return, by key id ('' for the admin), the USD of runs ended at or after ``since``."""
         ...
 
     # -- event logs -----------------------------------------------------------
@@ -543,14 +552,27 @@ class InMemoryStore(Claims):
         """Return a page of the records of the runs the registry holds."""
         return newest_first(list(self._records.values()), query)
 
-    async def session_runs(self, session_ids: Sequence[str]) -> dict[str, list[str]]:
-        """Return the runs the registry holds that used each session."""
+    async def session_runs(
+        self, session_ids: Sequence[str], key_id: str | None = None
+    ) -> dict[str, list[str]]:
+        """Return the runs the registry holds that used each session (``key_id``'s only)."""
         wanted = set(session_ids)
         found: dict[str, list[str]] = {session: [] for session in session_ids}
         for record in sorted(self._records.values(), key=lambda r: r.created_at):
+            if key_id is not None and record.api_key_id != key_id:
+                continue
             for session in wanted.intersection(record.sessions):
                 found[session].append(record.run_id)
         return found
+
+    async def spent(self, since: datetime) -> dict[str, float]:
+        """Return, by key id, the USD of the held runs ended at or after ``since``."""
+        spent: dict[str, float] = {}
+        for record in self._records.values():
+            if record.ended_at is not None and record.ended_at >= since and record.total_cost_usd:
+                key = record.api_key_id or ""
+                spent[key] = spent.get(key, 0.0) + record.total_cost_usd
+        return spent
 
     def append_events(self, run_id: str, batch: EventBatch) -> None:
         """Keep nothing: the run's own event log is the in-memory copy."""

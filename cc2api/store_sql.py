@@ -435,17 +435,19 @@ def read_events(
 
 
 def session_runs(
-    conn: sqlite3.Connection, session_ids: Sequence[str]
+    conn: sqlite3.Connection, session_ids: Sequence[str], key_id: str | None = None
 ) -> list[tuple[str, str, int]]:
-    """Return (session id, run id, created_us) of each stored run that used each session."""
+    """Return (session id, run id, created_us) of each stored run that used each session
+    (only ``key_id``'s runs, if given)."""
     found: list[tuple[str, str, int]] = []
+    by_key = "" if key_id is None else " AND r.api_key_id = ?"
     with _Reading(conn):
         for chunk in _chunks(list(dict.fromkeys(session_ids))):
             rows = conn.execute(
                 "SELECT s.session_id, s.run_id, r.created_us FROM run_sessions AS s "  # noqa: S608 (placeholders only)
                 "JOIN runs AS r ON r.run_id = s.run_id "
-                f"WHERE s.session_id IN ({_placeholders(len(chunk))})",
-                chunk,
+                f"WHERE s.session_id IN ({_placeholders(len(chunk))}){by_key}",
+                [*chunk] if key_id is None else [*chunk, key_id],
             )
             found.extend(rows)
     return found
