@@ -1,0 +1,71 @@
+"""API keys with the real CLI against the scripted model: sessions stay with their key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .helpers import chat_body, make_settings, post_chat, served
+from .test_keys import as_key, make_key
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class TestSessions:
+    async def test_another_keys_session_does_not_exist(
+        self, real_claude: Path, real_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Bob cannot list, read, delete or resume Alice's session; Alice can resume it."""
+        settings = make_settings(claude_path=real_claude, kill_grace_seconds=3.0)
+        async with served(settings, real_environ) as gw:
+            alice = await make_key(gw.client, "alice")
+            bob = await make_key(gw.client, "bob")
+            async with as_key(gw.url, alice) as a, as_key(gw.url, bob) as b:
+                response, events = await post_chat(a, chat_body("hello there", workdir))
+                assert response.status_code == 200, response.text
+                session = events[-1].json()["session_id"]
+                bob_list = (await b.get("/sessions")).json()["sessions"]
+                answers = [
+                    await b.get(f"/sessions/{session}"),
+                    (await post_chat(b, chat_body("again", workdir, session_id=session)))[0],
+                    await b.delete(f"/sessions/{session}"),
+                ]
+                continued, bob_events = await post_chat(
+                    b, chat_body("go on", workdir, continue_conversation=True)
+                )
+                alice_list = (await a.get("/sessions")).json()["sessions"]
+                read = await a.get(f"/sessions/{session}")
+                resumed, resumed_events = await post_chat(
+                    a, chat_body("and again", workdir, session_id=session)
+                )
+                admin_list = (await gw.client.get("/sessions")).json()["sessions"]
+        assert session not in [s["session_id"] for s in bob_list]
+        assert [(r.status_code, r.json()["code"]) for r in answers] == [
+            (404, "unknown_session")
+        ] * 3
+        # Bob's --continue is his own newest session in the folder: none, so a new one.
+        assert continued.status_code == 200
+        assert bob_events[-1].json()["session_id"] != session
+        assert [s["session_id"] for s in alice_list] == [session]
+        assert read.status_code == 200
+        assert resumed.status_code == 200
+        assert resumed_events[-1].json()["status"] == "completed"
+        assert {s["session_id"] for s in admin_list} >= {session}
+
+    async def test_continue_picks_the_keys_own_newest_session(
+        self, real_claude: Path, real_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A key's continue_conversation resumes its own newest session in the folder."""
+        settings = make_settings(claude_path=real_claude, kill_grace_seconds=3.0)
+        async with served(settings, real_environ) as gw:
+            alice = await make_key(gw.client, "alice")
+            bob = await make_key(gw.client, "bob")
+            async with as_key(gw.url, alice) as a, as_key(gw.url, bob) as b:
+                first: Any = (await post_chat(a, chat_body("first", workdir)))[1][-1].json()
+                await post_chat(b, chat_body("bob's", workdir))
+                _, events = await post_chat(
+                    a, chat_body("second", workdir, continue_conversation=True)
+                )
+        assert events[-1].json()["session_id"] == first["session_id"]

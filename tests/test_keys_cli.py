@@ -1,0 +1,107 @@
+"""``cc2api keys``: with the server down (the store's files) and up (the admin API)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from .helpers import FAKE_CLAUDE, running_server, server_environment
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def free_port() -> int:
+    """Return a port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a command did."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def keys(env: dict[str, str], cwd: Path, *args: str) -> Ran:
+    """Run ``cc2api keys ARGS`` as the operator would."""
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            [sys.executable, "-m", "cc2api", "keys", *args],
+            env=env,
+            cwd=cwd,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    return Ran(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+def token_of(output: str) -> str:
+    """Return the token ``keys create`` printed."""
+    found = re.search(r"token: (cc2_\S+)", output)
+    assert found, output
+    return found.group(1)
+
+
+class TestKeysCommand:
+    async def test_a_key_made_offline_works_once_the_server_is_up(self, tmp_path: Path) -> None:
+        """``keys create`` with the server down writes the store; the started server takes it."""
+        home = tmp_path / "home"
+        home.mkdir()
+        env = server_environment(
+            home, FAKE_CLAUDE, PORT=str(free_port()), DATA_DIR=str(tmp_path / "data")
+        )
+        made = await keys(
+            env, tmp_path, "create", "bot", "--max-runs", "2", "--disallow", "WebFetch"
+        )
+        assert made.returncode == 0, made.stderr
+        token = token_of(made.stdout)
+        argv = [sys.executable, "-m", "cc2api", "serve"]
+        async with running_server(argv, tmp_path, env) as (_, url):
+            headers = {"Authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(base_url=url, headers=headers) as client:
+                answer = await client.get("/processes")
+        assert answer.status_code == 200
+        assert "max_runs: 2" in made.stdout
+
+    async def test_with_the_server_up_changes_apply_at_once(self, tmp_path: Path) -> None:
+        """``keys create``, ``list``, ``update`` and ``revoke`` go through the running server."""
+        home = tmp_path / "home"
+        home.mkdir()
+        env = server_environment(
+            home, FAKE_CLAUDE, PORT=str(free_port()), DATA_DIR=str(tmp_path / "data")
+        )
+        argv = [sys.executable, "-m", "cc2api", "serve"]
+        async with running_server(argv, tmp_path, env) as (_, url):
+            made = await keys(env, tmp_path, "create", "ci")
+            token = token_of(made.stdout)
+            listed = await keys(env, tmp_path, "list")
+            updated = await keys(env, tmp_path, "--json", "update", "ci", "--runs-per-minute", "5")
+            headers = {"Authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(base_url=url, headers=headers) as client:
+                before = await client.get("/processes")
+                revoked = await keys(env, tmp_path, "revoke", "ci", "--cancel-runs")
+                after = await client.get("/processes")
+            missing = await keys(env, tmp_path, "show", "nobody")
+        assert made.returncode == 0, made.stderr
+        assert "ci" in listed.stdout
+        assert '"runs_per_minute": 5' in updated.stdout
+        assert before.status_code == 200
+        assert revoked.returncode == 0, revoked.stderr
+        assert after.status_code == 401
+        assert missing.returncode == 1
+        assert "no key named 'nobody'" in missing.stderr
+        assert token not in listed.stdout + updated.stdout + revoked.stdout
+        assert token not in (tmp_path / "server.log").read_text()
