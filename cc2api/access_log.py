@@ -19,7 +19,14 @@ from .logs import run_extra
 if TYPE_CHECKING:
     from hypercorn.typing import ResponseSummary, WWWScope
 
-__all__ = ["ROUTE_SCOPE_KEY", "RUN_SCOPE_KEY", "STATUS_SCOPE_KEY", "AccessLogger", "access_fields"]
+__all__ = [
+    "KEY_SCOPE_KEY",
+    "ROUTE_SCOPE_KEY",
+    "RUN_SCOPE_KEY",
+    "STATUS_SCOPE_KEY",
+    "AccessLogger",
+    "access_fields",
+]
 
 # Where the app leaves, for the access line, the route it matched, the status it answered
 # and the run its answer names (X-Process-ID): the ASGI scope, which the server and the
@@ -28,6 +35,7 @@ __all__ = ["ROUTE_SCOPE_KEY", "RUN_SCOPE_KEY", "STATUS_SCOPE_KEY", "AccessLogger
 ROUTE_SCOPE_KEY = "cc2api.route"
 STATUS_SCOPE_KEY = "cc2api.status"
 RUN_SCOPE_KEY = "cc2api.run_id"
+KEY_SCOPE_KEY = "cc2api.key"
 ACCESS_LOGGER = "cc2api.access"
 
 
@@ -48,6 +56,9 @@ def access_fields(
     run_id = scope.get(RUN_SCOPE_KEY)
     if run_id:
         fields.update(run_extra(str(run_id)))
+    key = scope.get(KEY_SCOPE_KEY)
+    if key:
+        fields["key"] = str(key)
     return fields
 
 

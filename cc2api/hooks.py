@@ -11,10 +11,11 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from .access_log import ROUTE_SCOPE_KEY, RUN_SCOPE_KEY, STATUS_SCOPE_KEY
+from .access_log import KEY_SCOPE_KEY, ROUTE_SCOPE_KEY, RUN_SCOPE_KEY, STATUS_SCOPE_KEY
 from .docs import PUBLIC_PREFIXES
 from .errors import ApiError, Unauthorized
 from .gateway import current_gateway
+from .principal import Principal
 from .wire import Error, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,9 @@ async def note_route(response: Response) -> Response:
     scope[ROUTE_SCOPE_KEY] = "unmatched" if rule is None else rule.rule
     scope[STATUS_SCOPE_KEY] = response.status_code
     scope[RUN_SCOPE_KEY] = response.headers.get("X-Process-ID")
+    principal = g.get("principal")
+    if isinstance(principal, Principal):
+        scope[KEY_SCOPE_KEY] = principal.name
     return response
 
 

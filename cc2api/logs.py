@@ -1,10 +1,10 @@
 """The server's log: text lines (the default) or one JSON object per line (LOG_FORMAT=json).
 
 Records may carry these fields (``extra=`` on the logging call), which JSON lines
-show as keys of their own: ``run_id``, ``route``, ``method``, ``path``, ``status``,
-``duration_ms`` and ``address``. Nothing here reads a record's
-arguments beyond its message: what a call does not pass cannot leak, and no call
-passes a prompt, a token or a password.
+show as keys of their own: ``run_id``, ``key`` (the API key's name, or ``admin``),
+``route``, ``method``, ``path``, ``status``, ``duration_ms`` and ``address``.
+Nothing here reads a record's arguments beyond its message: what a call does not
+pass cannot leak, and no call passes a prompt, a token or a password.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Any, Literal
 __all__ = ["FIELDS", "JsonFormatter", "configure", "run_extra"]
 
 # What a JSON line may carry besides time, level, logger and message, in this order.
-FIELDS = ("run_id", "route", "method", "path", "status", "duration_ms", "address")
+FIELDS = ("run_id", "key", "route", "method", "path", "status", "duration_ms", "address")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def run_extra(run_id: str) -> dict[str, Any]:
-    """Return the ``extra=`` of a log line about one run."""
-    return {"run_id": run_id}
+def run_extra(run_id: str, key: str | None = None) -> dict[str, Any]:
+    """Return the ``extra=`` of a log line about one run (and the key that started it)."""
+    return {"run_id": run_id} if key is None else {"run_id": run_id, "key": key}
 
 
 class JsonFormatter(logging.Formatter):

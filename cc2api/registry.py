@@ -302,7 +302,7 @@ class Registry:
                 callback(run)
             except Exception:
                 log.exception("run %s: counting its end failed", run_id, extra=run_extra(run_id))
-        log.info("run %s ended: %s", run_id, run.status, extra=run_extra(run_id))
+        log.info("run %s ended: %s", run_id, run.status, extra=run_extra(run_id, run.owner.name))
 
     def record(self, run: Run) -> RunRecord:
         """Return what the store keeps of ``run`` now (its prompt only with STORE_PROMPTS)."""

@@ -139,12 +139,14 @@ class TestServerLog:
         assert chat["duration_ms"] >= 0
         assert chat["address"] == "127.0.0.1"
         assert chat["path"] == "/chat"
+        assert chat["key"] == "admin"
+        assert "key" not in by_route["/processes", 401]  # nobody was authenticated
 
     async def test_lines_about_a_run_carry_its_id(self, tmp_path: Path, workdir: Path) -> None:
         """The run's own lines (started, ended) name it in ``run_id``."""
         log, run_id = await served_log(tmp_path, workdir, LOG_FORMAT="json")
         about = [e for e in map(json.loads, log.splitlines()) if e.get("run_id") == run_id]
-        assert any("ended" in e["message"] for e in about)
+        assert any("ended" in e["message"] and e["key"] == "admin" for e in about)
         assert any("started" in e["message"] for e in about)
 
     @pytest.mark.parametrize("log_format", ["text", "json"])
