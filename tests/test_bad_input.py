@@ -753,7 +753,7 @@ BAD_AUTHORIZATION = [
     pytest.param(b"Basic " + base64.b64encode(b"adminpassword"), "malformed", id="no-colon"),
     pytest.param(b"Basic", "Basic", id="basic-alone"),
     pytest.param(b"Basic\t" + GOOD[6:].encode(), "Basic", id="tab-separator"),
-    pytest.param(b"Bearer " + GOOD[6:].encode(), "Basic", id="bearer"),
+    pytest.param(b"Bearer " + GOOD[6:].encode(), "invalid", id="bearer"),
     pytest.param(b"Digest username=admin", "Basic", id="digest"),
     pytest.param(GOOD[6:].encode(), "Basic", id="no-scheme"),
     pytest.param(b"", "required", id="empty"),
