@@ -39,10 +39,29 @@ class Streamed:
     run_id: str
 
 
-def chat_request(address: Address, prompt: str, cwd: Path) -> bytes:
-    """Return a ``POST /chat`` request for ``prompt`` in ``cwd``."""
+def chat_request(
+    address: Address, prompt: str, cwd: Path, headers: dict[str, str] | None = None
+) -> bytes:
+    """Return a ``POST /chat`` request for ``prompt`` in ``cwd`` (as the admin by default)."""
     body = json.dumps({"prompt": prompt, "cwd": str(cwd)}).encode()
-    return build_request("POST", "/chat", address, body=body, headers=AUTH)
+    return build_request("POST", "/chat", address, body=body, headers=headers or AUTH)
+
+
+async def key_headers(address: Address, name: str) -> dict[str, str]:
+    """Make an API key on the gateway at ``address``; return the headers that send it."""
+    body = json.dumps({"name": name}).encode()
+    connection = await Connection.open(address)
+    try:
+        await connection.send(
+            build_request("POST", "/admin/keys", address, body=body, headers=AUTH)
+        )
+        head = await connection.read_head()
+        answer = json.loads(await connection.body(head).read_all())
+    finally:
+        await connection.aclose()
+    if head.status != 201:
+        raise RuntimeError(f"POST /admin/keys answered {head.status}: {answer}")
+    return {"Authorization": f"Bearer {answer['token']}"}
 
 
 async def stream_chat(

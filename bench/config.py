@@ -90,6 +90,7 @@ def row_names(sizes: Sizes) -> list[str]:
         "throughput, 1 MiB lines: CPU, store on/off",
         f"{compared} streams: events/s, store on/off",
         f"{compared} streams: memory/stream peak, store on/off",
+        f"{compared} streams: events/s, key/admin",
         "restart to first replayed event",
         "restart to last replayed event",
         "restart: replay whole",

@@ -3,7 +3,10 @@
 The first stream count is measured in rounds, each on a fresh gateway with the store
 on and on one with it off (STORE=memory), in alternating order; its rows are the
 store-on rounds' medians, and the store's cost is their ratio to the store-off ones.
-The other count runs once, with the store on.
+Each round with the store on is paired with one whose streams are started with an API
+key (Bearer) rather than the admin's Basic credential, on the same kind of gateway: the
+cost of authenticating by key is their ratio. The other count runs once, with the store
+on.
 
 Every fake opens a FIFO that the benchmark holds open for writing, prints its init
 line and waits for EOF on the FIFO. Once every stream has its init event, the
@@ -30,7 +33,7 @@ import trio
 
 from . import backlog
 from .client import Connection, ConnectionClosed
-from .common import Bench, Tally, chat_request
+from .common import Bench, Tally, chat_request, key_headers
 from .fake import (
     INIT_LINE,
     READ_BYTES,
@@ -50,6 +53,7 @@ OPENING = 64
 SAMPLE_SECONDS = 0.02
 TIMEOUT_SECONDS = 300.0
 STORE_TARGET = "≥ 0.95"
+KEY_TARGET = "≥ 0.95"
 MEMORY_TARGET = "≤ 1.05"
 
 
@@ -163,8 +167,11 @@ class Round:
     backlog_peak: int | None  # the store's (see bench.backlog); None: not given
 
 
-async def one_round(bench: Bench, count: int, store: StoreKind, folder: Path) -> Round:
-    """Run ``count`` streams at once on a fresh gateway with ``store`` in ``folder``."""
+async def one_round(
+    bench: Bench, count: int, store: StoreKind, folder: Path, *, keyed: bool = False
+) -> Round:
+    """Run ``count`` streams at once on a fresh gateway with ``store`` in ``folder``
+    (started with an API key if ``keyed``, else as the admin)."""
     await trio.Path(folder).mkdir()
     lines, pad = bench.sizes.parallel_lines, bench.sizes.parallel_pad
     gate_path = folder / "gate"
@@ -177,7 +184,9 @@ async def one_round(bench: Bench, count: int, store: StoreKind, folder: Path) ->
         idle = server.rss()
         peak = [0]
         held, elapsed = idle, 0.0
-        request = chat_request(server.address, f"gate {gate_path} {lines} {pad}", bench.workdir)
+        headers = await key_headers(server.address, "bench") if keyed else None
+        prompt = f"gate {gate_path} {lines} {pad}"
+        request = chat_request(server.address, prompt, bench.workdir, headers)
         opening = trio.CapacityLimiter(OPENING)
         with trio.move_on_after(TIMEOUT_SECONDS) as timeout:
             async with trio.open_nursery() as sampler:
@@ -230,14 +239,20 @@ async def measure(bench: Bench, count: int, compared: int) -> list[Row]:
 
     With the store on once, or ``compared`` times with it on and off in turns.
     """
-    sides: list[tuple[str, StoreKind]] = [("on", bench.store_on), ("off", "memory")]
+    sides: list[tuple[str, StoreKind]] = [
+        ("on", bench.store_on),
+        ("off", "memory"),
+        ("key", bench.store_on),
+    ]
     plan = [sides[0]]
     if compared:
-        plan = [side for index in range(compared) for side in sides[:: 1 - 2 * (index % 2)]]
-    rounds: dict[str, list[Round]] = {"on": [], "off": []}
+        # Each kind in turn, starting one later each round, so none always goes first.
+        plan = [sides[(index + k) % 3] for index in range(compared) for k in range(3)]
+    rounds: dict[str, list[Round]] = {"on": [], "off": [], "key": []}
     for index, (side, store) in enumerate(plan):
         folder = bench.folder / f"parallel-{count}-{index}-{side}"
-        rounds[side].append(await one_round(bench, count, store, folder))
+        keyed = side == "key"
+        rounds[side].append(await one_round(bench, count, store, folder, keyed=keyed))
     name = f"{count} streams"
     done = sum(one.completed for side in rounds.values() for one in side)
     completed = Row(f"{name}: completed", f"{done}/{count * len(plan)}", target="all")
@@ -268,7 +283,27 @@ async def measure(bench: Bench, count: int, compared: int) -> list[Row]:
     ]
     if compared:
         rows += compared_rows(bench, count, rounds["on"], rounds["off"])
+        rows.append(key_row(count, rounds["key"], rounds["on"]))
     return rows
+
+
+def key_row(count: int, keyed: list[Round], admin: list[Round]) -> Row:
+    """Return the row of streams started with an API key against the admin's, round by round."""
+    name = f"{count} streams: events/s, key/admin"
+    pairs = [
+        (mine.rate, theirs.rate)
+        for mine, theirs in zip(keyed, admin, strict=False)
+        if mine.rate is not None and theirs.rate is not None
+    ]
+    if not pairs:
+        return Row(name, "failed", target=KEY_TARGET)
+    return Row(
+        name,
+        f"{statistics.median(mine for mine, _ in pairs):,.0f}",
+        f"{statistics.median(theirs for _, theirs in pairs):,.0f} admin",
+        paired(pairs),
+        KEY_TARGET,
+    )
 
 
 def compared_rows(
