@@ -89,6 +89,20 @@ def main() -> int:  # noqa: PLR0911, PLR0912 (one branch a mode)
     if word == "echo":
         out({"type": "assistant", "text": prompt})
         result(prompt)
+    elif word == "spend":  # spend USD: a result line that cost that much
+        out(
+            {
+                "type": "result",
+                "subtype": "success",
+                "is_error": False,
+                "result": "spent",
+                "session_id": SESSION,
+                "total_cost_usd": float(arg),
+                "modelUsage": {
+                    "fake-model": {"inputTokens": 1000, "outputTokens": 10, "costUSD": float(arg)}
+                },
+            }
+        )
     elif word == "argv":
         withheld = (
             "CLAUDECODE",

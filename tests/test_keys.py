@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -408,3 +409,53 @@ class TestRevoke:
         assert status == "cancelled"
         assert pid is not None
         assert not alive(pid)
+
+
+class TestBudgets:
+    async def test_each_run_is_capped_at_what_remains(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A key's run gets --max-budget-usd at what its budget has left, or its own if smaller."""
+        async with served(make_settings(), fake_environ) as gw:
+            token = await make_key(gw.client, "thrifty", budget_usd_day=5, budget_usd_month=50)
+            async with as_key(gw.url, token) as client:
+                spent, _ = await post_chat(client, chat_body("spend 1.5", workdir))
+                _, left = await post_chat(client, chat_body("argv", workdir))
+                _, own = await post_chat(client, chat_body("argv", workdir, max_budget_usd=0.25))
+            _, admin = await post_chat(gw.client, chat_body("argv", workdir))
+
+        def budget(events: list[Any]) -> str | None:
+            argv = next(e.json()["argv"] for e in events if "argv" in e.json())
+            found = [a for a in argv if a.startswith("--max-budget-usd")]
+            return found[0] if found else None
+
+        assert spent.status_code == 200
+        assert budget(left) == "--max-budget-usd=3.5"
+        assert budget(own) == "--max-budget-usd=0.25"
+        assert budget(admin) is None
+
+    async def test_a_spent_budget_refuses_runs_until_it_resets(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Past its daily budget a key gets 429 budget_exhausted with resets_at; others go on."""
+        settings = make_settings()
+        async with served(settings, fake_environ) as gw:
+            token = await make_key(gw.client, "spender", budget_usd_day=1)
+            other = await make_key(gw.client, "other", budget_usd_day=1)
+            async with as_key(gw.url, token) as client, as_key(gw.url, other) as fine:
+                await post_chat(client, chat_body("spend 0.6", workdir))
+                second, _ = await post_chat(client, chat_body("spend 0.6", workdir))
+                refused, _ = await post_chat(client, chat_body("echo hi", workdir))
+                allowed, _ = await post_chat(fine, chat_body("echo hi", workdir))
+        # Restarted, the gateway reads the spend back from the store.
+        async with served(settings, fake_environ) as gw, as_key(gw.url, token) as client:
+            again, _ = await post_chat(client, chat_body("echo hi", workdir))
+        assert second.status_code == 200  # 0.6 spent, 0.4 left: it may start
+        assert refused.status_code == 429
+        body = refused.json()
+        assert body["code"] == "budget_exhausted"
+        tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+        assert body["resets_at"] == f"{tomorrow.isoformat()}T00:00:00Z"
+        assert 0 < int(refused.headers["Retry-After"]) <= 86400
+        assert allowed.status_code == 200
+        assert again.status_code == 429
