@@ -21,10 +21,11 @@ from .cli_args import MAX_COMMAND_LINE_BYTES, cli_environment
 from .configfiles import load_configs
 from .credentials import Credentials
 from .discovery import ClaudeInfo, probe
-from .errors import NotFound, Unavailable, ValidationFailed
+from .errors import Unavailable, ValidationFailed
 from .key_admin import KeyAdmin
 from .key_limits import KeyLimits, day_start, month_start
 from .key_policy import KeyPolicies
+from .key_sessions import own_session
 from .key_store import KeyStore, MemoryKeys, SqliteKeys
 from .keys import KeyRing
 from .launch import plan_launch
@@ -37,7 +38,7 @@ from .resume import choose_session
 from .runner import Run
 from .session_index import require_resumable
 from .settings import Settings
-from .store import MAX_PAGE, STORE_MARKER_VAR, RunQuery, Store
+from .store import STORE_MARKER_VAR, Store
 from .stores import open_store
 from .wire import ErrorCode, Health, StoreHealth
 
@@ -207,7 +208,9 @@ class Gateway:
         plan, policy = self.key_policies.plan(chat, key)
         check_folders(chat)
         if key is not None:
-            chat = await self._own_session(chat, key.key_id)
+            chat = await own_session(
+                self.registry.store, self.registry.real_config, chat, key.key_id
+            )
             if remaining is not None:
                 asked = chat.max_budget_usd
                 capped = remaining if asked is None else min(asked, remaining)
@@ -256,37 +259,6 @@ class Gateway:
         except BaseException:
             self.key_limits.forget_start(key)
             raise
-
-    async def _own_session(self, chat: ChatRequest, key_id: str) -> ChatRequest:
-        """Return ``chat`` resuming only a session of the key's own runs.
-
-        Another key's session answers as one that does not exist. ``continue_conversation``
-        becomes a resume of the newest session of the key's own runs in exactly this
-        folder (none: a new conversation), never the folder's newest, which may be
-        another key's.
-        """
-        store = self.registry.store
-        if chat.session_id is not None:
-            runs = await store.session_runs([chat.session_id], key_id)
-            if not runs.get(chat.session_id):
-                raise NotFound(
-                    f"no session {chat.session_id} to resume", code=ErrorCode.UNKNOWN_SESSION
-                )
-            return chat
-        if chat.continue_conversation:
-            page = await store.list_runs(
-                RunQuery(cwd_prefix=chat.cwd, api_key_id=key_id, limit=MAX_PAGE)
-            )
-            latest = next(
-                (r.session_id for r in page.records if r.cwd == chat.cwd and r.session_id), None
-            )
-            update: dict[str, object] = {"continue_conversation": False}
-            if latest is not None:
-                update["session_id"] = latest
-            else:  # a new conversation: nothing to fork
-                update["fork_session"] = False
-            return chat.model_copy(update=update)
-        return chat
 
 
 def _key_store(store: Store) -> KeyStore:

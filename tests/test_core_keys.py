@@ -99,7 +99,9 @@ class TestRateAndBudget:
         assert refused.value.resets_at == datetime(2026, 12, 3, tzinfo=UTC)
         now[0] = NOW + timedelta(days=1)
         assert limits.remaining(key) == pytest.approx(1.0)
-        assert limits.spent(key.key_id) == (0.0, pytest.approx(1.1))
+        day, month = limits.spent(key.key_id)
+        assert day == 0.0
+        assert month == pytest.approx(1.1)
 
     def test_the_monthly_budget_resets_on_the_first(self) -> None:
         """A spent month refuses with resets_at on the 1st of the next month."""

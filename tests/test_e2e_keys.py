@@ -17,7 +17,7 @@ class TestSessions:
     async def test_another_keys_session_does_not_exist(
         self, real_claude: Path, real_environ: dict[str, str], workdir: Path
     ) -> None:
-        """Bob cannot list, read, delete or resume Alice's session; Alice can resume it."""
+        """Bob cannot list, read, delete, resume or take over Alice's session; Alice can resume it."""
         settings = make_settings(claude_path=real_claude, kill_grace_seconds=3.0)
         async with served(settings, real_environ) as gw:
             alice = await make_key(gw.client, "alice")
@@ -32,6 +32,7 @@ class TestSessions:
                     (await post_chat(b, chat_body("again", workdir, session_id=session)))[0],
                     await b.delete(f"/sessions/{session}"),
                 ]
+                taken, _ = await post_chat(b, chat_body("mine", workdir, new_session_id=session))
                 continued, bob_events = await post_chat(
                     b, chat_body("go on", workdir, continue_conversation=True)
                 )
@@ -45,6 +46,7 @@ class TestSessions:
         assert [(r.status_code, r.json()["code"]) for r in answers] == [
             (404, "unknown_session")
         ] * 3
+        assert (taken.status_code, taken.json()["code"]) == (409, "session_exists")
         # Bob's --continue is his own newest session in the folder: none, so a new one.
         assert continued.status_code == 200
         assert bob_events[-1].json()["session_id"] != session
