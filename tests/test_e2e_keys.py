@@ -17,7 +17,7 @@ class TestSessions:
     async def test_another_keys_session_does_not_exist(
         self, real_claude: Path, real_environ: dict[str, str], workdir: Path
     ) -> None:
-        """Bob cannot list, read, delete, resume or take over Alice's session; Alice can resume it."""
+        """Bob can neither list, read, delete, resume nor take over Alice's session; she can."""
         settings = make_settings(claude_path=real_claude, kill_grace_seconds=3.0)
         async with served(settings, real_environ) as gw:
             alice = await make_key(gw.client, "alice")
