@@ -10,6 +10,7 @@ from . import __version__
 from .models import ApprovalAnswer, ChatRequest, FollowUp
 from .openapi_components import REF_TEMPLATE, components, ref
 from .openapi_history import history_paths, page_parameters
+from .openapi_usage import usage_paths
 from .wire import (
     ApprovalAnswered,
     Approvals,
@@ -190,6 +191,7 @@ def openapi_document() -> dict[str, Any]:
             **_steering_paths(auth, process_id, unauthorized, locked_out),
             **history_paths(auth, process_id, unauthorized, locked_out),
             **_session_paths(auth, unauthorized, locked_out),
+            **usage_paths(auth, unauthorized, locked_out),
             "/chat/{process_id}": {
                 "delete": {
                     "operationId": "cancel",

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
 from .models import ApprovalAnswer, ChatRequest, FollowUp
+from .usage_wire import Usage
 from .wire import (
     EVENTS,
     ApprovalAnswered,
@@ -45,6 +46,7 @@ ANSWERS: tuple[type[Wire], ...] = (
     Sessions,
     SessionMessages,
     SessionDeleted,
+    Usage,
     *(model for model in EVENTS.values() if model is not None),
 )
 
