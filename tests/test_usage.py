@@ -14,8 +14,15 @@ import httpx
 import psutil
 import pytest
 import trio
+from quart import g
 
+from cc2api.app import create_app, gateway_of
+from cc2api.key_wire import KeyPolicy
+from cc2api.keys import ApiKey
+from cc2api.principal import ADMIN, Principal
 from cc2api.run_usage import ModelUsage, RunUsage
+from cc2api.server import serve
+from cc2api.settings import Settings
 from cc2api.sqlite_store import SqliteStore
 from cc2api.store import InMemoryStore, RunRecord, Store
 from cc2api.usage import UsageQuery, hour_of, rollups_of
@@ -23,6 +30,7 @@ from cc2api.usage_table import format_usage
 from cc2api.usage_wire import Usage, UsageGroup
 
 from .helpers import (
+    AUTH,
     chat_body,
     make_settings,
     post_chat,
@@ -327,6 +335,65 @@ class TestRoute:
         assert answer.json()["code"] == "validation_error"
         assert answer.json()["detail"].startswith(f"{named}:")
         assert twice.json()["detail"].startswith("group_by:")
+
+
+def key(key_id: str, name: str) -> Principal:
+    """The principal of a key (no token: authentication is not what is tested)."""
+    return Principal(ApiKey(key_id, name, key_id.encode(), NOW, NOW, KeyPolicy()))
+
+
+@asynccontextmanager
+async def served_as(
+    settings: Settings, environ: dict[str, str], acting: list[Principal]
+) -> AsyncIterator[tuple[httpx.AsyncClient, Store]]:
+    """Serve an app whose requests act for ``acting[0]`` once authenticated; yield its store.
+
+    Keys' own authentication is not on this branch: the test says who asks.
+    """
+    app = create_app(settings, environ=environ)
+
+    async def act() -> None:
+        g.principal = acting[0]
+
+    app.before_request(act)  # after authenticate, which set the admin
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        urls: list[str] = await nursery.start(serve, app, stop)
+        async with httpx.AsyncClient(base_url=urls[0], auth=AUTH, timeout=60) as client:
+            try:
+                yield client, gateway_of(app).registry.store
+            finally:
+                stop.set()
+
+
+class TestIsolation:
+    async def test_a_key_sees_its_own_usage_and_the_admin_everyones(
+        self, fake_environ: dict[str, str]
+    ) -> None:
+        """A key gets its own usage (naming another key is 404); the admin all, or one key's."""
+        settings = make_settings()
+        acting = [ADMIN]
+        async with served_as(settings, fake_environ, acting) as (client, store):
+            with sqlite3.connect(settings.data_dir / "cc2api.db") as conn:
+                conn.execute(
+                    "INSERT INTO api_keys (key_id, name, token_sha256, created_us, updated_us) "
+                    "VALUES ('k1', 'ci', x'01', 0, 0), ('k2', 'bot', x'02', 0, 0)"
+                )
+            conn.close()
+            store.save_run(ended("r1", api_key_id="k1"))
+            store.save_run(ended("r2", api_key_id="k2"))
+            store.save_run(ended("r3", api_key_id="k2"))
+            everyone = by_group(await usage_of(client, group_by="key"))
+            only_bot = by_group(await usage_of(client, group_by="key", key="bot"))
+            acting[0] = key("k1", "ci")
+            own = by_group(await usage_of(client, group_by="key"))
+            named = by_group(await usage_of(client, group_by="key", key="ci"))
+            other = await client.get("/usage", params={"key": "bot"})
+        assert {name: g["runs"] for name, g in everyone.items()} == {"bot": 2, "ci": 1}
+        assert {name: g["runs"] for name, g in only_bot.items()} == {"bot": 2}
+        assert {name: g["runs"] for name, g in own.items()} == {"ci": 1}
+        assert named == own
+        assert (other.status_code, other.json()["code"]) == (404, "not_found")
 
 
 class TestRealCli:
