@@ -17,6 +17,7 @@ from .routes import routes
 from .session_routes import session_routes
 from .settings import Settings
 from .store import Store
+from .usage_routes import usage_routes
 
 __all__ = ["create_app", "gateway_of"]
 
@@ -58,4 +59,5 @@ def create_app(
     app.register_blueprint(history)
     app.register_blueprint(session_routes)
     app.register_blueprint(admin_routes)
+    app.register_blueprint(usage_routes)
     return app

@@ -11,6 +11,7 @@ from .models import ApprovalAnswer, ChatRequest, FollowUp
 from .openapi_components import REF_TEMPLATE, components, ref
 from .openapi_history import history_paths, key_parameter, page_parameters
 from .openapi_keys import key_paths
+from .openapi_usage import usage_paths
 from .wire import (
     ApprovalAnswered,
     Approvals,
@@ -200,6 +201,7 @@ def openapi_document() -> dict[str, Any]:
             **history_paths(auth, process_id, unauthorized, locked_out),
             **_session_paths(auth, unauthorized, locked_out),
             **key_paths(auth, unauthorized, locked_out),
+            **usage_paths(auth, unauthorized, locked_out),
             "/chat/{process_id}": {
                 "delete": {
                     "operationId": "cancel",

@@ -9,6 +9,7 @@ from pydantic.json_schema import JsonSchemaMode
 
 from .key_wire import KeyCreated, KeyInfo, KeyRevoked, Keys, KeyUpdate, NewKey
 from .models import ApprovalAnswer, ChatRequest, FollowUp
+from .usage_wire import Usage
 from .wire import (
     EVENTS,
     ApprovalAnswered,
@@ -49,6 +50,7 @@ ANSWERS: tuple[type[Wire], ...] = (
     SessionMessages,
     SessionDeleted,
     *KEY_ANSWERS,
+    Usage,
     *(model for model in EVENTS.values() if model is not None),
 )
 

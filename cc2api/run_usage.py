@@ -15,7 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TOKEN_FIELDS", "AssistantUsage", "ModelUsage", "RunUsage", "usage_of"]
+__all__ = [
+    "TOKEN_FIELDS",
+    "AssistantUsage",
+    "ModelUsage",
+    "RunUsage",
+    "dump_usage",
+    "load_usage",
+    "usage_of",
+]
 
 # Our names for the four token counts, and the CLI's in a message's usage and in modelUsage.
 TOKEN_FIELDS = {
@@ -154,3 +162,25 @@ def usage_of(result: Mapping[str, Any] | None, assistant: AssistantUsage) -> Run
         if isinstance(usage, dict):
             models[UNKNOWN_MODEL] = ModelUsage.from_counts(usage, camel=False)
     return RunUsage(models=models, cost_usd=cost)
+
+
+def dump_usage(usage: RunUsage) -> str:
+    """Return ``usage`` as JSON text, as the store keeps it (:func:`load_usage` reads it)."""
+    models = {name: dict(counts.__dict__) for name, counts in usage.models.items()}
+    return json.dumps({"models": models, "cost_usd": usage.cost_usd}, separators=(",", ":"))
+
+
+def load_usage(text: str) -> RunUsage:
+    """Return the usage :func:`dump_usage` wrote; a figure of the wrong type counts as 0."""
+    found = json.loads(text)
+    models: dict[str, ModelUsage] = {}
+    if not isinstance(found, dict):
+        return RunUsage()
+    given = found.get("models")
+    for name, counts in (given if isinstance(given, dict) else {}).items():
+        if isinstance(counts, dict):
+            models[str(name)] = ModelUsage(
+                **{ours: _tokens(counts.get(ours)) for ours in TOKEN_FIELDS},
+                cost_usd=_money(counts.get("cost_usd")),
+            )
+    return RunUsage(models=models, cost_usd=_money(found.get("cost_usd")))

@@ -71,6 +71,7 @@ from .store_files import (
     open_files,
 )
 from .store_queue import Pending
+from .usage import UsageQuery, UsageRow
 
 __all__ = ["SqliteStore", "StoreReport", "StoreStats", "inspect"]
 
@@ -569,23 +570,22 @@ class SqliteStore(Claims):
             runs[session].append(run_id)
         return runs
 
-    async def spent(self, since: datetime) -> dict[str, float]:
-        """Return, by key id ('' for the admin), the USD of runs ended at or after ``since``.
+    async def usage(self, query: UsageQuery) -> list[UsageRow]:
+        """Return the usage written so far in the query's hours, a row per group.
+
+        Runs are counted by the writer, in the transaction that first writes them
+        ended: what is still queued is not counted yet (:meth:`flush` first).
 
         Cancellation: the read runs to its end in its thread, then Cancelled is raised.
         """
-        await self.flush()
-        at = store_sql.to_us(since)
+        return await self._readers.run(lambda conn: store_sql.usage(conn, query))
 
-        def read(conn: sqlite3.Connection) -> dict[str, float]:
-            rows = conn.execute(
-                "SELECT COALESCE(api_key_id, ''), SUM(total_cost_usd) FROM runs "
-                "WHERE ended_us >= ? AND total_cost_usd IS NOT NULL GROUP BY 1",
-                (at,),
-            )
-            return {key: float(total) for key, total in rows}
+    async def spent(self, since: datetime) -> dict[str, float]:
+        """Return the USD written so far by key id ('' the admin), hours from ``since``'s on.
 
-        return await self._readers.run(read)
+        Cancellation: the read runs to its end in its thread, then Cancelled is raised.
+        """
+        return await self._readers.run(lambda conn: store_sql.spent(conn, since))
 
     async def unfinished(self) -> list[RunRecord]:
         """Return the runs recorded as live, with the last event the store holds, oldest first.

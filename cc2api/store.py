@@ -71,7 +71,15 @@ Retention (``RETENTION_DAYS``, ``STORE_MAX_BYTES``) is the backend's own.
 Later issues
 ------------
 Issue 13 fills :attr:`RunRecord.api_key_id` and filters every read by it
-(:attr:`RunQuery.api_key_id`); spend is summed from the records' ``total_cost_usd``.
+(:attr:`RunQuery.api_key_id`).
+
+Usage
+-----
+Each run is counted once in hourly rollups (:mod:`cc2api.usage`), when its record is
+first written with a final status: SQLite in the writer's own transaction (a run's
+``counted`` flag, set only once), memory when its save turns final. :meth:`Store.usage`
+and :meth:`Store.spent` read the rollups, which retention never deletes; what is still
+queued is not counted yet, so a reader that must see every ended run flushes first.
 """
 
 from __future__ import annotations
@@ -87,6 +95,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from .claims import Claims
+from .codes import FINAL_STATUSES
+from .run_usage import RunUsage
+from .usage import Rollup, Rollups, UsageQuery, UsageRow, rollups_of
 
 if TYPE_CHECKING:
     from .runner import Run
@@ -103,12 +114,14 @@ __all__ = [
     "StoreStats",
     "StoreUnusable",
     "record_of",
+    "rollups_of_record",
 ]
 
 # Every process of a run carries the store's id beside CC2API_RUN_ID (proctree's
 # marker), so that a gateway restarted on a DATA_DIR ends the leftovers of its own runs
 # after a crash, and never another gateway's.
 STORE_MARKER_VAR = "CC2API_STORE_ID"
+_FINAL_NAMES = frozenset(str(status) for status in FINAL_STATUSES)
 # The most records one page of GET /runs (or GET /sessions) holds.
 MAX_PAGE = 500
 
@@ -144,6 +157,8 @@ class RunRecord:
     num_turns: int | None = None
     duration_api_ms: int | None = None
     api_key_id: str | None = None  # the key that started it (issue 13)
+    # Its tokens by model and its cost so far (cc2api.run_usage); what usage counts.
+    run_usage: RunUsage | None = None
     # Every session the CLI said it used, the one resumed first (GET /sessions' runs).
     sessions: tuple[str, ...] = ()
     prompt: str | None = None  # only with STORE_PROMPTS=true: prompts may hold secrets
@@ -272,6 +287,19 @@ def record_of(run: Run, *, prompt: bool = False) -> RunRecord:
         prompt=request.prompt if prompt else None,
         last_event_id=run.last_event_id,
         api_key_id=run.owner.key_id,
+        run_usage=run.usage(),
+    )
+
+
+def rollups_of_record(record: RunRecord) -> list[Rollup]:
+    """Return what an ended run's record adds to the usage rollups (cc2api.usage)."""
+    return rollups_of(
+        status=record.status,
+        key_id=record.api_key_id,
+        created_at=record.created_at,
+        started_at=record.started_at,
+        ended_at=record.ended_at,
+        usage=record.run_usage,
     )
 
 
@@ -391,8 +419,22 @@ class Store(Protocol):
         """
         ...
 
+    # -- usage ------------------------------------------------------------------
+
+    async def usage(self, query: UsageQuery) -> list[UsageRow]:
+        """Return the usage counted in the query's hours, one row per group, by group.
+
+        Each run is counted once, when its record is first written with a final
+        status (see :mod:`cc2api.usage`); what waits to be written is not counted
+        yet: :meth:`flush` first to see it.
+        """
+        ...
+
     async def spent(self, since: datetime) -> dict[str, float]:
-        """Return, by key id ('' for the admin), the USD of runs ended at or after ``since``."""
+        """Return the USD counted by key id ('' for the admin) in the hours from ``since``'s.
+
+        As :meth:`usage`: runs written so far; :meth:`flush` first to see the rest.
+        """
         ...
 
     # -- event logs -----------------------------------------------------------
@@ -440,6 +482,10 @@ class Store(Protocol):
     def holder(self, session_id: str) -> str | None:
         """Return the live run holding ``session_id``, if any."""
         ...
+
+
+def _final(status: str) -> bool:
+    return status in _FINAL_NAMES
 
 
 def newest_first(records: list[RunRecord], query: RunQuery) -> RunPage:
@@ -506,6 +552,7 @@ class InMemoryStore(Claims):
 
     def __init__(self) -> None:
         self._records: dict[str, RunRecord] = {}
+        self._rollups = Rollups()
         Claims.__init__(self)  # claims are answered in memory (see cc2api.store)
         self.store_id = f"memory-{uuid.uuid4()}"
 
@@ -537,7 +584,10 @@ class InMemoryStore(Claims):
         """Return at once: nothing is queued."""
 
     def save_run(self, record: RunRecord) -> None:
-        """Keep ``record`` until the registry lets the run go."""
+        """Keep ``record`` until the registry lets the run go; count it once it has ended."""
+        before = self._records.get(record.run_id)
+        if _final(record.status) and (before is None or not _final(before.status)):
+            self._rollups.add(rollups_of_record(record))
         self._records[record.run_id] = record
 
     def evict(self, run_id: str) -> None:
@@ -565,14 +615,13 @@ class InMemoryStore(Claims):
                 found[session].append(record.run_id)
         return found
 
+    async def usage(self, query: UsageQuery) -> list[UsageRow]:
+        """Return the usage counted since the process started (key groups named by id)."""
+        return self._rollups.usage(query)
+
     async def spent(self, since: datetime) -> dict[str, float]:
-        """Return, by key id, the USD of the held runs ended at or after ``since``."""
-        spent: dict[str, float] = {}
-        for record in self._records.values():
-            if record.ended_at is not None and record.ended_at >= since and record.total_cost_usd:
-                key = record.api_key_id or ""
-                spent[key] = spent.get(key, 0.0) + record.total_cost_usd
-        return spent
+        """Return the USD counted by key id in the hours from ``since``'s on."""
+        return self._rollups.spent(since)
 
     def append_events(self, run_id: str, batch: EventBatch) -> None:
         """Keep nothing: the run's own event log is the in-memory copy."""

@@ -111,6 +111,30 @@ _V3 = [
         policy TEXT NOT NULL DEFAULT '{}'
     )
     """,
+    # Usage (issue 13): a run's tokens by model and cost as JSON (cc2api.run_usage), and
+    # whether it is counted in usage_hourly: once, in the transaction that first writes
+    # it with a final status. The rollups outlive the runs' pruning.
+    "ALTER TABLE runs ADD COLUMN run_usage TEXT",
+    "ALTER TABLE runs ADD COLUMN counted INTEGER NOT NULL DEFAULT 0",
+    """
+    CREATE TABLE usage_hourly (
+        hour_us INTEGER NOT NULL,
+        key_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        runs INTEGER NOT NULL DEFAULT 0,
+        completed INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        cancelled INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL NOT NULL DEFAULT 0,
+        cost_unknown_runs INTEGER NOT NULL DEFAULT 0,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_creation_tokens INTEGER NOT NULL DEFAULT 0,
+        wall_ms INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (hour_us, key_id, model)
+    ) WITHOUT ROWID
+    """,
 ]
 
 VERSIONS: list[list[str]] = [_V1, _V2, _V3]

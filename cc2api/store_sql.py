@@ -23,7 +23,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .codes import FINAL_STATUSES
-from .store import EventBatch, RunQuery, RunRecord
+from .run_usage import dump_usage, load_usage
+from .store import EventBatch, RunQuery, RunRecord, rollups_of_record
+from .usage import COUNTERS, HOUR_US, Rollup, UsageQuery, UsageRow, hour_of, row_of
 
 __all__ = [
     "FINAL",
@@ -38,9 +40,11 @@ __all__ = [
     "read_events",
     "runs_by_status",
     "session_runs",
+    "spent",
     "to_us",
     "totals",
     "unfinished",
+    "usage",
     "vacuum",
     "write_batch",
 ]
@@ -59,7 +63,8 @@ _CHUNK = 500
 _COLUMNS = (
     "run_id, created_us, status, cwd, started_us, ended_us, exit_code, error_code, "
     "error_message, session_id, model, permission_mode, options, detached, total_cost_usd, "
-    "usage, num_turns, duration_api_ms, api_key_id, prompt, last_event_id, events_pruned"
+    "usage, num_turns, duration_api_ms, api_key_id, prompt, last_event_id, events_pruned, "
+    "run_usage"
 )
 # The columns a save writes: everything but what the event writes keep.
 _SAVED = (
@@ -83,6 +88,7 @@ _SAVED = (
     "duration_api_ms",
     "api_key_id",
     "prompt",
+    "run_usage",
 )
 # A run saved after some of its events were written (they may come first) starts
 # from what they hold.
@@ -168,13 +174,14 @@ def _row_of(record: RunRecord) -> dict[str, Any]:
         "duration_api_ms": _int(record.duration_api_ms),
         "api_key_id": record.api_key_id,
         "prompt": _text(record.prompt),
+        "run_usage": None if record.run_usage is None else _text(dump_usage(record.run_usage)),
     }
 
 
 def _record(row: Sequence[Any], sessions: Sequence[str]) -> RunRecord:
     (run_id, created, status, cwd, started, ended, exit_code, error_code, error_message) = row[:9]
     (session_id, model, mode, options, detached, cost, usage, turns, api_ms, key) = row[9:19]
-    prompt, last_event_id, pruned = row[19:22]
+    prompt, last_event_id, pruned, run_usage = row[19:23]
     return RunRecord(
         run_id=run_id,
         created_at=from_us(created),
@@ -199,6 +206,7 @@ def _record(row: Sequence[Any], sessions: Sequence[str]) -> RunRecord:
         prompt=prompt,
         last_event_id=last_event_id,
         events_pruned=bool(pruned),
+        run_usage=None if run_usage is None else load_usage(run_usage),
     )
 
 
@@ -257,6 +265,7 @@ def write_batch(
     conn.execute("BEGIN IMMEDIATE")
     try:
         new_runs = _write_records(conn, records)
+        _count(conn, records)
         added = _write_events(conn, events)
     except BaseException:
         # A failed COMMIT may have rolled back already; ROLLBACK then has nothing to do.
@@ -296,6 +305,43 @@ def _write_records(conn: sqlite3.Connection, records: Sequence[RunRecord]) -> in
         ],
     )
     return len(set(ids) - known)
+
+
+# One row of usage_hourly gains what a run adds (cc2api.usage.rollups_of).
+_UPSERT_USAGE = (
+    f"INSERT INTO usage_hourly (hour_us, key_id, model, {', '.join(COUNTERS)}) "  # noqa: S608
+    f"VALUES (?, ?, ?, {_placeholders(len(COUNTERS))}) "
+    "ON CONFLICT (hour_us, key_id, model) DO UPDATE SET "
+    + ", ".join(f"{name} = {name} + excluded.{name}" for name in COUNTERS)
+)
+
+
+def _count(conn: sqlite3.Connection, records: Sequence[RunRecord]) -> None:
+    """Add the ended runs not yet counted to usage_hourly, and mark them counted.
+
+    Only a row this marks (counted was 0) is counted: a record saved again after it was
+    counted (recovery, a retried write) adds nothing twice.
+    """
+    rollups: list[Rollup] = []
+    for record in records:
+        if record.status not in FINAL:
+            continue
+        marked = conn.execute(
+            "UPDATE runs SET counted = 1 WHERE run_id = ? AND counted = 0", (record.run_id,)
+        )
+        if marked.rowcount:
+            rollups.extend(rollups_of_record(record))
+    conn.executemany(
+        _UPSERT_USAGE,
+        [
+            (r.hour_us, _text(r.key_id), _text(r.model), *(_number(c) for c in r.counts))
+            for r in rollups
+        ],
+    )
+
+
+def _number(value: float) -> int | float | None:
+    return _int(value) if isinstance(value, int) else value
 
 
 def _write_events(conn: sqlite3.Connection, events: Sequence[tuple[str, EventBatch]]) -> int:
@@ -463,6 +509,45 @@ def unfinished(conn: sqlite3.Connection) -> list[RunRecord]:
             _FINAL_PARAMS,
         ).fetchall()
         return _records(conn, rows)
+
+
+_GROUPS = {"day": f"hour_us / {24 * HOUR_US}", "key": "u.key_id", "model": "u.model"}
+
+
+def usage(conn: sqlite3.Connection, query: UsageQuery) -> list[UsageRow]:
+    """Return the sums of usage_hourly in the query's hours, a row per group, by group.
+
+    The hours are those from ``query.since``'s to those starting before ``query.until``.
+    A key group is named from api_keys (``admin`` for '', its id if the key is gone).
+    """
+    group = _GROUPS[query.group_by]
+    sums = ", ".join(f"SUM(u.{name})" for name in COUNTERS)
+    sql = (
+        f"SELECT {group}, MAX(k.name), {sums} FROM usage_hourly AS u "  # noqa: S608 (constants)
+        "LEFT JOIN api_keys AS k ON k.key_id = u.key_id "
+        "WHERE u.hour_us >= ? AND u.hour_us < ?"
+    )
+    params: list[Any] = [hour_of(query.since), to_us(query.until)]
+    if query.key_id is not None:
+        sql += " AND u.key_id = ?"
+        params.append(query.key_id)
+    sql += " GROUP BY 1"
+    with _Reading(conn):
+        rows = conn.execute(sql, params).fetchall()
+    found = [
+        row_of(query.group_by, value, figures, key_name=name if query.group_by == "key" else None)
+        for value, name, *figures in rows
+    ]
+    return sorted(found, key=lambda row: row.group)
+
+
+def spent(conn: sqlite3.Connection, since: datetime) -> dict[str, float]:
+    """Return the USD in usage_hourly by key id, in the hours from ``since``'s on."""
+    rows = conn.execute(
+        "SELECT key_id, SUM(cost_usd) FROM usage_hourly WHERE hour_us >= ? GROUP BY key_id",
+        (hour_of(since),),
+    )
+    return {key: float(total) for key, total in rows}
 
 
 @dataclass(frozen=True)

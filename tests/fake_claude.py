@@ -257,6 +257,20 @@ def main() -> int:  # noqa: PLR0911, PLR0912 (one branch a mode)
                 "duration_api_ms": 456,
             }
         )
+    elif word == "billed":
+        # Usage as the real CLI reports it: arg is JSON with "assistant" (messages, each
+        # printed as an assistant line: id, model, usage), "result" (fields of the
+        # result line, or null for none), "exit" (its exit code) and "hang" (never end).
+        plan = json.loads(arg)
+        for message in plan.get("assistant", []):
+            out({"type": "assistant", "message": {"type": "message", **message}})
+        if plan.get("hang"):
+            while True:
+                time.sleep(1)
+        if plan.get("result") is not None:
+            out({"type": "result", "session_id": SESSION, **plan["result"]})
+        if plan.get("exit"):
+            return int(plan["exit"])
     elif word == "flood":
         # Prints until killed: a run streaming hard when its gateway dies.
         i = 0

@@ -13,6 +13,10 @@ answers depends on the caller's latest prompt (the user text that is not a
   tests can cancel mid-answer; ``SLOW <n>``: only n words.
 * anything else: the text ``echo: <prompt>``.
 
+Each answer reports 10 input and 5 output tokens, or, with ``ScriptedAPI(usage={...})``,
+the counts given (``input_tokens``, ``output_tokens``, ``cache_read_input_tokens``,
+``cache_creation_input_tokens``): the CLI prices its ``total_cost_usd`` from them.
+
 Every request body is kept in ``requests`` so tests can check what the model
 was sent.
 """
@@ -95,10 +99,11 @@ class _Reply:
         self.texts = texts or []
         self.tool = tool
         self.delay = delay
+        self.usage: dict[str, int] = {"input_tokens": 10, "output_tokens": 5}
 
     def events(self, model: str) -> Iterator[tuple[bytes, float]]:
         msg_id = f"msg_{uuid.uuid4().hex[:24]}"
-        usage = {"input_tokens": 10, "output_tokens": 1}
+        usage = {**self.usage, "output_tokens": 1}
         yield (
             _sse(
                 "message_start",
@@ -185,7 +190,7 @@ class _Reply:
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                    "usage": {"output_tokens": 5},
+                    "usage": {"output_tokens": self.usage.get("output_tokens", 0)},
                 },
             ),
             0.0,
@@ -202,7 +207,7 @@ class _Reply:
             "content": content,
             "stop_reason": "end_turn",
             "stop_sequence": None,
-            "usage": {"input_tokens": 10, "output_tokens": 5},
+            "usage": dict(self.usage),
         }
 
 
@@ -264,8 +269,9 @@ def script(body: dict[str, Any]) -> _Reply:
 class ScriptedAPI:
     """A threaded HTTP server playing the Messages API; use as a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, usage: dict[str, int] | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.usage = usage  # what each answer reports (None: 10 input, 5 output tokens)
         self._lock = threading.Lock()
         api = self
 
@@ -297,6 +303,8 @@ class ScriptedAPI:
                 with api._lock:
                     api.requests.append(body)
                 reply = script(body)
+                if api.usage is not None:
+                    reply.usage = dict(api.usage)
                 model = str(body.get("model", "claude-test"))
                 if not body.get("stream"):
                     self._json(200, reply.message(model))
