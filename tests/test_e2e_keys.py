@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .helpers import chat_body, make_settings, post_chat, served
+from .scripted_api import ScriptedAPI
 from .test_keys import as_key, make_key
+from .test_usage import BIG_COST, BIG_USAGE
 
 pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(name="scripted_api")
+def _scripted_api() -> Iterator[ScriptedAPI]:
+    """The scripted model, reporting usage that costs BIG_COST an answer."""
+    with ScriptedAPI(usage=BIG_USAGE) as api:
+        yield api
 
 
 class TestSessions:
@@ -71,3 +81,25 @@ class TestSessions:
                     a, chat_body("second", workdir, continue_conversation=True)
                 )
         assert events[-1].json()["session_id"] == first["session_id"]
+
+
+class TestBudget:
+    async def test_the_real_clis_cost_exhausts_a_budget(
+        self, real_claude: Path, real_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """The CLI's total_cost_usd counts against the key's budget, caps the next run, then 429."""
+        settings = make_settings(claude_path=real_claude, kill_grace_seconds=3.0)
+        async with served(settings, real_environ) as gw:
+            token = await make_key(gw.client, "spender", budget_usd_day=30)
+            async with as_key(gw.url, token) as client:
+                first, events = await post_chat(client, chat_body("hello", workdir))
+                second, _ = await post_chat(client, chat_body("again", workdir))
+                capped = (await client.get(f"/runs/{second.headers['X-Process-ID']}")).json()
+                refused, _ = await post_chat(client, chat_body("more", workdir))
+        result = next(e.json() for e in events if e.json().get("type") == "result")
+        assert result["total_cost_usd"] == pytest.approx(BIG_COST)
+        assert first.status_code == second.status_code == 200
+        assert capped["options"]["max_budget_usd"] == pytest.approx(30 - BIG_COST)
+        assert refused.status_code == 429
+        assert refused.json()["code"] == "budget_exhausted"
+        assert refused.json()["resets_at"].endswith("T00:00:00Z")
