@@ -20,6 +20,7 @@ from .proctree import make_undumpable
 from .server import serve_until_signalled
 from .settings import Settings, explain
 from .store import StoreUnusable
+from .usage_cli import add_usage_command, run_usage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     init.add_argument("--claude-path", type=Path, default=None)
     init.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     add_key_commands(commands)
+    add_usage_command(commands)
     args = parser.parse_args(argv)
     # Under systemd .env may be root's alone (EnvironmentFile= has read it for us).
     env_file = Path(".env") if os.access(".env", os.R_OK) else None
@@ -73,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as error:
         print(f"cc2api: cannot start: {explain(error)}", file=sys.stderr)
         return 2
-    if args.command == "keys":
-        return run_keys(args, settings)
+    if args.command in ("keys", "usage"):  # the operator's commands, on the server or its store
+        return run_keys(args, settings) if args.command == "keys" else run_usage(args, settings)
     configure_logging(settings.log_level, settings.log_format)
     # The server's environment may hold AUTH_PASSWORD (EnvironmentFile=) and its memory
     # holds it in any case; processes of the same user, the CLI's tools among them, must

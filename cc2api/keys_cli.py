@@ -9,17 +9,15 @@ keys in the server's memory only: there, the server must be up.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
 import trio
 
+from .admin_client import CommandFailed, request
 from .key_admin import KeyAdmin
 from .key_store import SqliteKeys
 from .key_wire import KeyPolicy
@@ -29,12 +27,6 @@ from .store import StoreUnusable
 from .stores import data_dir
 
 __all__ = ["add_key_commands", "run_keys"]
-
-HTTP_TIMEOUT = 120.0  # revoking with --cancel-runs waits for the runs' teardown
-
-
-class CommandFailed(Exception):
-    """Raised with what to tell the user; the command exits 1."""
 
 
 def add_key_commands(commands: Any) -> None:
@@ -107,55 +99,22 @@ def run_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _request(
-    settings: Settings, method: str, path: str, body: dict[str, Any] | None = None
-) -> dict[str, Any] | None:
-    """Send one admin request; None when no server listens."""
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
-    host = f"[{host}]" if ":" in host else host
-    credential = f"{settings.auth_user}:{settings.auth_password.get_secret_value()}"
-    request = urllib.request.Request(
-        f"http://{host}:{settings.port}{path}",
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={
-            "Authorization": "Basic " + base64.b64encode(credential.encode()).decode(),
-            "Content-Type": "application/json",
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:  # noqa: S310
-            found: dict[str, Any] = json.load(response)
-            return found
-    except urllib.error.HTTPError as error:
-        try:
-            detail = json.load(error).get("detail", error.reason)
-        except ValueError:
-            detail = error.reason
-        raise CommandFailed(f"{detail} (HTTP {error.code})") from None
-    except (ConnectionRefusedError, urllib.error.URLError) as error:
-        reason = getattr(error, "reason", error)
-        if isinstance(reason, ConnectionRefusedError) or isinstance(error, ConnectionRefusedError):
-            return None
-        raise CommandFailed(f"cannot reach the server: {reason}") from None
-
-
 def _over_http(args: argparse.Namespace, settings: Settings) -> dict[str, Any] | None:
     name = urllib.parse.quote(getattr(args, "name", ""), safe="")
     match args.action:
         case "create":
             policy = _policy_changes(args)
-            return _request(settings, "POST", "/admin/keys", {"name": args.name, "policy": policy})
+            return request(settings, "POST", "/admin/keys", {"name": args.name, "policy": policy})
         case "list":
-            return _request(settings, "GET", "/admin/keys")
+            return request(settings, "GET", "/admin/keys")
         case "show":
-            return _request(settings, "GET", f"/admin/keys/{name}")
+            return request(settings, "GET", f"/admin/keys/{name}")
         case "update":
             body = {"policy": _policy_changes(args)}
-            return _request(settings, "PATCH", f"/admin/keys/{name}", body)
+            return request(settings, "PATCH", f"/admin/keys/{name}", body)
         case _:
             cancel = "true" if args.cancel_runs else "false"
-            return _request(settings, "DELETE", f"/admin/keys/{name}?cancel_runs={cancel}")
+            return request(settings, "DELETE", f"/admin/keys/{name}?cancel_runs={cancel}")
 
 
 async def _offline(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:

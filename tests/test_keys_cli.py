@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import sys
@@ -34,11 +35,11 @@ class Ran:
     stderr: str
 
 
-async def keys(env: dict[str, str], cwd: Path, *args: str) -> Ran:
-    """Run ``cc2api keys ARGS`` as the operator would."""
+async def keys(env: dict[str, str], cwd: Path, *args: str, command: str = "keys") -> Ran:
+    """Run ``cc2api keys ARGS`` (or another ``command``) as the operator would."""
     with trio.fail_after(60):
         done = await trio.run_process(
-            [sys.executable, "-m", "cc2api", "keys", *args],
+            [sys.executable, "-m", "cc2api", command, *args],
             env=env,
             cwd=cwd,
             capture_stdout=True,
@@ -105,3 +106,31 @@ class TestKeysCommand:
         assert "no key named 'nobody'" in missing.stderr
         assert token not in listed.stdout + updated.stdout + revoked.stdout
         assert token not in (tmp_path / "server.log").read_text()
+
+
+class TestUsageCommand:
+    async def test_usage_is_printed_with_the_server_up_and_down(
+        self, tmp_path: Path, workdir: Path
+    ) -> None:
+        """``cc2api usage`` prints the runs by key from the server, and the same from its store."""
+        home = tmp_path / "home"
+        home.mkdir()
+        env = server_environment(
+            home, FAKE_CLAUDE, PORT=str(free_port()), DATA_DIR=str(tmp_path / "data")
+        )
+        token = token_of((await keys(env, tmp_path, "create", "bot")).stdout)
+        argv = [sys.executable, "-m", "cc2api", "serve"]
+        async with running_server(argv, tmp_path, env) as (_, url):
+            headers = {"Authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+                body = {"prompt": "spend 0.75", "cwd": str(workdir), "stream": False}
+                assert (await client.post("/chat", json=body)).status_code == 200
+            up = await keys(env, tmp_path, "--group-by", "key", command="usage")
+        down = await keys(env, tmp_path, "--json", "--key", "bot", command="usage")
+        unknown = await keys(env, tmp_path, "--key", "nobody", command="usage")
+        assert up.returncode == 0, up.stderr
+        bot = next(line for line in up.stdout.splitlines() if line.startswith("bot "))
+        assert "0.7500" in bot
+        assert down.returncode == 0, down.stderr
+        assert json.loads(down.stdout)["groups"][0]["cost_usd"] == 0.75
+        assert unknown.returncode == 1
