@@ -17,9 +17,12 @@ def marked(lines: list[bytes], markers: tuple[bytes, ...], head_bytes: int) -> l
         if b"\n" in marker:
             raise ValueError("a marker cannot hold a newline")
         at = heads.find(marker)
+        counted, index = 0, 0
         while at >= 0:
-            # Newlines only separate heads, so those before the hit number its line.
-            index = heads.count(b"\n", 0, at)
+            # Newlines only separate heads, so those before the hit number its line
+            # (counted from the last hit on: a batch of many hits costs one pass).
+            index += heads.count(b"\n", counted, at)
+            counted = at
             found.add(index)
             # The next hit, if any, is in a later line: skip past this head.
             end = heads.find(b"\n", at)

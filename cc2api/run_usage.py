@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = [
     "TOKEN_FIELDS",
+    "USAGE_MARK",
     "AssistantUsage",
     "ModelUsage",
     "RunUsage",

@@ -41,7 +41,7 @@ class UsageGroup(Wire):
             completed=row.completed,
             failed=row.failed,
             cancelled=row.cancelled,
-            cost_usd=round(row.cost_usd, 9),
+            cost_usd=round(row.cost_usd, 9) + 0.0,  # never -0.0
             cost_unknown_runs=row.cost_unknown_runs,
             input_tokens=row.input_tokens,
             output_tokens=row.output_tokens,
