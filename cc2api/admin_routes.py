@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import partial
 
-import trio
 from quart import Blueprint, Response, request
 
 from . import query
@@ -84,9 +83,10 @@ async def revoke_key(name: str) -> Response:
     cancelled: list[str] = []
     if cancel_runs:
         runs = [run for run in gateway.registry.runs(key_id=key.key_id) if run.live]
-        async with trio.open_nursery() as nursery:
-            for run in runs:
-                nursery.start_soon(gateway.registry.cancel, run.run_id)
+        for run in runs:
+            run.cancel()
+        for run in runs:  # each tears its processes down in its own task; wait for all
+            await run.finished.wait()
         cancelled = [run.run_id for run in runs]
     return json_response(KeyRevoked(key=key.info(), cancelled=cancelled).wire())
 

@@ -164,10 +164,15 @@ class LoginThrottle:
         for table in (self._failures, self._locked_until):
             _forget_oldest(table)
 
-    def succeeded(self, address: str) -> None:
-        """Forget the address's failures; it may log in during a global lockout."""
+    def succeeded(self, address: str, *, clears: bool = True) -> None:
+        """Let the address log in during a global lockout; forget its failures if ``clears``.
+
+        An API key's success does not clear them: else a key's holder could guess the
+        admin's password between requests made with the key, never locked out.
+        """
         now = self._clock()
-        self._failures.pop(address, None)
+        if clears:
+            self._failures.pop(address, None)
         successes = self._last_success
         successes.pop(address, None)
         successes[address] = now  # re-inserted: the dict stays oldest-first

@@ -21,7 +21,7 @@ from .cli_args import MAX_COMMAND_LINE_BYTES, cli_environment
 from .configfiles import load_configs
 from .credentials import Credentials
 from .discovery import ClaudeInfo, probe
-from .errors import Unavailable, ValidationFailed
+from .errors import Unauthorized, Unavailable, ValidationFailed
 from .key_admin import KeyAdmin
 from .key_limits import KeyLimits, day_start, month_start
 from .key_policy import KeyPolicies
@@ -253,6 +253,11 @@ class Gateway:
             )
         if key is None:
             return self.registry.start(chat, plan, launch)
+        # The key as it is now: revoked or changed while this request was read and
+        # checked (its awaits), it must not start a run a revocation's cancel missed.
+        key = self.keys.ring.by_id(key.key_id)
+        if key is None or key.revoked:
+            raise Unauthorized("this key has been revoked")
         self.key_limits.admit(key)
         try:
             return self.registry.start(chat, plan, launch, owner, self.key_limits.share(key))

@@ -57,7 +57,7 @@ async def authenticate() -> None:
             gateway.throttle.failed(address)
             log.warning("failed login from %s", address)
         raise
-    gateway.throttle.succeeded(address)
+    gateway.throttle.succeeded(address, clears=g.principal.is_admin)
 
 
 async def close_unread(response: Response) -> Response:

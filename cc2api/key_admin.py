@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import trio
 from pydantic import ValidationError
 
 from .codes import ErrorCode
@@ -50,7 +51,7 @@ def check_policy(policy: KeyPolicy, settings: Settings) -> KeyPolicy:
     for root in policy.cwd_roots:
         if not os.path.isabs(root):
             raise ValidationFailed(f"policy.cwd_roots: {root!r} is not an absolute path")
-        real = Path(os.path.realpath(root))
+        real = Path(os.path.realpath(root))  # NUL is refused by KeyPolicy
         operator = settings.allowed_cwd_roots
         if operator and not any(real.is_relative_to(allowed) for allowed in operator):
             raise ValidationFailed(
@@ -104,6 +105,9 @@ class KeyAdmin:
         self._store = store
         self._settings = settings
         self._now = now
+        # One change at a time: each reads the key, then writes it; two at once would
+        # each write what the other did not see (a revocation undone by an update).
+        self._changing = trio.Lock()
 
     async def load(self) -> None:
         """Fill the ring from the store.
@@ -133,10 +137,11 @@ class KeyAdmin:
 
         Cancellation: the write is shielded; a key written is kept.
         """
-        if self.ring.named(name) is not None:
-            raise KeyConflict(f"a key named {name!r} exists already (names are never reused)")
-        key, token = new_key(name, check_policy(policy, self._settings), self._now())
-        await self._save(key)
+        async with self._changing:
+            if self.ring.named(name) is not None:
+                raise KeyConflict(f"a key named {name!r} exists already (names are never reused)")
+            key, token = new_key(name, check_policy(policy, self._settings), self._now())
+            await self._save(key)
         return key, token
 
     async def update(self, name: str, changes: dict[str, Any]) -> ApiKey:
@@ -147,10 +152,11 @@ class KeyAdmin:
 
         Cancellation: the write is shielded; a change written applies.
         """
-        key = self.get(name)
-        policy = check_policy(merged_policy(key.policy, changes), self._settings)
-        changed = key.with_policy(policy, self._now())
-        await self._save(changed)
+        async with self._changing:
+            key = self.get(name)
+            policy = check_policy(merged_policy(key.policy, changes), self._settings)
+            changed = key.with_policy(policy, self._now())
+            await self._save(changed)
         return changed
 
     async def revoke(self, name: str) -> ApiKey:
@@ -161,11 +167,12 @@ class KeyAdmin:
 
         Cancellation: the write is shielded; a revocation written applies.
         """
-        key = self.get(name)
-        if key.revoked:
-            return key
-        revoked = key.revoke(self._now())
-        await self._save(revoked)
+        async with self._changing:
+            key = self.get(name)
+            if key.revoked:
+                return key
+            revoked = key.revoke(self._now())
+            await self._save(revoked)
         return revoked
 
     async def _save(self, key: ApiKey) -> None:

@@ -47,12 +47,19 @@ def narrowed(settings: Settings, operator: Policy, policy: KeyPolicy) -> Setting
             "allowed_cwd_roots": roots,
             "allowed_permission_modes": modes,
             "force_restricted": force,
-            "trust_caller_config": operator.trusts_config and policy.trust_caller_config,
+            # As FORCE_RESTRICTED does for the operator: forced restriction untrusts config.
+            "trust_caller_config": operator.trusts_config
+            and policy.trust_caller_config
+            and not policy.force_restricted,
             "always_disallowed_tools": [
                 *settings.always_disallowed_tools,
                 *(t for t in policy.disallowed_tools if t not in settings.always_disallowed_tools),
             ],
             "run_timeout_seconds": min(timeouts) if timeouts else None,
+            # Keys are clients that must not reach each other: unconfined, a run's tools
+            # could read other keys' transcripts and the store. Under auto, a key's runs
+            # are confined; CONFINE_RUNS=off is the operator's choice to trust them.
+            "confine_runs": "on" if settings.confine_runs == "auto" else settings.confine_runs,
         }
     )
 

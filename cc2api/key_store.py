@@ -142,7 +142,9 @@ def write_key(conn: sqlite3.Connection, key: ApiKey) -> None:
         conn.execute(
             "INSERT INTO api_keys (key_id, name, token_sha256, created_us, updated_us, "
             "revoked_us, policy) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key_id) DO UPDATE "
-            "SET updated_us = excluded.updated_us, revoked_us = excluded.revoked_us, "
+            "SET updated_us = excluded.updated_us, "
+            # A revocation is never undone, whatever a racing write carries.
+            "revoked_us = COALESCE(api_keys.revoked_us, excluded.revoked_us), "
             "policy = excluded.policy",
             (
                 key.key_id,

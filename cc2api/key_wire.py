@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from .models import PermissionMode
 from .wire import Timestamp, Wire
@@ -23,7 +23,14 @@ __all__ = [
 # Safe in a URL path, a Basic user name (no colon) and a Prometheus label.
 KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 KeyName = Annotated[str, StringConstraints(pattern=KEY_NAME_PATTERN)]
-Tool = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# NUL cannot be in a path or an argument: refused here, not a 500 (or a broken argv) later.
+_NO_NUL = r"^[^\x00]*$"
+Tool = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_NO_NUL)]
+Root = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=_NO_NUL)]
+# Finite: JSON has no infinity, and 1e999 parses as one.
+Money = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+# The name the admin goes by in logs, metrics and usage: no key may take it.
+RESERVED_NAMES = frozenset({"admin"})
 
 
 class KeyPolicy(BaseModel):
@@ -34,7 +41,7 @@ class KeyPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cwd_roots: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+    cwd_roots: list[Root] = Field(
         default_factory=list,
         description="Absolute folders the key's runs must stay in, within ALLOWED_CWD_ROOTS.",
     )
@@ -55,14 +62,14 @@ class KeyPolicy(BaseModel):
     max_queued: int | None = Field(default=None, ge=0, description="Runs waiting for a slot.")
     runs_per_minute: int | None = Field(default=None, ge=1, description="New runs a minute.")
     timeout_seconds: float | None = Field(
-        default=None, gt=0, description="The longest a run may take once started."
+        default=None,
+        gt=0,
+        le=365 * 86400,
+        allow_inf_nan=False,
+        description="The longest a run may take once started.",
     )
-    budget_usd_day: float | None = Field(
-        default=None, ge=0, description="Spend per UTC day, in USD."
-    )
-    budget_usd_month: float | None = Field(
-        default=None, ge=0, description="Spend per UTC month, in USD."
-    )
+    budget_usd_day: Money | None = Field(default=None, description="Spend per UTC day, in USD.")
+    budget_usd_month: Money | None = Field(default=None, description="Spend per UTC month, in USD.")
 
 
 class NewKey(BaseModel):
@@ -72,6 +79,13 @@ class NewKey(BaseModel):
 
     name: KeyName = Field(description="Unique; the Basic user name the key may be sent with.")
     policy: KeyPolicy = Field(default_factory=KeyPolicy)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name.lower() in RESERVED_NAMES:
+            raise ValueError(f"{name!r} is the admin's name in logs and usage; choose another")
+        return name
 
 
 class KeyUpdate(BaseModel):

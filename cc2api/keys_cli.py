@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 from .admin_client import CommandFailed, request
-from .key_admin import KeyAdmin
+from .key_admin import KeyAdmin, merged_policy
 from .key_store import SqliteKeys
 from .key_wire import KeyPolicy
 from .keys import KeyRing
@@ -146,7 +146,7 @@ async def _offline(args: argparse.Namespace, settings: Settings) -> dict[str, An
 async def _act(admin: KeyAdmin, args: argparse.Namespace) -> dict[str, Any]:
     match args.action:
         case "create":
-            policy = KeyPolicy.model_validate(_policy_changes(args))
+            policy = merged_policy(KeyPolicy(), _policy_changes(args))
             key, token = await admin.create(args.name, policy)
             return {**key.info().wire(), "token": token}
         case "list":

@@ -483,8 +483,18 @@ class SessionIndex:
 
     # -- the API ---------------------------------------------------------------
 
-    def list_page(self, config: Path, query: SessionQuery, visible: Visible) -> SessionPage:
-        """Return a page of sessions, newest activity first, as GET /sessions lists them."""
+    def list_page(
+        self,
+        config: Path,
+        query: SessionQuery,
+        visible: Visible,
+        only: frozenset[str] | None = None,
+    ) -> SessionPage:
+        """Return a page of sessions, newest activity first, as GET /sessions lists them.
+
+        ``only``: the session ids that may be listed at all (a key's), left out before
+        the page and its cursor are cut, so that neither says anything of the others.
+        """
         wanted = set() if query.cwd is None else {query.cwd, os.path.realpath(query.cwd)}
         if query.cwd is None:
             folders = _project_folders(config)
@@ -495,6 +505,8 @@ class SessionIndex:
         for folder in folders:
             for summary in self._in_folder(folder, visible):
                 if summary.sidechain or (query.cwd is not None and summary.cwd not in wanted):
+                    continue
+                if only is not None and summary.session_id not in only:
                     continue
                 if query.since is not None and summary.last_activity < query.since:
                     continue

@@ -121,21 +121,19 @@ async def list_sessions() -> Response:
         after=query.cursor_of(args, decode_list_cursor),
         limit=query.limit_of(args),
     )
+    store, key_id = gateway.registry.store, current_principal().key_id
+    # A key sees the sessions its own runs used, and only those runs of them.
+    only = None if key_id is None else frozenset(await store.sessions_of(key_id))
     page = await trio.to_thread.run_sync(
         state.index.list_page,
         gateway.registry.real_config,
         wanted,
         _visible(gateway),
+        only,
         limiter=state.readers,
     )
-    store, key_id = gateway.registry.store, current_principal().key_id
     runs = await store.session_runs([summary.session_id for summary in page.sessions], key_id)
-    # A key sees the sessions its own runs used, and only those runs of them.
-    listed = [
-        _session(summary, runs, store)
-        for summary in page.sessions
-        if key_id is None or runs.get(summary.session_id)
-    ]
+    listed = [_session(summary, runs, store) for summary in page.sessions]
     body = Sessions(sessions=listed, count=len(listed), next_cursor=page.next_cursor)
     return json_response(body.wire())
 

@@ -102,10 +102,8 @@ class Slots:
         slot = Slot(self, share)
         if self._held < self.limit and (share is None or share.has_room):
             self._grant(slot)
-        elif (
-            share is not None
-            and not share.has_room
-            and (share.queue_limit is not None and share.queued >= share.queue_limit)
+        elif share is not None and (
+            share.queue_limit is not None and share.queued >= share.queue_limit
         ):
             raise QueueFull(
                 f"key {share.name} has {share.held} runs running and {share.queued} queued, "

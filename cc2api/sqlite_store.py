@@ -587,6 +587,18 @@ class SqliteStore(Claims):
         """
         return await self._readers.run(lambda conn: store_sql.spent(conn, since))
 
+    async def sessions_of(self, key_id: str) -> set[str]:
+        """Return every session a run of ``key_id`` used, queued saves included.
+
+        Cancellation: the read runs to its end in its thread, then Cancelled is raised.
+        """
+        memory = self._pending.records()
+        stored = await self._readers.run(lambda conn: store_sql.sessions_of(conn, key_id))
+        for record in memory.values():
+            if record.api_key_id == key_id:
+                stored.update(record.sessions)
+        return stored
+
     async def unfinished(self) -> list[RunRecord]:
         """Return the runs recorded as live, with the last event the store holds, oldest first.
 

@@ -419,6 +419,10 @@ class Store(Protocol):
         """
         ...
 
+    async def sessions_of(self, key_id: str) -> set[str]:
+        """Return every session a run of ``key_id`` used: the sessions that key may see."""
+        ...
+
     # -- usage ------------------------------------------------------------------
 
     async def usage(self, query: UsageQuery) -> list[UsageRow]:
@@ -601,6 +605,15 @@ class InMemoryStore(Claims):
     async def list_runs(self, query: RunQuery) -> RunPage:
         """Return a page of the records of the runs the registry holds."""
         return newest_first(list(self._records.values()), query)
+
+    async def sessions_of(self, key_id: str) -> set[str]:
+        """Return the sessions of the held runs of ``key_id``."""
+        return {
+            session
+            for record in self._records.values()
+            if record.api_key_id == key_id
+            for session in record.sessions
+        }
 
     async def session_runs(
         self, session_ids: Sequence[str], key_id: str | None = None

@@ -499,6 +499,17 @@ def session_runs(
     return found
 
 
+def sessions_of(conn: sqlite3.Connection, key_id: str) -> set[str]:
+    """Return the sessions the stored runs of ``key_id`` used."""
+    with _Reading(conn):
+        rows = conn.execute(
+            "SELECT DISTINCT s.session_id FROM runs AS r "
+            "JOIN run_sessions AS s ON s.run_id = r.run_id WHERE r.api_key_id = ?",
+            (key_id,),
+        ).fetchall()
+    return {session for (session,) in rows}
+
+
 def unfinished(conn: sqlite3.Connection) -> list[RunRecord]:
     """Return the stored records whose status is not final, oldest first."""
     with _Reading(conn):

@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from cc2api.errors import QueueFull, TooManyRequests
 from cc2api.key_limits import BudgetExhausted, KeyLimits
 from cc2api.key_policy import narrowed
-from cc2api.key_wire import KeyPolicy
+from cc2api.key_wire import KeyPolicy, NewKey
 from cc2api.keys import KeyRing, hash_token, new_key
 from cc2api.policy import Policy
 from cc2api.slots import Share, Slots
@@ -148,3 +149,48 @@ class TestNarrowing:
         operator = Policy(settings, {}, euid=1000)
         mine = narrowed(settings, operator, KeyPolicy(cwd_roots=[str(tmp_path / "then")]))
         assert not Policy(mine, {}, euid=1000).within_roots(str(tmp_path / "now"))
+
+
+class TestReviewFindings:
+    def test_a_keys_forced_restriction_untrusts_caller_config(self) -> None:
+        """force_restricted on a key untrusts caller config, as FORCE_RESTRICTED does."""
+        settings = make_settings()
+        operator = Policy(settings, {}, euid=1000)
+        mine = narrowed(settings, operator, KeyPolicy(force_restricted=True))
+        assert mine.trust_caller_config is False
+
+    def test_key_runs_are_confined_under_auto(self) -> None:
+        """Under CONFINE_RUNS=auto a key's runs are confined; off stays off."""
+        for mode, expected in (("auto", True), ("off", False), ("on", True)):
+            settings = make_settings(confine_runs=mode)
+            operator = Policy(settings, {}, euid=1000)
+            mine = Policy(narrowed(settings, operator, KeyPolicy()), {}, euid=1000)
+            assert mine.confines is expected, mode
+
+    def test_max_queued_holds_while_the_key_is_under_max_runs(self) -> None:
+        """A key's max_queued refuses once the server is full, whatever its own max_runs."""
+        slots = Slots(limit=1, queue_limit=10)
+        slots.take()
+        share = Share("bot", queue_limit=1)
+        slots.take(share)
+        with pytest.raises(QueueFull):
+            slots.take(share)
+
+    @pytest.mark.parametrize(
+        "policy",
+        [
+            {"cwd_roots": ["/tmp/a\x00b"]},
+            {"disallowed_tools": ["Bash\x00"]},
+            {"budget_usd_day": float("inf")},
+            {"timeout_seconds": float("inf")},
+        ],
+    )
+    def test_a_policy_without_nul_or_infinity(self, policy: dict[str, object]) -> None:
+        """NUL in a path or tool, and infinite figures, are refused by validation."""
+        with pytest.raises(ValidationError):
+            KeyPolicy.model_validate(policy)
+
+    def test_admin_is_not_a_keys_name(self) -> None:
+        """No key may be called admin, the admin's name in logs and usage."""
+        with pytest.raises(ValidationError):
+            NewKey(name="Admin")

@@ -131,6 +131,23 @@ class TestTokens:
         assert locked.status_code == 429
         assert locked.json()["code"] == "too_many_failed_logins"
 
+    async def test_a_keys_success_does_not_clear_failed_admin_logins(
+        self, fake_environ: dict[str, str]
+    ) -> None:
+        """Guesses at the admin password between a key's requests still lock the address out."""
+        settings = make_settings(auth_max_failures=3)
+        async with served(settings, fake_environ) as gw:
+            token = await make_key(gw.client, "guesser")
+            async with (
+                as_key(gw.url, token) as key,
+                httpx.AsyncClient(base_url=gw.url, auth=("admin", "guess")) as guesser,
+            ):
+                for _ in range(3):
+                    assert (await guesser.get("/processes")).status_code == 401
+                    assert (await key.get("/processes")).status_code in (200, 429)
+                locked = await key.get("/processes")
+        assert locked.status_code == 429
+
     async def test_keys_survive_a_restart(self, fake_environ: dict[str, str]) -> None:
         """A key made before a restart works after it, from the SQLite store."""
         settings = make_settings()
