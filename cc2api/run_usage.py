@@ -38,6 +38,8 @@ ID_MARK = b'"id":"'
 MODEL_MARK = b'"model":"'
 # An assistant line's message id and model are near its start; its usage near its end.
 HEAD_SCAN = 512
+# The most kept of a message's usage object: far more than it takes, bounded all the same.
+TAIL_BYTES = 2048
 UNKNOWN_MODEL = "unknown"
 _decoder = json.JSONDecoder()
 
@@ -105,35 +107,49 @@ class RunUsage:
 
 class AssistantUsage:
     """The usage of a run's assistant messages, by message id: the figures of a run without
-    a result. Fed the raw lines, it parses only the small ``usage`` object of each."""
+    a result.
+
+    Fed the raw lines, it keeps, per message, only the bytes from its last line's
+    ``"usage":{`` on (at most TAIL_BYTES), and parses them only when asked: the CLI
+    prints a line per content block, and only the last line of a message counts, so
+    parsing each as it passes would be work thrown away on the stream's hot path.
+    """
 
     def __init__(self) -> None:
-        self._messages: dict[str, tuple[str, ModelUsage]] = {}
+        self._tails: dict[str, tuple[str, bytes]] = {}  # message id -> model, usage's bytes
+        self._parsed: dict[str, tuple[str, ModelUsage]] = {}
 
     def see(self, line: bytes) -> None:
         """Take in one assistant line (its message's id, model and usage so far)."""
         at = line.rfind(USAGE_MARK)
         if at < 0:
             return
-        try:
-            tail = line[at + len(USAGE_MARK) - 1 :].decode("utf-8", "replace")
-            counts, _ = _decoder.raw_decode(tail)
-        except (ValueError, RecursionError):
-            return
-        if not isinstance(counts, dict):
-            return
+        start = at + len(USAGE_MARK) - 1
         head = line[:HEAD_SCAN]
-        message_id = _quoted_after(head, ID_MARK) or f"line-{len(self._messages)}"
+        message_id = _quoted_after(head, ID_MARK) or f"line-{len(self._tails)}"
         model = _quoted_after(head, MODEL_MARK) or UNKNOWN_MODEL
         # A later line of the same message carries its usage so far: the last one counts.
-        self._messages[message_id] = (model, ModelUsage.from_counts(counts, camel=False))
+        self._tails[message_id] = (model, line[start : start + TAIL_BYTES])
+        self._parsed.pop(message_id, None)
 
     def usage(self) -> RunUsage:
         """Return the tokens by model; the cost is unknown."""
+        for message_id, (model, tail) in self._tails.items():
+            if message_id not in self._parsed:
+                self._parsed[message_id] = (model, _counts(tail))
         models: dict[str, ModelUsage] = {}
-        for model, usage in self._messages.values():
+        for model, usage in self._parsed.values():
             models[model] = models.get(model, ModelUsage()).plus(usage)
         return RunUsage(models=models, cost_usd=None)
+
+
+def _counts(tail: bytes) -> ModelUsage:
+    """Return the usage object at the start of ``tail``; nothing for one that is not."""
+    try:
+        counts, _ = _decoder.raw_decode(tail.decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        return ModelUsage()
+    return ModelUsage.from_counts(counts, camel=False) if isinstance(counts, dict) else ModelUsage()
 
 
 def _quoted_after(head: bytes, mark: bytes) -> str | None:
