@@ -12,6 +12,7 @@ from .gateway import EXTENSION, Gateway, gateway_of
 from .history import history
 from .hooks import install_hooks
 from .limits import RunLimits
+from .metrics_routes import metrics_routes
 from .routes import routes
 from .session_routes import session_routes
 from .settings import Settings
@@ -55,4 +56,5 @@ def create_app(
     app.register_blueprint(routes)
     app.register_blueprint(history)
     app.register_blueprint(session_routes)
+    app.register_blueprint(metrics_routes)
     return app

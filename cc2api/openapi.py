@@ -102,7 +102,14 @@ def openapi_document() -> dict[str, Any]:
         },
         "components": {
             "schemas": components(),
-            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
+            "securitySchemes": {
+                "basic": {"type": "http", "scheme": "basic"},
+                "metricsToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "METRICS_TOKEN, for GET /metrics only.",
+                },
+            },
         },
         "paths": {
             "/health": {
@@ -212,6 +219,22 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _json("Live runs", ref(Processes)),
                         "401": unauthorized,
+                        "429": locked_out,
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics (the admin, or METRICS_TOKEN as a bearer)",
+                    "security": [*auth, {"metricsToken": []}],
+                    "responses": {
+                        "200": {
+                            "description": "The Prometheus text format; see API.md, Metrics.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401": unauthorized,
+                        "403": _error("An API key, not the admin (`forbidden`)."),
                         "429": locked_out,
                     },
                 }
