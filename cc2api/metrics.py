@@ -129,6 +129,8 @@ class Metrics:
             registry=reg,
         )
         self._models: set[str] = set()
+        # Looked up once per route and status: labels() costs more than inc().
+        self._requests: dict[tuple[str, int], Counter] = {}
 
     def watch(self, slots: Slots, backlog: Callable[[], int]) -> None:
         """Read the runs' slots and the store's backlog at every scrape."""
@@ -189,7 +191,10 @@ class Metrics:
 
     def request(self, route: str, status: int) -> None:
         """Count one answered request."""
-        self.http_requests.labels(route, str(status)).inc()
+        counter = self._requests.get((route, status))
+        if counter is None:
+            counter = self._requests[route, status] = self.http_requests.labels(route, str(status))
+        counter.inc()
 
     def sse_sent(self, size: int) -> None:
         """Count bytes of an SSE body handed to the server (one chunk: a batch of events)."""
