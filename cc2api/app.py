@@ -13,6 +13,7 @@ from .gateway import EXTENSION, Gateway, gateway_of
 from .history import history
 from .hooks import install_hooks
 from .limits import RunLimits
+from .metrics_routes import metrics_routes
 from .routes import routes
 from .session_routes import session_routes
 from .settings import Settings
@@ -60,4 +61,5 @@ def create_app(
     app.register_blueprint(session_routes)
     app.register_blueprint(admin_routes)
     app.register_blueprint(usage_routes)
+    app.register_blueprint(metrics_routes)
     return app

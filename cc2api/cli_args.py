@@ -180,6 +180,8 @@ WITHHELD_ENV = frozenset(
         "CREDENTIALS_DIRECTORY",
         "CC2API_AUTH_USER",
         "CC2API_AUTH_PASSWORD",
+        "METRICS_TOKEN",
+        "METRICS_TOKEN_FILE",
     }
 )
 

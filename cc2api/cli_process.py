@@ -11,7 +11,7 @@ import contextlib
 import fcntl
 import logging
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 import trio
 
@@ -26,14 +26,15 @@ READ_CHUNK = 1024 * 1024
 # Ends every process of a run: the CLI (while unreaped) and whatever it left. It must
 # bound its own time (the default: the kill grace, plus a few seconds for a process
 # stuck in the kernel), since teardown runs it shielded.
-KillPolicy = Callable[[RunProcesses], Awaitable[object]]
+# It returns the pids left alive (an empty set or None: none).
+KillPolicy = Callable[[RunProcesses], Awaitable[Collection[int] | None]]
 
 
 def terminate_tree(grace: float) -> KillPolicy:
     """Return the default policy: SIGTERM to the whole tree, SIGKILL after ``grace`` s."""
 
-    async def kill(processes: RunProcesses) -> None:
-        await processes.terminate(grace)
+    async def kill(processes: RunProcesses) -> set[int]:
+        return await processes.terminate(grace)
 
     return kill
 
@@ -125,17 +126,18 @@ class CliProcess:
         self._drain_budget[id(stream)] = budget - (trio.current_time() - started)
         return chunk
 
-    async def teardown(self) -> None:
+    async def teardown(self) -> int:
         """End every process of the run, reap the CLI and close its pipes.
 
-        Each step runs whatever the one before did: a failure must not leave the
+        Returns how many processes the kill policy left alive (normally 0). Each step
+        runs whatever the one before did: a failure must not leave the
         CLI unreaped or its pipes open. Bounded by the kill grace; call it shielded.
         """
         proc = self._proc
         try:
             if proc.returncode is not None:
                 self._processes.root_pid = None  # reaped: its pid may already be another's
-            await self._kill(self._processes)
+            left = await self._kill(self._processes)
         finally:
             try:
                 with trio.move_on_after(self._grace + 1):
@@ -148,6 +150,7 @@ class CliProcess:
                     for stream in (proc.stdin, proc.stdout, proc.stderr):
                         if stream is not None:
                             await stream.aclose()
+        return len(left or ())
 
 
 async def spawn(

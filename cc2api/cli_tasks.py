@@ -56,6 +56,7 @@ class CliTasks:
         reap: Callable[[], None],
         cancel_run: trio.CancelScope,
         sessions: list[str],
+        on_teardown: Callable[[float, int], None] | None = None,
     ) -> None:
         # Nothing here refers back to the run: a cycle would keep a finished run, with
         # all it holds, until the cycle collector came by.
@@ -71,6 +72,7 @@ class CliTasks:
         self._router = router
         self._log = log
         self._reap = reap
+        self._on_teardown = on_teardown  # seconds, processes left alive
         self.pid: int | None = None
         self.exit_code: int | None = None
         self.stderr_tail = bytearray()
@@ -155,10 +157,13 @@ class CliTasks:
         finally:
             self._nursery = None
             with trio.CancelScope(shield=True):
+                began = trio.current_time()
                 try:
-                    await cli.teardown()
+                    survivors = await cli.teardown()
                 finally:
                     self.exit_code = cli.exit_code
+                if self._on_teardown is not None:
+                    self._on_teardown(trio.current_time() - began, survivors)
                 if launch.folders is not None:
                     # Abandoned after the bound: it then finishes on its own, or not at all.
                     with trio.move_on_after(BRING_BACK_SECONDS):

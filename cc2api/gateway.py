@@ -30,6 +30,7 @@ from .key_store import KeyStore, MemoryKeys, SqliteKeys
 from .keys import KeyRing
 from .launch import plan_launch
 from .limits import RunLimits
+from .metrics import Metrics
 from .models import ChatRequest
 from .policy import Policy
 from .principal import ADMIN, Principal
@@ -38,6 +39,7 @@ from .resume import choose_session
 from .runner import Run
 from .session_index import require_resumable
 from .settings import Settings
+from .sqlite_store import SqliteStore
 from .store import STORE_MARKER_VAR, Store
 from .stores import open_store
 from .wire import ErrorCode, Health, StoreHealth
@@ -71,12 +73,17 @@ class Gateway:
         store = open_store(settings) if store is None else store
         # Beside each run's own marker: a restarted gateway ends its own leftovers only.
         self.cli_environ[STORE_MARKER_VAR] = store.store_id
+        self.metrics = Metrics()
+        if isinstance(store, SqliteStore):
+            store.observe_writes(self.metrics.store_wrote)
         self.registry = Registry(
             settings,
             self.cli_environ,
             limits=limits or RunLimits.from_settings(settings),
             store=store,
+            metrics=self.metrics,
         )
+        self.metrics.watch(self.registry.slots, lambda: store.stats().backlog_bytes)
         self.claude = ClaudeInfo(None, None, "not checked yet")
         self.auth = BasicAuth(settings.auth_user, settings.auth_password.get_secret_value())
         self.throttle = LoginThrottle(

@@ -15,7 +15,8 @@ from .access_log import KEY_SCOPE_KEY, ROUTE_SCOPE_KEY, RUN_SCOPE_KEY, STATUS_SC
 from .docs import PUBLIC_PREFIXES
 from .errors import ApiError, Unauthorized
 from .gateway import current_gateway
-from .principal import Principal
+from .metrics_routes import metrics_token_passes
+from .principal import ADMIN, Principal
 from .wire import Error, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,10 @@ async def authenticate() -> None:
     gateway.throttle.check(address)
     header = request.headers.get("Authorization")
     try:
-        g.principal = gateway.credentials.principal(header)
+        if metrics_token_passes(request.path, header, gateway.settings.metrics_token):
+            g.principal = ADMIN
+        else:
+            g.principal = gateway.credentials.principal(header)
     except Unauthorized:
         if header:  # a request without credentials guesses nothing
             gateway.throttle.failed(address)
@@ -73,7 +77,11 @@ async def close_unread(response: Response) -> Response:
 
 
 async def note_route(response: Response) -> Response:
-    """Leave the route the request matched where the access log finds it (the ASGI scope)."""
+    """Leave the route the request matched where the access log finds it, and count it.
+
+    Counted here, once the status is known and before a stream's body is sent: a client
+    that hangs up mid-stream is counted once, by the app, whatever the access log does.
+    """
     rule = request.url_rule
     scope: dict[str, Any] = request.scope  # type: ignore[assignment]
     scope[ROUTE_SCOPE_KEY] = "unmatched" if rule is None else rule.rule
@@ -82,6 +90,7 @@ async def note_route(response: Response) -> Response:
     principal = g.get("principal")
     if isinstance(principal, Principal):
         scope[KEY_SCOPE_KEY] = principal.name
+    current_gateway().metrics.request(scope[ROUTE_SCOPE_KEY], response.status_code)
     return response
 
 

@@ -108,6 +108,11 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {
                 "basic": {"type": "http", "scheme": "basic"},
                 "bearer": {"type": "http", "scheme": "bearer"},
+                "metricsToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "METRICS_TOKEN, for GET /metrics only.",
+                },
             },
         },
         "paths": {
@@ -227,6 +232,22 @@ def openapi_document() -> dict[str, Any]:
                         "404": _error("`key` names no key (`key_not_found`)."),
                         "422": _error("A parameter is unknown or repeated (`validation_error`)."),
                         "401": unauthorized,
+                        "429": locked_out,
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics (the admin, or METRICS_TOKEN as a bearer)",
+                    "security": [*auth, {"metricsToken": []}],
+                    "responses": {
+                        "200": {
+                            "description": "The Prometheus text format; see API.md, Metrics.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401": unauthorized,
+                        "403": _error("An API key, not the admin (`forbidden`)."),
                         "429": locked_out,
                     },
                 }

@@ -15,6 +15,7 @@ from .eventlog import Keep
 from .launch import Launch
 from .limits import RunLimits
 from .logs import run_extra
+from .metrics import Metrics
 from .models import ChatRequest
 from .policy import Plan
 from .principal import ADMIN, Principal
@@ -54,8 +55,10 @@ class Registry:
         *,
         limits: RunLimits | None = None,
         store: Store | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics  # told of each run's start, spawn, teardown and end
         # Built once by the gateway: the server's environment less what is withheld.
         self._environ = dict(environ)
         self._store: Store = InMemoryStore() if store is None else store
@@ -207,12 +210,13 @@ class Registry:
                     held_total=self.held,
                     confine=self._confine,
                     on_session=self._claim_session,
-                    on_start=self._record,
+                    on_start=self._spawned,
                     on_finish=self._forget,
                     reap=self.reap,
                     keep_events=self._keeper(run_id),
                     store_room=self._store if self._store.keeps_history else None,
                     owner=owner,
+                    on_teardown=None if self._metrics is None else self._metrics.teardown,
                 )
                 self._runs[run_id] = run
                 self._store.save_run(self.record(run))
@@ -223,6 +227,8 @@ class Registry:
         except BaseException:  # the claims are the run's: it never started
             self._store.release(run_id)
             raise
+        if self._metrics is not None:
+            self._metrics.run_started(run)
         self._nursery.start_soon(run.supervise, name=f"run {run_id}")
         if not run.detached and request.stream:
             self._nursery.start_soon(run.cancel_unless_read, self._limits.reader_timeout)
@@ -303,6 +309,13 @@ class Registry:
             except Exception:
                 log.exception("run %s: counting its end failed", run_id, extra=run_extra(run_id))
         log.info("run %s ended: %s", run_id, run.status, extra=run_extra(run_id, run.owner.name))
+        if self._metrics is not None:
+            self._metrics.run_ended(run)
+
+    def _spawned(self, run: Run) -> None:
+        self._record(run)
+        if self._metrics is not None:
+            self._metrics.run_spawned(run)
 
     def record(self, run: Run) -> RunRecord:
         """Return what the store keeps of ``run`` now (its prompt only with STORE_PROMPTS)."""

@@ -151,7 +151,10 @@ def _event_stream(
     on_close: Callable[[], None],
     on_start: Callable[[], None] | None = None,
 ) -> Response:
-    body = stream(reader, current_gateway().settings.heartbeat_seconds, on_close, on_start)
+    gateway = current_gateway()
+    body = stream(
+        reader, gateway.settings.heartbeat_seconds, on_close, on_start, gateway.metrics.sse_sent
+    )
     # A client that hangs up before Quart starts the body drops it unstarted,
     # and its cleanup never runs: do it the moment the body is dropped.
     token = trio.lowlevel.current_trio_token()

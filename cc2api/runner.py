@@ -91,6 +91,7 @@ class Run:
         keep_events: Keep | None = None,
         store_room: Room | None = None,
         owner: Principal = ADMIN,
+        on_teardown: Callable[[float, int], None] | None = None,
     ) -> None:
         self.run_id = launch.run_id
         self.request = request
@@ -151,6 +152,7 @@ class Run:
             reap=reap,
             cancel_run=self.cancel_scope,
             sessions=self.state.sessions,
+            on_teardown=on_teardown,
         )
         self._supervisor = Supervisor(
             self.state,

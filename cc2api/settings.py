@@ -19,9 +19,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .descriptors import attainable_limit, room
 from .models import PermissionMode
-from .passwordfile import check_password, password_from_files
+from .passwordfile import check_password, password_from_files, read_password_file
 
 MiB = 1024 * 1024
+MIN_METRICS_TOKEN = 16
 
 
 class Settings(BaseSettings):
@@ -85,6 +86,9 @@ class Settings(BaseSettings):
     # Events held for the store. Writing, it holds runs back past a quarter of this; unable
     # to write (a full disk), it drops the oldest events past all of it, records never.
     store_backlog_bytes: int = Field(default=256 * MiB, ge=MiB)
+    # A bearer token for GET /metrics alone (a Prometheus server's), or read from the file.
+    metrics_token: SecretStr | None = None
+    metrics_token_file: Path | None = None
 
     _password_source: str = PrivateAttr(default="AUTH_PASSWORD")
 
@@ -111,6 +115,36 @@ class Settings(BaseSettings):
         if found is not None:
             settings._password_source = found.source
         return settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _metrics_token_from_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        path = _path_or_none(data.get("metrics_token_file"))
+        if path is None:
+            return data
+        if data.get("metrics_token") not in (None, ""):
+            raise ValueError(
+                "METRICS_TOKEN is set and so is METRICS_TOKEN_FILE: remove METRICS_TOKEN "
+                "from the environment and .env, so that the token stays out of the environment"
+            )
+        return {**data, "metrics_token": read_password_file(path, "METRICS_TOKEN_FILE")}
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _unset_token_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_METRICS_TOKEN:
+            raise ValueError(
+                f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN} characters "
+                "(e.g. the output of `openssl rand -hex 32`)"
+            )
+        return value
 
     @field_validator("auth_password")
     @classmethod

@@ -165,6 +165,7 @@ class _Writer:
         self._attempted_upto = 0  # the saves and appends the last write covered
         self._retry_in = RETRY_FIRST
         self._retry_at = 0.0
+        self.on_write: Callable[[float], None] | None = None  # a batch's seconds, once written
 
     def wake(self, *, hurry: bool = False) -> None:
         """Say something was queued (and, with ``hurry``, that it should be written now)."""
@@ -222,6 +223,7 @@ class _Writer:
             # Nothing changes what was taken until the write is over.
             return store_sql.write_batch(conn, records, taken.rows())
 
+        began = trio.current_time()
         try:
             written = await trio.to_thread.run_sync(write)
         except (sqlite3.Error, OSError) as error:
@@ -237,6 +239,8 @@ class _Writer:
             raise
         else:
             pending.written()
+            if self.on_write is not None:
+                self.on_write(trio.current_time() - began)
             self.stored = store_sql.Totals(
                 self.stored.runs + written.new_runs, self.stored.event_bytes + written.event_bytes
             )
@@ -416,6 +420,10 @@ class SqliteStore(Claims):
             and self._pending.bytes > self._pending.limit // (2 * CROWDED_SHARE)
         ):
             await self._writer.attempt()
+
+    def observe_writes(self, on_write: Callable[[float], None]) -> None:
+        """Call ``on_write`` with the seconds each batch took, once it is written."""
+        self._writer.on_write = on_write
 
     def stats(self) -> StoreStats:
         """Return what is held in memory and in the database now."""

@@ -62,19 +62,25 @@ async def stream(
     heartbeat: float,
     on_close: Callable[[], None],
     on_start: Callable[[], None] | None = None,
+    on_sent: Callable[[int], None] | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield framed events from ``source``, and ``: ping`` after every quiet ``heartbeat``.
 
     Holds no nursery or cancel scope across a ``yield``. Ends when the source does.
     ``on_start`` is called once the body is being sent. However it ends (the
     client hung up: cancellation or an early close), the source is closed and
-    ``on_close`` called.
+    ``on_close`` called. ``on_sent`` is told each chunk's size (a batch of events, or a
+    ping) as it is handed on.
     """
     if on_start is not None:
         on_start()
     try:
         while (chunk := await source.receive(heartbeat)) != b"":
-            yield PING if chunk is None else chunk
+            if chunk is None:
+                chunk = PING
+            if on_sent is not None:
+                on_sent(len(chunk))
+            yield chunk
     finally:
         source.close()
         on_close()

@@ -88,3 +88,8 @@ ensure_nspawn() {
 ensure_store_tools() {
     ensure_commands "the store's tests" -- sqlite3:sqlite3 chattr:e2fsprogs
 }
+
+# What tests/test_metrics.py scrapes /metrics with: a real Prometheus server.
+ensure_prometheus() {
+    ensure_commands "the metrics tests" --no-install-recommends -- prometheus:prometheus
+}

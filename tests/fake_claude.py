@@ -112,6 +112,8 @@ def main() -> int:  # noqa: PLR0911, PLR0912 (one branch a mode)
             "CREDENTIALS_DIRECTORY",
             "CC2API_AUTH_USER",
             "CC2API_AUTH_PASSWORD",
+            "METRICS_TOKEN",
+            "METRICS_TOKEN_FILE",
         )
         out(
             {
