@@ -19,6 +19,7 @@ from cc2api.metrics import MAX_MODELS, OTHER_MODEL, Metrics, bearer_matches
 from cc2api.settings import Settings
 
 from .helpers import chat_body, make_settings, post_chat, served, sse_events
+from .test_keys import as_key, make_key
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -261,3 +262,21 @@ class TestPrometheus:
         assert finished == 3, (tmp_path / "prometheus.log").read_text()[-2000:]
         assert [float(r["value"][1]) for r in up] == [1]
         assert [(r["metric"]["key"], float(r["value"][1])) for r in started] == [("admin", 3)]
+
+
+class TestKeys:
+    async def test_a_keys_runs_cost_and_tokens_carry_its_name(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A key's run is counted under its name, its cost and tokens by key and model."""
+        async with served(make_settings(), fake_environ) as gw:
+            token = await make_key(gw.client, "bot")
+            async with as_key(gw.url, token) as client:
+                await post_chat(client, chat_body("spend 0.25", workdir))
+                refused = await client.get("/metrics")
+            text = (await gw.client.get("/metrics")).text
+        assert total(text, "cc2api_runs_started_total", key="bot") == 1
+        assert total(text, "cc2api_runs_finished_total", key="bot", status="completed") == 1
+        assert total(text, "cc2api_cost_usd_total", key="bot", model="fake-model") == 0.25
+        assert total(text, "cc2api_tokens_total", key="bot", model="fake-model") == 1010
+        assert refused.status_code == 403
