@@ -5,7 +5,9 @@ on and on one with it off (STORE=memory), in alternating order; its rows are the
 store-on rounds' medians, and the store's cost is their ratio to the store-off ones.
 Each round with the store on is paired with one whose streams are started with an API
 key (Bearer) rather than the admin's Basic credential, on the same kind of gateway: the
-cost of authenticating by key is their ratio. The other count runs once, with the store
+cost of authenticating by key is their ratio (with CONFINE_RUNS=off on every gateway,
+so that a key's runs are confined no more than the admin's: this measures the
+authentication, not confinement). The other count runs once, with the store
 on.
 
 Every fake opens a FIFO that the benchmark holds open for writing, prints its init
