@@ -125,6 +125,11 @@ class Gateway:
             )
             if self.policy.confines:
                 log.error("degraded: %s", self.confinement_problem)
+            elif self.settings.confine_runs == "auto":
+                log.warning(
+                    "API keys' runs are confined (CONFINE_RUNS=auto) and will get 503: %s",
+                    self.confinement_problem,
+                )
         if not self.policy.confines:
             return
         if self.confinement_problem is None:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cc2api import confinement
 from cc2api.app import gateway_of
 
 from .helpers import (
@@ -476,3 +477,25 @@ class TestBudgets:
         assert 0 < int(refused.headers["Retry-After"]) <= 86400
         assert allowed.status_code == 200
         assert again.status_code == 429
+
+
+class TestWithoutLandlock:
+    async def test_key_runs_fail_closed_and_the_log_says_why(
+        self,
+        fake_environ: dict[str, str],
+        workdir: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Without Landlock a key's run gets 503 (it must be confined); the admin's still runs."""
+        # A fault this machine's kernel cannot show: it has Landlock.
+        monkeypatch.setattr(confinement, "available", lambda: False)
+        async with served(make_settings(), fake_environ) as gw:
+            token = await make_key(gw.client, "boxed")
+            async with as_key(gw.url, token) as client:
+                refused, _ = await post_chat(client, chat_body("echo hi", workdir))
+            admin, events = await post_chat(gw.client, chat_body("echo hi", workdir))
+        assert (refused.status_code, refused.json()["code"]) == (503, "confinement_unavailable")
+        assert admin.status_code == 200
+        assert events[-1].json()["status"] == "completed"
+        assert "API keys' runs are confined" in caplog.text
