@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
 from . import __version__
 from .models import ApprovalAnswer, ChatRequest, FollowUp
-from .openapi_components import REF_TEMPLATE, components, ref
+from .openapi_components import REF_TEMPLATE, components, json_body, ref
 from .openapi_history import history_paths, key_parameter, page_parameters
 from .openapi_keys import key_paths
 from .openapi_usage import usage_paths
@@ -256,13 +254,6 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-def _body(model: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {"application/json": {"schema": ref(model)}},
-    }
-
-
 def _steering_paths(
     auth: list[dict[str, list[str]]],
     process_id: dict[str, Any],
@@ -334,7 +325,7 @@ def _steering_paths(
                 "summary": "Send a follow-up message into a live run",
                 "security": auth,
                 "parameters": [process_id],
-                "requestBody": _body(FollowUp),
+                "requestBody": json_body(FollowUp),
                 "responses": {
                     **common,
                     "202": _json("Accepted", ref(FollowUpAccepted)),
@@ -370,7 +361,7 @@ def _steering_paths(
                 "summary": "Allow or deny a tool call",
                 "security": auth,
                 "parameters": [process_id, approval_id],
-                "requestBody": _body(ApprovalAnswer),
+                "requestBody": json_body(ApprovalAnswer),
                 "responses": {
                     "200": _json("Answered", ref(ApprovalAnswered)),
                     "400": not_json,

@@ -60,6 +60,27 @@ def ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
 
 
+def query_parameter(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """Return an optional query parameter."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def json_answer(description: str, model: type[BaseModel]) -> dict[str, Any]:
+    """Return a response whose JSON body is ``model``."""
+    return {"description": description, "content": {"application/json": {"schema": ref(model)}}}
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """Return a required JSON request body of ``model``."""
+    return {"required": True, "content": {"application/json": {"schema": ref(model)}}}
+
+
 def components() -> dict[str, Any]:
     """Return the schemas of every request and answer, generated from their models."""
     schemas: dict[str, Any] = {}

@@ -4,31 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .openapi_components import ref
+from .openapi_components import json_answer, query_parameter
 from .query import DEFAULT_PAGE
 from .store import MAX_PAGE
 from .wire import Error, RunInfo, Runs, Status
 
 
-def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
-
-
-def _json(description: str, model: Any) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": ref(model)}}}
-
-
 def page_parameters() -> list[dict[str, Any]]:
     """Return the ``cursor`` and ``limit`` parameters every paged listing takes."""
     return [
-        _query("cursor", "The `next_cursor` of the page before, as it came.", {"type": "string"}),
-        _query(
+        query_parameter(
+            "cursor", "The `next_cursor` of the page before, as it came.", {"type": "string"}
+        ),
+        query_parameter(
             "limit",
             f"The most on one page, 1 to {MAX_PAGE}.",
             {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
@@ -38,7 +26,7 @@ def page_parameters() -> list[dict[str, Any]]:
 
 def key_parameter() -> dict[str, Any]:
     """Return the ``key`` parameter of the listings: the admin's filter by key."""
-    return _query(
+    return query_parameter(
         "key",
         "Only this key's runs (the admin; a key may name only itself).",
         {"type": "string"},
@@ -62,22 +50,26 @@ def history_paths(
                 "security": auth,
                 "parameters": [
                     {
-                        **_query(
+                        **query_parameter(
                             "status", "Any of these (repeat it, or separate by commas).", statuses
                         ),
                         "explode": True,
                     },
-                    _query("session_id", "Runs that used this session.", {"type": "string"}),
-                    _query("cwd", "Runs in this folder or below it.", {"type": "string"}),
-                    _query("since", "Accepted at or after (ISO 8601, with a time zone).", when),
-                    _query("until", "Accepted before (ISO 8601, with a time zone).", when),
+                    query_parameter(
+                        "session_id", "Runs that used this session.", {"type": "string"}
+                    ),
+                    query_parameter("cwd", "Runs in this folder or below it.", {"type": "string"}),
+                    query_parameter(
+                        "since", "Accepted at or after (ISO 8601, with a time zone).", when
+                    ),
+                    query_parameter("until", "Accepted before (ISO 8601, with a time zone).", when),
                     key_parameter(),
                     *page_parameters(),
                 ],
                 "responses": {
-                    "200": _json("A page of runs", Runs),
-                    "404": _json("`key` names no key (`key_not_found`).", Error),
-                    "422": _json(
+                    "200": json_answer("A page of runs", Runs),
+                    "404": json_answer("`key` names no key (`key_not_found`).", Error),
+                    "422": json_answer(
                         "A parameter unknown, repeated or malformed (`validation_error`).", Error
                     ),
                     "401": unauthorized,
@@ -92,9 +84,9 @@ def history_paths(
                 "security": auth,
                 "parameters": [process_id],
                 "responses": {
-                    "200": _json("The run", RunInfo),
+                    "200": json_answer("The run", RunInfo),
                     "401": unauthorized,
-                    "404": _json("No such run (`process_not_found`).", Error),
+                    "404": json_answer("No such run (`process_not_found`).", Error),
                     "429": locked_out,
                 },
             }

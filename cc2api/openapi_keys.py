@@ -4,19 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
 from .key_wire import KEY_NAME_PATTERN, KeyCreated, KeyInfo, KeyRevoked, Keys, KeyUpdate, NewKey
-from .openapi_components import ref
+from .openapi_components import json_answer, json_body
 from .wire import Error
-
-
-def _json(description: str, model: Any) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": ref(model)}}}
-
-
-def _body(model: type[BaseModel]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": ref(model)}}}
 
 
 def key_paths(
@@ -31,28 +21,28 @@ def key_paths(
     }
     common = {
         "401": unauthorized,
-        "403": _json("An API key sent it: keys are the admin's (`admin_only`).", Error),
+        "403": json_answer("An API key sent it: keys are the admin's (`admin_only`).", Error),
         "429": locked_out,
     }
-    missing = _json("No key has this name (`key_not_found`).", Error)
-    invalid = _json("A field is missing, unknown or invalid (`validation_error`).", Error)
+    missing = json_answer("No key has this name (`key_not_found`).", Error)
+    invalid = json_answer("A field is missing, unknown or invalid (`validation_error`).", Error)
     return {
         "/admin/keys": {
             "get": {
                 "operationId": "keys",
                 "summary": "Every API key, revoked ones included (never a token)",
                 "security": auth,
-                "responses": {"200": _json("The keys", Keys), "422": invalid, **common},
+                "responses": {"200": json_answer("The keys", Keys), "422": invalid, **common},
             },
             "post": {
                 "operationId": "create_key",
                 "summary": "Make an API key; its token is in this answer only",
                 "security": auth,
-                "requestBody": _body(NewKey),
+                "requestBody": json_body(NewKey),
                 "responses": {
-                    "201": _json("The key and its token", KeyCreated),
-                    "400": _json("The body is not JSON (`invalid_json`).", Error),
-                    "409": _json("A key has this name already (`key_exists`).", Error),
+                    "201": json_answer("The key and its token", KeyCreated),
+                    "400": json_answer("The body is not JSON (`invalid_json`).", Error),
+                    "409": json_answer("A key has this name already (`key_exists`).", Error),
                     "422": invalid,
                     **common,
                 },
@@ -64,17 +54,17 @@ def key_paths(
                 "summary": "One API key",
                 "security": auth,
                 "parameters": [name],
-                "responses": {"200": _json("The key", KeyInfo), "404": missing, **common},
+                "responses": {"200": json_answer("The key", KeyInfo), "404": missing, **common},
             },
             "patch": {
                 "operationId": "update_key",
                 "summary": "Change some of a key's policy; it applies to the next request",
                 "security": auth,
                 "parameters": [name],
-                "requestBody": _body(KeyUpdate),
+                "requestBody": json_body(KeyUpdate),
                 "responses": {
-                    "200": _json("The key as it is now", KeyInfo),
-                    "400": _json("The body is not JSON (`invalid_json`).", Error),
+                    "200": json_answer("The key as it is now", KeyInfo),
+                    "400": json_answer("The body is not JSON (`invalid_json`).", Error),
                     "404": missing,
                     "422": invalid,
                     **common,
@@ -96,7 +86,7 @@ def key_paths(
                     },
                 ],
                 "responses": {
-                    "200": _json("The key, revoked, and the runs cancelled", KeyRevoked),
+                    "200": json_answer("The key, revoked, and the runs cancelled", KeyRevoked),
                     "404": missing,
                     "422": invalid,
                     **common,

@@ -4,24 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .openapi_components import ref
+from .openapi_components import json_answer, query_parameter
 from .usage import DEFAULT_DAYS, GROUP_BYS
 from .usage_wire import Usage
 from .wire import Error
-
-
-def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
-
-
-def _json(description: str, model: Any) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": ref(model)}}}
 
 
 def usage_paths(
@@ -36,23 +22,23 @@ def usage_paths(
                 "summary": "Runs, cost, tokens and wall time by day, key or model",
                 "security": auth,
                 "parameters": [
-                    _query(
+                    query_parameter(
                         "since",
                         "Runs that ended in this time's hour (UTC) or later (ISO 8601, with a "
                         f"time zone); default: {DEFAULT_DAYS} days before `until`.",
                         when,
                     ),
-                    _query(
+                    query_parameter(
                         "until",
                         "Runs that ended in hours starting before this; default: now.",
                         when,
                     ),
-                    _query(
+                    query_parameter(
                         "group_by",
                         "Sum by day (UTC), key or model.",
                         {"type": "string", "enum": list(GROUP_BYS), "default": "day"},
                     ),
-                    _query(
+                    query_parameter(
                         "key",
                         "Only this key's runs (`admin`: the admin's own). A key may name only "
                         "itself; an unknown name gives no groups.",
@@ -60,10 +46,12 @@ def usage_paths(
                     ),
                 ],
                 "responses": {
-                    "200": _json("Usage by group", Usage),
+                    "200": json_answer("Usage by group", Usage),
                     "401": unauthorized,
-                    "404": _json("A key named another key (`not_found`).", Error),
-                    "422": _json(
+                    "404": json_answer(
+                        "`key` names no key this caller may see (`key_not_found`).", Error
+                    ),
+                    "422": json_answer(
                         "A parameter unknown, repeated or malformed (`validation_error`).", Error
                     ),
                     "429": locked_out,
