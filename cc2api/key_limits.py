@@ -141,27 +141,24 @@ class KeyLimits:
         """
         policy, now = key.policy, self._now()
         day, month = self.spent(key.key_id)
+        periods = (
+            (policy.budget_usd_day, day, "today", "daily", day_start(now) + timedelta(days=1),
+             "at midnight UTC"),
+            (policy.budget_usd_month, month, "this month", "monthly",
+             _next_month(month_start(now)), "on the 1st, UTC"),
+        )  # fmt: skip
         left: list[float] = []
-        if policy.budget_usd_day is not None:
-            if day >= policy.budget_usd_day:
-                resets = day_start(now) + timedelta(days=1)
+        for budget, spent, when, kind, resets, at in periods:
+            if budget is None:
+                continue
+            if spent >= budget:
                 raise BudgetExhausted(
-                    f"key {key.name} has spent {day:.4f} USD today, its daily budget is "
-                    f"{policy.budget_usd_day:g} USD; it resets at midnight UTC",
+                    f"key {key.name} has spent {spent:.4f} USD {when}, its {kind} budget is "
+                    f"{budget:g} USD; it resets {at}",
                     resets_at=resets,
                     now=now,
                 )
-            left.append(policy.budget_usd_day - day)
-        if policy.budget_usd_month is not None:
-            if month >= policy.budget_usd_month:
-                resets = _next_month(month_start(now))
-                raise BudgetExhausted(
-                    f"key {key.name} has spent {month:.4f} USD this month, its monthly budget "
-                    f"is {policy.budget_usd_month:g} USD; it resets on the 1st, UTC",
-                    resets_at=resets,
-                    now=now,
-                )
-            left.append(policy.budget_usd_month - month)
+            left.append(budget - spent)
         return min(left) if left else None
 
     def _current(self, key_id: str) -> _Spend:
