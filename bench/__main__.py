@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     print(render(rows))
     print()
     print("ratio = value / reference; references are measured in the same run")
-    print("store on/off and restart ratios: the median of each round's, both sides side by side")
+    print(
+        "store on/off, restart and pool ratios: the median of each round's, both sides side by side"
+    )
     if report.failures:
         done = f"{report.runs} runs and {report.requests} requests"
         print(f"FAILED: {len(report.failures)} failures in {done}:")

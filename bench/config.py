@@ -25,6 +25,11 @@ class Sizes:
     store_rounds: int
     restart_events: int  # lines the CLI prints in the run replayed after a restart
     restart_rounds: int  # restarts timed per way (to /health, to the replay)
+    pool_runs: int  # one-turn runs timed per way (pooled, cold, direct)
+    # Runs each client of the pool's throughput figure makes back to back, per round;
+    # rounds alternate POOL_SIZE=4 and POOL_SIZE=0.
+    pool_client_runs: int
+    pool_rounds: int  # per pool size
     rps_clients: int = 100
 
 
@@ -40,6 +45,9 @@ FULL = Sizes(
     store_rounds=5,
     restart_events=100_000,
     restart_rounds=10,
+    pool_runs=20,
+    pool_client_runs=10,
+    pool_rounds=3,
 )
 
 QUICK = Sizes(
@@ -54,6 +62,9 @@ QUICK = Sizes(
     store_rounds=1,
     restart_events=5_000,
     restart_rounds=1,
+    pool_runs=3,
+    pool_client_runs=3,
+    pool_rounds=1,
 )
 
 SMALL_LINE = 2 * KiB
@@ -97,5 +108,13 @@ def row_names(sizes: Sizes) -> list[str]:
         "store backlog peak: throughput",
         f"store backlog peak: {compared} streams",
         f"store backlog peak: {sizes.restart_events:,}-line run",
+        "pool: first event, pooled",
+        "pool: first event, cold",
+        "pool: done, pooled",
+        "pool: done, cold",
+        "pool: runs/s, 4 clients back to back",
+        "pool: CPU/run, back to back",
+        "pool: runs/s, burst of 4, pool full",
+        "pool: memory/waiting CLI",
     ]
     return names

@@ -111,15 +111,18 @@ async def start_gateway(
     store: StoreKind,
     data_dir: Path | None = None,
     poll: float = START_POLL_SECONDS,
+    extra: Mapping[str, str] | None = None,
 ) -> Server:
     """Start ``python -m cc2api serve`` with the fake CLI in ``folder`` (made if missing).
 
-    ``data_dir`` is its DATA_DIR (the default: ``.data`` in ``folder``).
+    ``data_dir`` is its DATA_DIR (the default: ``.data`` in ``folder``); ``extra`` adds
+    to its environment or overrides it (another CLI, the pool's settings).
     """
     home = folder / "home"
     await trio.Path(home).mkdir(parents=True)
     argv = [sys.executable, "-m", "cc2api", "serve"]
-    return await start(argv, folder, gateway_environment(home, store, data_dir), poll)
+    env = {**gateway_environment(home, store, data_dir), **(extra or {})}
+    return await start(argv, folder, env, poll)
 
 
 async def start_baseline(folder: Path) -> Server:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import trio
 
-from . import cancel, first_event, parallel, restart, rps, throughput
+from . import cancel, first_event, parallel, pool, restart, rps, throughput
 from .common import Bench
 from .config import Sizes
 from .servers import StoreKind, start_gateway, stop
@@ -22,6 +22,7 @@ FIGURES: tuple[tuple[str, Callable[[Bench], Awaitable[None]]], ...] = (
     ("cancel", cancel.run),
     ("rps", rps.run),
     ("restart", restart.run),
+    ("pool", pool.run),
 )
 # No figure takes near this long; past it, the gateway is stuck.
 FIGURE_TIMEOUT_SECONDS = 900.0

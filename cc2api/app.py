@@ -14,6 +14,7 @@ from .history import history
 from .hooks import install_hooks
 from .limits import RunLimits
 from .metrics_routes import metrics_routes
+from .pool_declare import declare_pool
 from .routes import routes
 from .session_routes import session_routes
 from .settings import Settings
@@ -49,6 +50,7 @@ def create_app(
         await gateway.check()
         await app.nursery.start(gateway.registry.serve)
         await gateway.load_keys()
+        await declare_pool(gateway)
 
     @app.after_serving
     async def _shutdown() -> None:

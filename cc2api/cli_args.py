@@ -47,19 +47,22 @@ class RunFiles:
     def mcp(self, index: int) -> Path:
         return self.folder / f"mcp-{index}.json"
 
-    def write(self, request: ChatRequest, plan: Plan) -> None:
-        """Write the files the run's argv names, readable by this user only."""
+    def texts(self, request: ChatRequest, plan: Plan) -> dict[Path, str]:
+        """Return each file the run's argv names, with what it holds."""
         texts = {
             self.system_prompt: request.system_prompt,
             self.append_system_prompt: request.append_system_prompt,
             self.settings: plan.configs.settings,
             **{self.mcp(i): text for i, text in enumerate(plan.configs.mcp)},
         }
-        for path, text in texts.items():
-            if text is not None:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w", encoding="utf-8") as file:
-                    file.write(text)
+        return {path: text for path, text in texts.items() if text is not None}
+
+    def write(self, request: ChatRequest, plan: Plan) -> None:
+        """Write the files the run's argv names, readable by this user only."""
+        for path, text in self.texts(request, plan).items():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(text)
 
 
 Style = Literal["value", "switch", "each", "json", "csv"]

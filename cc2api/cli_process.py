@@ -81,6 +81,10 @@ class CliProcess:
         """Return the CLI's exit status; None while it runs or if it could not be reaped."""
         return self._proc.returncode
 
+    def running(self) -> bool:
+        """Return whether the CLI has not exited (it is reaped, if it has)."""
+        return self._proc.poll() is None
+
     async def exit(self) -> None:
         """Wait for the CLI itself to exit (reaped). Cancellation: the wait stops."""
         await self._proc.wait()

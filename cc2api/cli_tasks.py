@@ -27,6 +27,8 @@ from .logs import run_extra
 from .models import ChatRequest
 from .outcome import STDERR_TAIL_BYTES
 from .policy import Plan
+from .pool import Pool
+from .pool_profile import Profile
 from .proctree import RunProcesses
 from .routing import DocumentTooLarge, LineTooLong, OutputRouter
 from .safecopy import CopyTooLarge
@@ -57,6 +59,8 @@ class CliTasks:
         cancel_run: trio.CancelScope,
         sessions: list[str],
         on_teardown: Callable[[float, int], None] | None = None,
+        pool: Pool | None = None,
+        profile: Profile | None = None,
     ) -> None:
         # Nothing here refers back to the run: a cycle would keep a finished run, with
         # all it holds, until the cycle collector came by.
@@ -65,7 +69,11 @@ class CliTasks:
         self._cancel_run = cancel_run
         self._sessions = sessions  # the run's own list: the sessions the CLI said it used
         self.error: RunFailure | None = None  # what went wrong, as the CLI ran
-        self._launch = launch
+        self._launch = launch  # a pooled CLI's, once the run takes one
+        self._run_id = launch.run_id
+        self._pool = pool
+        self._profile = profile  # None: the run may not take a pooled CLI
+        self.pooled = False
         self._limits = limits
         self._confine = confine
         self._conversation = conversation
@@ -85,7 +93,10 @@ class CliTasks:
 
     @property
     def workdir(self) -> Path:
-        """Return the run's own folder, which the CLI's option files go in."""
+        """Return the run's own folder, which the CLI's option files go in.
+
+        Made by :meth:`run` (or by the pool, for a pooled CLI); the caller removes it.
+        """
         return self._launch.workdir
 
     def interrupt(self) -> None:
@@ -98,13 +109,30 @@ class CliTasks:
             self._nursery.start_soon(self._interrupt)
 
     async def run(self) -> None:
-        """Prepare, spawn and serve the CLI; return once every process of it is gone.
+        """Take a pooled CLI, or prepare and spawn one; serve it and return once every
+        process of it is gone.
 
         A failure to prepare or spawn sets the run's error. Cancellation: the tasks
         stop and the tree is torn down (shielded, bounded by the kill grace) before
         this re-raises.
         """
+        warm = None
+        if self._pool is not None and self._profile is not None:
+            warm = await self._pool.take(self._profile)
+        if warm is None:
+            cli = await self._spawn()
+            if cli is None:
+                return
+        else:
+            # The same process a cold spawn would have made, waiting for its message.
+            self._launch, cli = warm.launch, warm.cli
+            self.stderr_tail += warm.stderr_tail
+            self.pooled = True
+        await self._serve(cli)
+
+    async def _spawn(self) -> CliProcess | None:
         launch, request = self._launch, self._request
+        launch.workdir.mkdir(mode=0o700)
         launch.files.write(request, self._plan)
         if launch.folders is not None:
             try:
@@ -121,7 +149,7 @@ class CliTasks:
                     ErrorCode.CONFINEMENT_FAILED,
                     f"could not prepare the run's private folders: {error}",
                 )
-                return
+                return None
         try:
             cli = await spawn(
                 launch,
@@ -137,14 +165,19 @@ class CliTasks:
                 f"could not start the Claude Code CLI ({launch.claude}) "
                 f"in {request.cwd}: {error.strerror or error}",
             )
-            return
+            return None
+        return cli
+
+    async def _serve(self, cli: CliProcess) -> None:
+        launch = self._launch
         self.pid = cli.pid
         log.info(
-            "run %s started pid %d: %s",
-            launch.run_id,
+            "run %s started pid %d%s: %s",
+            self._run_id,
             cli.pid,
+            " (pooled)" if self.pooled else "",
             log_safe_argv(launch.argv),
-            extra=run_extra(launch.run_id),
+            extra=run_extra(self._run_id),
         )
         try:
             async with trio.open_nursery() as nursery:
@@ -184,14 +217,14 @@ class CliTasks:
         except Exception:
             log.exception(
                 "run %s: its session could not be copied back",
-                launch.run_id,
-                extra=run_extra(launch.run_id),
+                self._run_id,
+                extra=run_extra(self._run_id),
             )
             return
         for session in left_out:
             log.warning(
                 "run %s: session %s exists already; the run's copy was not brought back",
-                launch.run_id,
+                self._run_id,
                 session,
             )
 
@@ -271,8 +304,8 @@ class CliTasks:
                     return
             log.warning(
                 "run %s: the CLI did not stop its turn; tearing down",
-                self._launch.run_id,
-                extra=run_extra(self._launch.run_id),
+                self._run_id,
+                extra=run_extra(self._run_id),
             )
             self.interrupt_forced = True
             self._cancel_run.cancel()

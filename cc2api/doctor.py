@@ -109,7 +109,7 @@ async def _auth(claude: str, environ: Mapping[str, str]) -> Finding:
 
 def _connections(settings: Settings) -> Finding:
     limit = attainable_limit()
-    runs = settings.max_concurrent_runs
+    runs = settings.cli_places  # the pool's CLIs hold pipes as runs do
     cap = settings.max_connections or default_cap(limit, runs)
     # This process's limit: a service manager may set another (LimitNOFILE= in the unit).
     text = (

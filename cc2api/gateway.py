@@ -28,11 +28,13 @@ from .key_policy import KeyPolicies
 from .key_sessions import own_session
 from .key_store import KeyStore, MemoryKeys, SqliteKeys
 from .keys import KeyRing
-from .launch import plan_launch
+from .launch import Launch, plan_launch
 from .limits import RunLimits
 from .metrics import Metrics
 from .models import ChatRequest
-from .policy import Policy
+from .policy import Plan, Policy
+from .pool_file import poolable
+from .pool_profile import Profile, profile_of
 from .principal import ADMIN, Principal
 from .registry import Registry
 from .resume import choose_session
@@ -83,7 +85,9 @@ class Gateway:
             store=store,
             metrics=self.metrics,
         )
-        self.metrics.watch(self.registry.slots, lambda: store.stats().backlog_bytes)
+        self.metrics.watch(
+            self.registry.slots, lambda: store.stats().backlog_bytes, self.registry.pool.health
+        )
         self.claude = ClaudeInfo(None, None, "not checked yet")
         self.auth = BasicAuth(settings.auth_user, settings.auth_password.get_secret_value())
         self.throttle = LoginThrottle(
@@ -173,6 +177,7 @@ class Gateway:
                 backlog_bytes=stats.backlog_bytes,
                 backlog_peak_bytes=stats.backlog_peak_bytes,
             ),
+            pool=registry.pool.health(),
             **({} if problem is None else {"reason": problem}),
         )
         return health.wire()
@@ -263,8 +268,9 @@ class Gateway:
                 f"the options and the server's environment add up to {size} bytes of "
                 f"command line, over the {MAX_COMMAND_LINE_BYTES} this server allows"
             )
+        profile = self._profile(chat, plan, launch, owner)
         if key is None:
-            return self.registry.start(chat, plan, launch)
+            return self.registry.start(chat, plan, launch, profile=profile)
         # The key as it is now: revoked or changed while this request was read and
         # checked (its awaits), it must not start a run a revocation's cancel missed.
         key = self.keys.ring.by_id(key.key_id)
@@ -272,10 +278,21 @@ class Gateway:
             raise Unauthorized("this key has been revoked")
         self.key_limits.admit(key)
         try:
-            return self.registry.start(chat, plan, launch, owner, self.key_limits.share(key))
+            share = self.key_limits.share(key)
+            return self.registry.start(chat, plan, launch, owner, share, profile=profile)
         except BaseException:
             self.key_limits.forget_start(key)
             raise
+
+    def _profile(
+        self, chat: ChatRequest, plan: Plan, launch: Launch, owner: Principal
+    ) -> Profile | None:
+        key = owner.key
+        if not self.registry.pool.enabled or not poolable(chat):
+            return None
+        if key is not None and not key.policy.pooled:
+            return None
+        return profile_of(launch, chat, plan, owner.key_id)
 
 
 def _key_store(store: Store) -> KeyStore:

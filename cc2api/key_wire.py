@@ -70,6 +70,10 @@ class KeyPolicy(BaseModel):
     )
     budget_usd_day: Money | None = Field(default=None, description="Spend per UTC day, in USD.")
     budget_usd_month: Money | None = Field(default=None, description="Spend per UTC month, in USD.")
+    pooled: bool = Field(
+        default=True,
+        description="false: the key's runs never take a pooled CLI, and none waits for them.",
+    )
 
 
 class NewKey(BaseModel):

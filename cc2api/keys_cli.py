@@ -73,6 +73,13 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, dest="timeout_seconds", metavar="SECONDS")
     parser.add_argument("--budget-usd-day", type=float)
     parser.add_argument("--budget-usd-month", type=float)
+    parser.add_argument(
+        "--no-pool",
+        action="store_false",
+        dest="pooled",
+        default=None,
+        help="never give this key's runs a CLI from the warm pool",
+    )
 
 
 def _policy_changes(args: argparse.Namespace) -> dict[str, Any]:

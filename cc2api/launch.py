@@ -26,6 +26,9 @@ from .proctree import MARKER_VAR
 log = logging.getLogger(__name__)
 
 WORKDIR_PREFIX = "cc2api-run-"
+# Pooled CLIs' ids (their markers and folders) start so: they are no run's, until one
+# takes them.
+POOL_PREFIX = "pool-"
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,8 @@ def plan_launch(
 
 
 def remove_folder(folder: Path) -> None:
-    """Remove a run's folder, also where its tools took their own permissions away.
+    """Remove a run's folder (if it was made), also where its tools took their own
+    permissions away.
 
     A run may chmod what it made (Landlock does not cover metadata): the folder would
     otherwise stay behind, with whatever a confined run's private folder held.
@@ -91,6 +95,8 @@ def remove_folder(folder: Path) -> None:
                     os.chmod(place, 0o700)
             function(path)
 
+    if not os.path.lexists(folder):
+        return  # never made: the run ended before its CLI was to start
     shutil.rmtree(folder, onerror=retry)
     if os.path.lexists(folder):
         log.warning("could not remove the run folder %s", folder)

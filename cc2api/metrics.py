@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from .runner import Run
     from .slots import Slots
+    from .wire import PoolHealth
 
 __all__ = ["MAX_MODELS", "OTHER_MODEL", "Metrics", "bearer_matches"]
 
@@ -51,6 +52,7 @@ class _AtScrape(Collector):
     def __init__(self) -> None:
         self.slots: Slots | None = None  # none yet: 0 runs
         self.backlog: Callable[[], int] = lambda: 0
+        self.pool: Callable[[], PoolHealth] | None = None
         self.sse_bytes = 0
 
     def collect(self) -> Iterator[Metric]:
@@ -67,6 +69,35 @@ class _AtScrape(Collector):
         sse = CounterMetricFamily("cc2api_sse_bytes", "Bytes of SSE bodies sent.")
         sse.add_metric([], self.sse_bytes)
         yield from (running, queued, backlog, sse)
+        if self.pool is not None:
+            yield from _pool_metrics(self.pool())
+
+
+def _pool_metrics(pool: PoolHealth) -> Iterator[Metric]:
+    gauges = (
+        ("cc2api_pool_size", "POOL_SIZE: the most CLIs the warm pool keeps waiting.", pool.size),
+        ("cc2api_pool_idle", "Pooled CLIs waiting for a run.", pool.idle),
+        ("cc2api_pool_rss_bytes", "Resident memory of the waiting CLIs' trees.", pool.rss_bytes),
+    )
+    for name, text, value in gauges:
+        gauge = GaugeMetricFamily(name, text)
+        gauge.add_metric([], value)
+        yield gauge
+    counters = (
+        ("cc2api_pool_hits", "Runs that took a waiting CLI.", pool.hits),
+        ("cc2api_pool_misses", "Poolable runs that found none and spawned cold.", pool.misses),
+        ("cc2api_pool_spawned", "CLIs the warm pool started.", pool.spawned),
+    )
+    for name, text, value in counters:
+        counter = CounterMetricFamily(name, text)
+        counter.add_metric([], value)
+        yield counter
+    retired = CounterMetricFamily(
+        "cc2api_pool_retired", "Pooled CLIs ended unused, by reason.", labels=["reason"]
+    )
+    for reason, count in sorted(pool.retired.items()):
+        retired.add_metric([reason], count)
+    yield retired
 
 
 class Metrics:
@@ -138,10 +169,13 @@ class Metrics:
         # Looked up once per route and status: labels() costs more than inc().
         self._requests: dict[tuple[str, int], Counter] = {}
 
-    def watch(self, slots: Slots, backlog: Callable[[], int]) -> None:
-        """Read the runs' slots and the store's backlog at every scrape."""
+    def watch(
+        self, slots: Slots, backlog: Callable[[], int], pool: Callable[[], PoolHealth]
+    ) -> None:
+        """Read the runs' slots, the store's backlog and the pool at every scrape."""
         self._at_scrape.slots = slots
         self._at_scrape.backlog = backlog
+        self._at_scrape.pool = pool
 
     def model_label(self, model: str) -> str:
         """Return ``model``, or ``other`` once :data:`MAX_MODELS` others have been seen."""

@@ -139,6 +139,48 @@ def _snapshot() -> dict[int, _Proc]:
     return procs
 
 
+class TreeUsage(NamedTuple):
+    """What one process tree holds and has used."""
+
+    rss_bytes: int  # resident memory, all its processes'
+    cpu_ticks: int  # user and system time its live processes have used, in clock ticks
+
+
+def tree_usage(roots: list[int]) -> dict[int, TreeUsage]:
+    """Return each root's tree, descendants included, as memory and CPU used (one scan).
+
+    Blocking (it reads /proc): call it in a worker thread.
+    """
+    if not roots:
+        return {}
+    procs = _snapshot()
+    children: dict[int, list[int]] = {}
+    for info in procs.values():
+        children.setdefault(info.ppid, []).append(info.pid)
+    page = os.sysconf("SC_PAGE_SIZE")
+    found: dict[int, TreeUsage] = {}
+    for root in roots:
+        if root not in procs:
+            continue
+        rss = ticks = 0
+        stack, seen = [root], set()
+        while stack:
+            pid = stack.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            stack.extend(children.get(pid, ()))
+            statm = _read(f"{_PROC}/{pid}/statm")
+            if statm is not None and len(pages := statm.split()) > 1:
+                rss += int(pages[1]) * page
+            stat = _read(f"{_PROC}/{pid}/stat")
+            if stat is not None:
+                fields = stat[stat.rindex(b")") + 2 :].split()
+                ticks += int(fields[11]) + int(fields[12])
+        found[root] = TreeUsage(rss, ticks)
+    return found
+
+
 def _has_marker(pid: int, marker: bytes, tag: bytes | None = None) -> bool:
     environ = _read(f"{_PROC}/{pid}/environ")
     if environ is None:

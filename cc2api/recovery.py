@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trio
 
-from .launch import WORKDIR_PREFIX, remove_folder
+from .launch import POOL_PREFIX, WORKDIR_PREFIX, remove_folder
 from .logs import run_extra
 from .proctree import end_leftovers
 from .sse import frame_json
@@ -47,7 +47,8 @@ async def recover(store: Store, grace: float) -> list[RunRecord]:
     known = {record.run_id for record in unfinished} | {
         record.run_id for record in await _stored(store, set(left))
     }
-    for run_id in sorted(set(left) - known):
+    # Pooled CLIs' leftovers are ended, and their folders removed, but were no runs.
+    for run_id in sorted(run for run in set(left) - known if not run.startswith(POOL_PREFIX)):
         # Its record never reached the disk (a crash within a batch, or a full disk): it
         # is recorded now, so that a client coming back learns how it ended.
         log.warning(

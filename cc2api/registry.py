@@ -18,6 +18,8 @@ from .logs import run_extra
 from .metrics import Metrics
 from .models import ChatRequest
 from .policy import Plan
+from .pool import Pool
+from .pool_profile import Profile
 from .principal import ADMIN, Principal
 from .proctree import become_subreaper, reap_zombie_children
 from .recovery import recover
@@ -79,6 +81,15 @@ class Registry:
         # Where the CLI keeps its sessions and settings, as the runs' environment says.
         self.real_config = config_dir(self._environ)
         self._confine = ConfineSetup(self.real_config, tuple(settings.confine_read_paths))
+        self.pool = Pool(
+            settings,
+            environ=self._environ,
+            confine=self._confine,
+            limits=self._limits,
+            reap=self.reap,
+        )
+        self._pool_scope = trio.CancelScope()
+        self._pool_done = trio.Event()
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the runs' nursery until cancelled.
@@ -103,6 +114,7 @@ class Registry:
                 await recover(self._store, self._limits.kill_grace)
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self._retention.serve)
+                    await nursery.start(self._serve_pool)
                     self._nursery = nursery
                     task_status.started()
                     try:
@@ -115,6 +127,16 @@ class Registry:
                         self._retention.close()  # at once: no run is kept past the registry
             finally:
                 writing.cancel()
+
+    async def _serve_pool(self, *, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            with self._pool_scope:
+                if self.pool.enabled:
+                    await self.pool.serve(task_status=task_status)
+                    return
+                task_status.started()
+        finally:
+            self._pool_done.set()
 
     async def _write(
         self,
@@ -178,11 +200,14 @@ class Registry:
         launch: Launch,
         owner: Principal = ADMIN,
         share: Share | None = None,
+        *,
+        profile: Profile | None = None,
     ) -> Run:
         """Claim the request's sessions, register a run and start its supervisor.
 
         The run's events are read through ``run.attach_reader()``; it is found by
-        :meth:`get` under ``run.run_id`` (its run id) until it is let go.
+        :meth:`get` under ``run.run_id`` (its run id) until it is let go. With a
+        ``profile``, the run takes a pooled CLI of it if one waits when its slot comes.
 
         Raises:
             Unavailable: the gateway is shutting down.
@@ -217,6 +242,8 @@ class Registry:
                     store_room=self._store if self._store.keeps_history else None,
                     owner=owner,
                     on_teardown=None if self._metrics is None else self._metrics.teardown,
+                    pool=None if profile is None else self.pool,
+                    profile=profile,
                 )
                 self._runs[run_id] = run
                 self._store.save_run(self.record(run))
@@ -279,16 +306,19 @@ class Registry:
         return run
 
     async def drain(self) -> None:
-        """Refuse new runs, cancel every live one, and wait until all have finished.
+        """Refuse new runs, end the pool's CLIs, cancel every live run, and wait for all.
 
-        Cancellation: the wait stops; the runs still end in their own tasks.
+        Cancellation: the wait stops; the runs and pooled CLIs still end in their tasks.
         """
         self._closing = True
+        self._pool_scope.cancel()
         runs = self.live_runs()
         for run in runs:
             run.cancel()
         for run in runs:
             await run.finished.wait()
+        if self._nursery is not None:
+            await self._pool_done.wait()
 
     def _claim_session(self, run: Run, session_id: str) -> None:
         holder = self._store.claim_later(run.run_id, session_id)

@@ -53,6 +53,8 @@ from .limits import RunLimits
 from .logs import run_extra
 from .models import ChatRequest
 from .policy import Plan
+from .pool import Pool
+from .pool_profile import Profile
 from .principal import ADMIN, Principal
 from .record import RunState
 from .routing import Document, OutputRouter
@@ -92,6 +94,8 @@ class Run:
         store_room: Room | None = None,
         owner: Principal = ADMIN,
         on_teardown: Callable[[float, int], None] | None = None,
+        pool: Pool | None = None,
+        profile: Profile | None = None,
     ) -> None:
         self.run_id = launch.run_id
         self.request = request
@@ -153,6 +157,8 @@ class Run:
             cancel_run=self.cancel_scope,
             sessions=self.state.sessions,
             on_teardown=on_teardown,
+            pool=pool,
+            profile=profile,
         )
         self._supervisor = Supervisor(
             self.state,
@@ -311,6 +317,7 @@ class Run:
             finished_at=state.finished_at,
             last_event_id=self._log.last_id,
             pending_approvals=len(self._conversation.pending()),
+            pooled=self._cli.pooled,
         )
 
     async def supervise(self) -> None:

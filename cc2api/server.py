@@ -46,7 +46,7 @@ def hypercorn_config(app: QuartTrio) -> Config:
 def connection_cap(settings: Settings) -> int:
     """Raise the soft descriptor limit as far as allowed; return the connection cap it leaves."""
     before, limit = raise_limit()
-    runs = settings.max_concurrent_runs
+    runs = settings.cli_places  # the pool's CLIs hold pipes as runs do
     cap = settings.max_connections or default_cap(limit, runs)
     raised = f" (raised from {before})" if limit != before else ""
     log.info(

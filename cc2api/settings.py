@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from .descriptors import attainable_limit, room
 from .models import PermissionMode
 from .passwordfile import check_password, password_from_files, read_password_file
+from .pool_file import read_pool_file
 
 MiB = 1024 * 1024
 MIN_METRICS_TOKEN = 16
@@ -73,7 +74,16 @@ class Settings(BaseSettings):
     # auto: runs are confined when ALLOWED_CWD_ROOTS is set or caller config is untrusted
     confine_runs: Literal["auto", "on", "off"] = "auto"
     confine_read_paths: Annotated[list[Path], NoDecode] = Field(default_factory=list)
-    # After max_concurrent_runs, which its validator reads. None: derived from RLIMIT_NOFILE.
+    # The warm pool (before max_connections, whose validator reads its size): CLIs spawned
+    # ahead of need (0: off), the plans kept warm, and bounds.
+    pool_size: int = Field(default=0, ge=0, le=256)
+    pool_profiles_max: int = Field(default=4, ge=1, le=256)
+    pool_profiles_file: Path | None = None
+    pool_max_idle_seconds: float = Field(default=60.0, gt=0, le=86400)
+    # Each waiting CLI counts as at least the pool's estimate of one (160 MB).
+    pool_max_rss_mb: int = Field(default=1024, ge=160)
+    # After max_concurrent_runs and pool_size, which its validator reads. None: derived
+    # from RLIMIT_NOFILE.
     max_connections: int | None = Field(default=None, ge=1)
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     max_connections_per_address: int = Field(default=256, ge=0)  # 0: no such limit
@@ -91,6 +101,11 @@ class Settings(BaseSettings):
     metrics_token_file: Path | None = None
 
     _password_source: str = PrivateAttr(default="AUTH_PASSWORD")
+
+    @property
+    def cli_places(self) -> int:
+        """Return how many CLIs can be alive at once: running runs' and pooled ones."""
+        return self.max_concurrent_runs + self.pool_size
 
     @property
     def password_source(self) -> str:
@@ -145,6 +160,23 @@ class Settings(BaseSettings):
                 "(e.g. the output of `openssl rand -hex 32`)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _pool_file_needs_a_pool(self) -> Settings:
+        if self.pool_profiles_file is not None and self.pool_size == 0:
+            raise ValueError(
+                "POOL_PROFILES_FILE is set but POOL_SIZE is 0, which turns the pool off: "
+                "set POOL_SIZE to at least the sizes the file asks for"
+            )
+        if self.pool_profiles_file is not None:
+            # Read now, so that a malformed file stops the start, naming its entry.
+            asked = sum(entry.size for entry in read_pool_file(self.pool_profiles_file))
+            if asked > self.pool_size:
+                raise ValueError(
+                    f"POOL_PROFILES_FILE asks for {asked} CLIs in all, over POOL_SIZE="
+                    f"{self.pool_size}: raise POOL_SIZE or lower the entries' sizes"
+                )
+        return self
 
     @field_validator("auth_password")
     @classmethod
@@ -212,10 +244,14 @@ class Settings(BaseSettings):
         runs = info.data.get("max_concurrent_runs")
         if value is None or runs is None:
             return value
+        pooled = info.data.get("pool_size") or 0
+        runs += pooled  # a pooled CLI's pipes count as a run's
         limit = attainable_limit()
         if value > room(limit, runs):
+            also = f" and POOL_SIZE={pooled}" if pooled else ""
             raise ValueError(
-                f"{value} connections leave no room for MAX_CONCURRENT_RUNS={runs} runs "
+                f"{value} connections leave no room for MAX_CONCURRENT_RUNS={runs - pooled}"
+                f"{also} runs "
                 f"within the descriptor limit of {limit} (RLIMIT_NOFILE): set it to at most "
                 f"{max(room(limit, runs), 0)}, or raise the limit (LimitNOFILE= in the unit)"
             )

@@ -138,9 +138,8 @@ class Supervisor:
             self.state.status = Status.RUNNING
 
     async def _run_in_folder(self) -> None:
-        # Made only now: a queued run has nothing on disk.
-        workdir = self._cli.workdir
-        workdir.mkdir(mode=0o700)
+        # The run's folder is made only now (a queued run has nothing on disk), by the
+        # CLI's tasks, or it comes with a pooled CLI.
         self.state.spawned_at = datetime.now(UTC)
         self._on_start()
         try:
@@ -150,6 +149,7 @@ class Supervisor:
         finally:
             # A confined run's home and temporary files are in it: there may be many,
             # so off the event loop, and within a bound.
+            workdir = self._cli.workdir
             with trio.CancelScope(shield=True), trio.move_on_after(REMOVE_SECONDS):
                 await trio.to_thread.run_sync(remove_folder, workdir, abandon_on_cancel=True)
 

@@ -109,6 +109,24 @@ class StoreHealth(Wire):
     backlog_peak_bytes: Count = Field(description="The most there were at once since start.")
 
 
+class PoolHealth(Wire):
+    """The warm pool, as `GET /health` shows it (all zero when POOL_SIZE is 0)."""
+
+    size: Count = Field(description="POOL_SIZE: the most CLIs that wait, in all.")
+    idle: Count = Field(description="CLIs started and waiting for a run now.")
+    starting: Count = Field(description="CLIs spawned and still starting.")
+    profiles: Count = Field(description="Plans kept warm now.")
+    hits: Count = Field(description="Runs that took a waiting CLI, since start.")
+    misses: Count = Field(description="Poolable runs that found none and spawned cold.")
+    spawned: Count = Field(description="CLIs the pool started.")
+    retired: dict[str, Count] = Field(
+        description="CLIs ended unused, by why: idle, stale, exited, printed, memory, "
+        "evicted, rebalanced, error."
+    )
+    rss_bytes: Count = Field(description="Resident memory of the waiting CLIs' trees.")
+    max_rss_bytes: Count = Field(description="POOL_MAX_RSS_MB, in bytes.")
+
+
 class Health(Wire):
     """The answer of `GET /health`."""
 
@@ -119,6 +137,7 @@ class Health(Wire):
     queued: Count = Field(description="Runs waiting for a slot.")
     version: str
     store: StoreHealth
+    pool: PoolHealth
     reason: str | MISSING = Field(default=MISSING, description="Why degraded.")
 
 
@@ -139,6 +158,9 @@ class Process(Wire):
     finished_at: Timestamp | None
     last_event_id: Count
     pending_approvals: Count
+    pooled: bool = Field(
+        default=False, description="The run took a CLI the warm pool had spawned ahead."
+    )
 
 
 class Processes(Wire):

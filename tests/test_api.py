@@ -43,6 +43,18 @@ class TestHealth:
             "queued": 0,
             "version": response.json()["version"],
             "store": {"kind": "sqlite", "backlog_bytes": 0, "backlog_peak_bytes": 0},
+            "pool": {
+                "size": 0,
+                "idle": 0,
+                "starting": 0,
+                "profiles": 0,
+                "hits": 0,
+                "misses": 0,
+                "spawned": 0,
+                "retired": {},
+                "rss_bytes": 0,
+                "max_rss_bytes": 1024 * 2**20,
+            },
         }
 
     async def test_degraded_when_cli_missing(

@@ -9,6 +9,7 @@ from pathlib import Path
 from bench import backlog
 from bench.config import QUICK, MiB, row_names
 from bench.fake import message_frames_bytes
+from bench.pool import Round, rate_row, run_problem
 from bench.restart import replay_problem
 from bench.table import Report
 
@@ -21,7 +22,8 @@ def test_quick_benchmark_completes() -> None:
         [sys.executable, "-m", "bench", "--quick"],
         capture_output=True,
         text=True,
-        timeout=120,
+        # The pool's figure runs the real CLI, about a second a start-up on a small machine.
+        timeout=240,
         check=False,
         cwd=REPO,
         stdin=subprocess.DEVNULL,
@@ -96,3 +98,44 @@ class TestBacklogRow:
         assert backlog.from_log(log) == 2048
         log.write_text("listening on http://127.0.0.1:1\n")
         assert backlog.from_log(log) is None
+
+
+def one_turn(status: str = "completed", result: str = "echo: hello") -> bytes:
+    """Return a one-turn run's stream: process, init and result lines, and done."""
+    init = b'id: 2\nevent: message\ndata: {"type":"system","subtype":"init"}\n\n'
+    line = b'id: 3\nevent: message\ndata: {"type":"result","result":"%s"}\n\n' % result.encode()
+    done = b'id: 4\nevent: done\ndata: {"status":"%s"}\n\n' % status.encode()
+    return b"id: 1\nevent: process\ndata: {}\n\n" + init + line + done
+
+
+class TestPoolFigure:
+    """What the pool's figure takes for a run that answered, and how it shows its rounds."""
+
+    def test_answered(self) -> None:
+        """A completed run whose result is the scripted answer passes."""
+        assert run_problem(one_turn()) is None
+
+    def test_not_completed(self) -> None:
+        """A run that did not complete is named by its done status."""
+        assert run_problem(one_turn(status="failed")) == (
+            "the run ended with done status failed, not completed"
+        )
+
+    def test_wrong_answer(self) -> None:
+        """A completed run without the scripted answer does not pass."""
+        problem = run_problem(one_turn(result="something else"))
+        assert problem is not None
+        assert "echo: hello" in problem
+
+    def test_rate_row(self) -> None:
+        """The pooled rounds' median rate is shown with what the pool did, beside the cold one."""
+        pooled = [Round(2.0, 8, 7, 1, 2), Round(4.0, 8, 8, 0, 0), Round(3.0, 8, 8, 0, 1)]
+        cold = [Round(1.0, 8, 0, 0, 0), Round(2.0, 8, 0, 0, 0), Round(1.5, 8, 0, 0, 0)]
+        row = rate_row("pool: runs/s", pooled, cold, "x")
+        assert row.value == "3.00 (23 hits, 1 misses, 3 retired)"
+        assert (row.reference, row.ratio) == ("1.50 POOL_SIZE=0", "2.00")
+
+    def test_rate_row_failed(self) -> None:
+        """Without a completed run on either side the row says failed."""
+        row = rate_row("pool: runs/s", [Round(0.0, 0, 0, 0, 0)], [Round(1.0, 8, 0, 0, 0)], "x")
+        assert row.value == "failed"

@@ -22,6 +22,7 @@ from cc2api.wire import (
     ErrorCode,
     ErrorEvent,
     Health,
+    PoolHealth,
     Process,
     RunFailure,
     Status,
@@ -176,6 +177,18 @@ class TestModels:
             "queued": 0,
             "version": "0.1.0",
             "store": StoreHealth(kind="sqlite", backlog_bytes=0, backlog_peak_bytes=0),
+            "pool": PoolHealth(
+                size=0,
+                idle=0,
+                starting=0,
+                profiles=0,
+                hits=0,
+                misses=0,
+                spawned=0,
+                retired={},
+                rss_bytes=0,
+                max_rss_bytes=0,
+            ),
         }
         assert "reason" not in Health(status="ok", **fields).wire()
         degraded = Health(status="degraded", reason="no CLI", **fields).wire()
