@@ -63,7 +63,8 @@ async def update_key(name: str) -> Response:
     gateway = _admin()
     body = await off_loop(partial(parse_body, model=KeyUpdate), await raw_body(), gateway.parsers)
     key = await gateway.keys.update(name, body.policy)
-    gateway.registry.pool.forget_key(key.key_id)  # CLIs planned under the old policy
+    # CLIs planned under the old policy go; a key now pooled: false gets none.
+    gateway.registry.pool.key_changed(key.key_id, poolable=key.policy.pooled)
     gateway.key_limits.share(key)
     gateway.registry.slots.refill()  # a larger max_runs lets its queued runs go
     return json_response(key.info().wire())
@@ -81,7 +82,7 @@ async def revoke_key(name: str) -> Response:
     query.only(args, ("cancel_runs",))
     cancel_runs = _flag(args.get("cancel_runs", "false"))
     key = await gateway.keys.revoke(name)
-    gateway.registry.pool.forget_key(key.key_id)
+    gateway.registry.pool.key_changed(key.key_id, poolable=False)
     cancelled: list[str] = []
     if cancel_runs:
         runs = [run for run in gateway.registry.runs(key_id=key.key_id) if run.live]

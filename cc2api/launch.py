@@ -31,6 +31,11 @@ WORKDIR_PREFIX = "cc2api-run-"
 POOL_PREFIX = "pool-"
 
 
+def pool_marker(store_id: str) -> str:
+    """Return what the ids of a gateway's pooled CLIs start with: its store's is in it."""
+    return f"{POOL_PREFIX}{store_id}-"
+
+
 @dataclass(frozen=True)
 class Launch:
     """One CLI's command line, environment and private folders."""

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 import trio
 
 from .confinement import ConfineSetup
+from .launch import pool_marker
 from .limits import RunLimits
 from .pool_member import Warm
-from .pool_profile import Profile, signature
+from .pool_profile import Profile
 from .pool_spawn import Mismatch, start_warm
 from .pool_targets import targets
 from .proctree import tree_usage
@@ -79,8 +80,11 @@ class Pool:
         confine: ConfineSetup,
         limits: RunLimits,
         reap: Callable[[], None],
+        store_id: str,
     ) -> None:
         self.size = settings.pool_size
+        # Its CLIs' ids: the store's in them, so recovery ends (and cleans up) only its own.
+        self._marker = pool_marker(store_id)
         self._max_profiles = settings.pool_profiles_max
         self._max_idle = settings.pool_max_idle_seconds
         self._max_rss = settings.pool_max_rss_mb * MiB
@@ -92,6 +96,8 @@ class Pool:
         self._recent: OrderedDict[Ident, Profile] = OrderedDict()  # most recent last
         self._idle: dict[Ident, list[Warm]] = {}  # oldest first
         self._backoff: dict[Ident, tuple[int, float]] = {}  # failures in a row, not before
+        self._sizes: dict[Ident, int] = {}  # what a started CLI of the profile last held
+        self._barred: set[str] = set()  # keys revoked, or not to be pooled
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.stats = PoolStats()
@@ -135,7 +141,13 @@ class Pool:
             task_status.started()
             try:
                 while True:
-                    await self._fill_once()
+                    try:
+                        await self._fill_once()
+                    except Exception:
+                        # The pool is an optimization: a fault of its own must not end
+                        # the runs' nursery, and the server with it.
+                        log.exception("pool: filling failed; trying again in a second")
+                        await trio.sleep(SWEEP_SECONDS)
             finally:
                 self._nursery = None
                 nursery.cancel_scope.cancel()
@@ -147,7 +159,7 @@ class Pool:
         retired on the way, never returned. Cancellation: shielded hand-over (see
         :meth:`Warm.hand_over`); a returned CLI is the caller's to tear down.
         """
-        if not self.enabled or self._nursery is None:
+        if not self.enabled or self._nursery is None or profile.key_id in self._barred:
             return None
         ident = profile.ident
         self._note(profile)
@@ -158,9 +170,11 @@ class Pool:
             # that, one still starting, further on than a cold spawn.
             warm = next((w for w in waiting if w.started), waiting[0])
             waiting.remove(warm)
+            if warm.reason is not None:
+                continue  # spoiled, its watch about to unlist it
             if now - warm.spawned_at > self._max_idle:
                 warm.retire("idle")
-            elif signature(profile.cwd, self._confine.real_config) != warm.signature:
+            elif not warm.fresh(self._confine.real_config):
                 warm.retire("stale")
             elif await warm.hand_over() is not None:
                 self.stats.hits += 1
@@ -171,13 +185,19 @@ class Pool:
         self._wake.set()
         return None
 
-    def forget_key(self, key_id: str) -> None:
-        """Drop a key's profiles and retire its waiting CLIs (the key is revoked)."""
+    def key_changed(self, key_id: str, *, poolable: bool) -> None:
+        """Drop a key's profiles and retire its waiting CLIs: its policy changed, or it
+        was revoked. A key not ``poolable`` (revoked, or ``pooled: false``) gets none
+        until it is again, even for runs planned before."""
         for ident in [i for i in self._recent if i[0] == key_id]:
             self._drop(ident, "evicted")
         for ident in [i for i in self._declared if i[0] == key_id]:
             del self._declared[ident]
             self._drop(ident, "evicted")
+        if poolable:
+            self._barred.discard(key_id)
+        else:
+            self._barred.add(key_id)
 
     def _note(self, profile: Profile) -> None:
         ident = profile.ident
@@ -191,6 +211,8 @@ class Pool:
 
     def _drop(self, ident: Ident, reason: str) -> None:
         self._recent.pop(ident, None)
+        self._backoff.pop(ident, None)
+        self._sizes.pop(ident, None)
         for warm in self._idle.pop(ident, []):
             warm.retire(reason)
 
@@ -201,7 +223,7 @@ class Pool:
             for warm in list(waiting):
                 if now - warm.spawned_at > self._max_idle:
                     reason = "idle"
-                elif signature(warm.profile.cwd, config) != warm.signature:
+                elif not warm.fresh(config):
                     reason = "stale"
                 else:
                     continue
@@ -233,12 +255,8 @@ class Pool:
                 self._idle[ident].pop().retire("rebalanced")
                 total -= 1
         starting = sum(not warm.started for warm in self._everyone())
-        room = (
-            total < self.size
-            and starting < STARTS_AT_ONCE
-            and self._counted() + ESTIMATE_BYTES <= self._max_rss
-        )
-        if short and room:
+        room = total < self.size and starting < STARTS_AT_ONCE
+        if short and room and self._counted() + self._estimate(short[0]) <= self._max_rss:
             await self._spawn(self._profile(short[0]))
             return
         if self._counted() > self._max_rss and total - starting:
@@ -253,13 +271,21 @@ class Pool:
         return declared[0] if declared is not None else self._recent[ident]
 
     def _everyone(self) -> list[Warm]:
-        return [warm for waiting in self._idle.values() for warm in waiting]
+        # Not those spoiled and about to be unlisted by their watch.
+        return [w for waiting in self._idle.values() for w in waiting if w.reason is None]
+
+    def _estimate(self, ident: Ident) -> int:
+        # What a CLI of the profile will hold once started: as much as the last one did.
+        return max(self._sizes.get(ident, 0), ESTIMATE_BYTES)
 
     def _counted(self) -> int:
-        # A starting CLI peaks at twice what it keeps: it counts as the estimate until
-        # it has started, and no CLI counts as less.
+        # A started CLI counts as what it holds (never less than the estimate); one still
+        # starting, whose memory peaks at twice what it will keep, as its profile's estimate.
         return sum(
-            max(warm.rss_bytes if warm.started else 0, ESTIMATE_BYTES) for warm in self._everyone()
+            max(warm.rss_bytes, ESTIMATE_BYTES)
+            if warm.started
+            else self._estimate(warm.profile.ident)
+            for warm in self._everyone()
         )
 
     def _retire_one(self, reason: str) -> None:
@@ -267,6 +293,8 @@ class Pool:
         newest = max(started, key=lambda warm: warm.spawned_at)
         self._idle[newest.profile.ident].remove(newest)
         newest.retire(reason)
+        # Its profile's CLIs outgrow the room: do not start the next one at once.
+        self._failed(newest.profile.ident)
 
     async def _measure(self) -> None:
         everyone = self._everyone()
@@ -275,13 +303,17 @@ class Pool:
         for warm in everyone:
             if (used := usage.get(warm.cli.pid)) is not None:
                 warm.measured(used, now)
-        self.stats.rss_bytes = sum(warm.rss_bytes for warm in everyone)
+                if warm.started:
+                    self._sizes[warm.profile.ident] = warm.rss_bytes
+        # Those handed over while it measured are the runs' now.
+        self.stats.rss_bytes = sum(warm.rss_bytes for warm in self._everyone())
 
     async def _spawn(self, profile: Profile) -> None:
         ident = profile.ident
         try:
             warm = await start_warm(
                 profile,
+                self._marker,
                 environ=self._environ,
                 confine=self._confine,
                 limits=self._limits,
@@ -297,9 +329,12 @@ class Pool:
             self._failed(ident)
             return
         self.stats.spawned += 1
-        self._idle.setdefault(ident, []).append(warm)
         assert self._nursery is not None  # noqa: S101 (called from serve's loop only)
         self._nursery.start_soon(warm.watch, self._ended, name=f"pooled CLI {warm.marker}")
+        if ident in self._declared or ident in self._recent:
+            self._idle.setdefault(ident, []).append(warm)
+        else:
+            warm.retire("evicted")  # dropped (evicted, or its key changed) as it started
 
     def _failed(self, ident: Ident) -> None:
         count = self._backoff.get(ident, (0, 0.0))[0] + 1

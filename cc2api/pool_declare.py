@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from .bodies import check_folders
 from .configfiles import load_configs
-from .errors import ApiError, NotFound, Unavailable
+from .errors import ApiError, Forbidden, NotFound, Unavailable
 from .keys import ApiKey
 from .launch import plan_launch
 from .models import ChatRequest
@@ -46,6 +46,8 @@ async def declare_pool(gateway: Gateway) -> None:
         try:
             if entry.key is not None and (key is None or key.revoked):
                 raise NotFound(f"no API key {entry.key!r} (or it is revoked)")
+            if key is not None and not key.policy.pooled:
+                raise Forbidden(f"key {key.name}'s policy says pooled: false")
             profile = await _planned(gateway, entry.request, key, claude)
         except ApiError as error:
             refusal = error.detail

@@ -9,13 +9,14 @@ import logging
 import os
 import termios
 from collections.abc import Callable
+from pathlib import Path
 
 import trio
 
 from .cli_process import CliProcess
 from .launch import Launch, remove_folder
 from .outcome import STDERR_TAIL_BYTES
-from .pool_profile import Profile, Signature
+from .pool_profile import Profile, Signature, signature
 from .proctree import TreeUsage
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ REMOVE_SECONDS = 30.0
 # is still busy this long after its spawn counts as started all the same.
 QUIET_CPU_SHARE = 0.05
 START_LIMIT_SECONDS = 15.0
+# The shortest span a judgement of quiet is made over: CPU time comes in 10 ms ticks.
+QUIET_WINDOW_SECONDS = 0.25
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 
@@ -57,7 +60,7 @@ class Warm:
         self._taken = False
         self._handed = False
         self._scope = trio.CancelScope()
-        self._done = trio.Event()
+        self._decided = trio.Event()  # handed over, or not: set before any teardown
 
     def measured(self, usage: TreeUsage, now: float) -> None:
         """Take in a measure of the CLI's tree; it has started once it stops using CPU.
@@ -67,7 +70,10 @@ class Warm:
         shorter), or after :data:`START_LIMIT_SECONDS`, whatever it does.
         """
         self.rss_bytes = usage.rss_bytes
-        last, self._cpu = self._cpu, (now, usage.cpu_ticks)
+        last = self._cpu
+        if last is not None and now - last[0] < QUIET_WINDOW_SECONDS:
+            return  # too short a span to tell quiet from busy: the next measure will
+        self._cpu = (now, usage.cpu_ticks)
         if self.started or last is None:
             return
         seconds = (usage.cpu_ticks - last[1]) / _TICKS_PER_SECOND
@@ -80,10 +86,16 @@ class Warm:
         """Return the id its processes are marked with (a pool id, never a run's)."""
         return self.launch.run_id
 
+    def fresh(self, config: Path) -> bool:
+        """Return whether the files it read at start (in ``config`` too) are unchanged."""
+        profile = self.profile
+        return signature(profile.cwd, config, profile.claude) == self.signature
+
     async def watch(self, on_end: Callable[[Warm], None]) -> None:
         """Own the CLI until it is handed over or retired; a CLI not handed over ends here.
 
-        ``on_end`` is called once, when the CLI is handed over or gone.
+        ``on_end`` is called once, as soon as the CLI is handed over or is to end (before
+        its teardown), with :attr:`reason` saying which.
         Cancellation: the CLI's tree is torn down (shielded, bounded by the kill grace),
         and its folder removed, unless it was handed over first.
         """
@@ -103,22 +115,23 @@ class Warm:
             self._handed = self._taken and self.reason is None
             if not self._handed:
                 self.reason = self.reason or "shutdown"
+            self._decided.set()
+            on_end(self)
+            if not self._handed:
                 with trio.CancelScope(shield=True):
                     await self._end()
-            self._done.set()
-            on_end(self)
 
     async def hand_over(self) -> CliProcess | None:
         """Stop watching and return the CLI, or None if it was spoiled meanwhile.
 
         The caller owns a returned CLI, and must tear it down. Cancellation: shielded;
-        the watch ends within a scheduler pass (or its teardown), so the CLI is never
-        left owned by no one.
+        the watch decides within a scheduler pass (a spoiled CLI's teardown goes on in
+        it), so the CLI is never left owned by no one.
         """
         self._taken = True
         self._scope.cancel()
         with trio.CancelScope(shield=True):
-            await self._done.wait()
+            await self._decided.wait()
         return self.cli if self._handed else None
 
     def retire(self, reason: str) -> None:

@@ -25,8 +25,18 @@ _FOLDER = "\0run-folder\0"  # what stands for a run's private folder in a profil
 # The instructions and settings the CLI reads once, at start, from cwd and its parents
 # (CLAUDE.md) and from its config folder: a change after spawn would not reach it.
 _PROJECT_FILES = ("CLAUDE.md", "CLAUDE.local.md", ".claude/CLAUDE.md")
-_CWD_FILES = (".claude/settings.json", ".claude/settings.local.json")
-_CONFIG_FILES = ("CLAUDE.md", "settings.json")
+# Folders count by their own stat: an agent, command or skill made or removed in one.
+_CWD_FILES = (
+    ".claude/settings.json",
+    ".claude/settings.local.json",
+    ".mcp.json",
+    ".claude/agents",
+    ".claude/commands",
+    ".claude/skills",
+)
+_CONFIG_FILES = ("CLAUDE.md", "settings.json", "agents", "commands", "skills")
+# The operator's managed policy, which overrides every other settings file.
+MANAGED_SETTINGS = Path("/etc/claude-code/managed-settings.json")
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,12 +80,13 @@ def profile_of(launch: Launch, request: ChatRequest, plan: Plan, key_id: str | N
 Signature = tuple[tuple[str, int, int, int], ...]
 
 
-def signature(cwd: str, config: Path) -> Signature:
-    """Return what the files a CLI reads at start in ``cwd`` look like now (stat only).
+def signature(cwd: str, config: Path, claude: Path) -> Signature:
+    """Return what the files a CLI (``claude``) reads at start in ``cwd`` look like now.
 
-    Equal signatures mean no such file was made, removed, replaced or written since.
+    Stat only. Equal signatures mean no such file was made, removed, replaced or
+    written since, and the CLI itself was not upgraded.
     """
-    places: list[Path] = []
+    places: list[Path] = [claude, MANAGED_SETTINGS]
     folder = Path(cwd)
     for parent in (folder, *folder.parents):
         places.extend(parent / name for name in _PROJECT_FILES)

@@ -9,7 +9,7 @@ import trio
 
 from .cli_process import spawn, terminate_tree
 from .confinement import ConfineSetup, prepare
-from .launch import POOL_PREFIX, plan_launch, remove_folder
+from .launch import plan_launch, remove_folder
 from .limits import RunLimits
 from .pool_member import Warm
 from .pool_profile import Profile, profile_of, signature
@@ -27,6 +27,7 @@ class Mismatch(Exception):
 
 async def start_warm(
     profile: Profile,
+    marker: str,
     *,
     environ: Mapping[str, str],
     confine: ConfineSetup,
@@ -35,6 +36,8 @@ async def start_warm(
 ) -> Warm:
     """Make a pooled CLI's folder and files and spawn it, as a run of ``profile`` would.
 
+    Its id (its processes' marker, and its folder's name) is ``marker`` and a UUID.
+
     Raises:
         Mismatch: the launch is not the profile's (it is never spawned).
         OSError, CopyTooLarge: a folder, file or the CLI itself could not be made.
@@ -42,7 +45,7 @@ async def start_warm(
     Cancellation: what was made is removed (shielded, bounded), and Cancelled raised.
     """
     launch = plan_launch(
-        run_id=f"{POOL_PREFIX}{uuid.uuid4()}",
+        run_id=f"{marker}{uuid.uuid4()}",
         claude=profile.claude,
         request=profile.request,
         plan=profile.plan,
@@ -52,7 +55,7 @@ async def start_warm(
     if profile_of(launch, profile.request, profile.plan, profile.key_id).ident != profile.ident:
         raise Mismatch(f"a plan for {profile.cwd} is not the same when made again")
     # Before the spawn: a file changed while the CLI reads it counts as changed.
-    before = signature(profile.cwd, confine.real_config)
+    before = signature(profile.cwd, confine.real_config, profile.claude)
     try:
         launch.workdir.mkdir(mode=0o700)
         launch.files.write(profile.request, profile.plan)

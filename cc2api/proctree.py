@@ -143,7 +143,9 @@ class TreeUsage(NamedTuple):
     """What one process tree holds and has used."""
 
     rss_bytes: int  # resident memory, all its processes'
-    cpu_ticks: int  # user and system time its live processes have used, in clock ticks
+    # User and system time its live processes and the children they reaped have used,
+    # in clock ticks.
+    cpu_ticks: int
 
 
 def tree_usage(roots: list[int]) -> dict[int, TreeUsage]:
@@ -176,7 +178,7 @@ def tree_usage(roots: list[int]) -> dict[int, TreeUsage]:
             stat = _read(f"{_PROC}/{pid}/stat")
             if stat is not None:
                 fields = stat[stat.rindex(b")") + 2 :].split()
-                ticks += int(fields[11]) + int(fields[12])
+                ticks += sum(int(tick) for tick in fields[11:15])
         found[root] = TreeUsage(rss, ticks)
     return found
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trio
 
-from .launch import POOL_PREFIX, WORKDIR_PREFIX, remove_folder
+from .launch import POOL_PREFIX, WORKDIR_PREFIX, pool_marker, remove_folder
 from .logs import run_extra
 from .proctree import end_leftovers
 from .sse import frame_json
@@ -42,7 +42,7 @@ async def recover(store: Store, grace: float) -> list[RunRecord]:
     with trio.CancelScope(shield=True):
         left = await end_leftovers((STORE_MARKER_VAR, store.store_id), grace)
         run_ids = sorted({record.run_id for record in unfinished} | set(left))
-        await trio.to_thread.run_sync(_remove_folders, run_ids)
+        await trio.to_thread.run_sync(_remove_folders, run_ids, pool_marker(store.store_id))
     now = datetime.now(UTC)
     known = {record.run_id for record in unfinished} | {
         record.run_id for record in await _stored(store, set(left))
@@ -100,8 +100,10 @@ async def _stored(store: Store, run_ids: set[str]) -> list[RunRecord]:
     return [record for record in found if record is not None]
 
 
-def _remove_folders(run_ids: list[str]) -> None:
+def _remove_folders(run_ids: list[str], pooled: str) -> None:
     temp = Path(tempfile.gettempdir())
-    for run_id in run_ids:
-        for folder in temp.glob(f"{WORKDIR_PREFIX}{run_id}-*"):
+    # Pooled CLIs exit when their gateway dies, so no process is left to name their
+    # folders (nor those of runs that took one): every folder of this store's pool goes.
+    for pattern in (*(f"{run_id}-*" for run_id in run_ids), f"{pooled}*"):
+        for folder in temp.glob(f"{WORKDIR_PREFIX}{pattern}"):
             remove_folder(folder)

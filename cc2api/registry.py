@@ -87,6 +87,7 @@ class Registry:
             confine=self._confine,
             limits=self._limits,
             reap=self.reap,
+            store_id=self._store.store_id,
         )
         self._pool_scope = trio.CancelScope()
         self._pool_done = trio.Event()

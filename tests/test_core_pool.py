@@ -86,31 +86,45 @@ class TestSignature:
         """A start-up file made, then rewritten, changes cwd's signature each time."""
         cwd, config = tmp_path / "work", tmp_path / "config"
         cwd.mkdir()
-        before = signature(str(cwd), config)
+        before = signature(str(cwd), config, CLAUDE)
         path = cwd / name
         path.parent.mkdir(exist_ok=True)
         path.write_text("one\n")
-        made = signature(str(cwd), config)
-        os.utime(path, ns=(0, path.stat().st_mtime_ns + 1_000_000))
+        made = signature(str(cwd), config, CLAUDE)
+        written = path.stat().st_mtime_ns
         path.write_text("two\n")
-        assert len({before, made, signature(str(cwd), config)}) == 3
+        # As a write a tick later: the same size, a later time, whatever the clock's grain.
+        os.utime(path, ns=(0, written + 10_000_000))
+        assert len({before, made, signature(str(cwd), config, CLAUDE)}) == 3
 
     def test_a_parents_claude_md_and_the_users_settings_count(self, tmp_path: Path) -> None:
         """CLAUDE.md in a parent folder and the config folder's settings.json are watched."""
         cwd, config = tmp_path / "a" / "b", tmp_path / "config"
         cwd.mkdir(parents=True)
         config.mkdir()
-        before = signature(str(cwd), config)
+        before = signature(str(cwd), config, CLAUDE)
         (tmp_path / "a" / "CLAUDE.md").write_text("rule\n")
-        middle = signature(str(cwd), config)
+        middle = signature(str(cwd), config, CLAUDE)
         (config / "settings.json").write_text("{}\n")
-        assert len({before, middle, signature(str(cwd), config)}) == 3
+        assert len({before, middle, signature(str(cwd), config, CLAUDE)}) == 3
+
+    def test_an_agent_added_or_the_cli_replaced_changes_the_signature(self, tmp_path: Path) -> None:
+        """A new agent in the config folder, or a CLI replaced (upgraded), counts."""
+        config, claude = tmp_path / "config", tmp_path / "claude"
+        (config / "agents").mkdir(parents=True)
+        claude.write_text("one\n")
+        before = signature(str(tmp_path), config, claude)
+        (config / "agents" / "reviewer.md").write_text("---\nname: reviewer\n---\n")
+        middle = signature(str(tmp_path), config, claude)
+        (tmp_path / "claude.new").write_text("two\n")
+        (tmp_path / "claude.new").replace(claude)
+        assert len({before, middle, signature(str(tmp_path), config, claude)}) == 3
 
     def test_other_files_do_not_count(self, tmp_path: Path) -> None:
         """Files the CLI does not read at start leave the signature as it was."""
-        before = signature(str(tmp_path), tmp_path / "config")
+        before = signature(str(tmp_path), tmp_path / "config", CLAUDE)
         (tmp_path / "notes.md").write_text("x\n")
-        assert signature(str(tmp_path), tmp_path / "config") == before
+        assert signature(str(tmp_path), tmp_path / "config", CLAUDE) == before
 
 
 class TestTargets:

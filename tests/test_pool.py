@@ -8,7 +8,8 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterable
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,12 @@ def pooled_pids(gateway: int | None = None) -> dict[int, str]:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
+
+
+def pool_folders(marks: Iterable[str]) -> list[Path]:
+    """Return the private folders of the pooled CLIs with these marks."""
+    temp = Path(tempfile.gettempdir())
+    return [folder for mark in marks for folder in temp.glob(f"cc2api-run-{mark}-*")]
 
 
 def stored_statuses(data_dir: Path) -> list[str]:
@@ -295,13 +302,34 @@ class TestPooledRuns:
         assert back[-1].json()["status"] == "completed"
         assert (after["hits"], after["misses"]) == (0, 3)
 
+    async def test_a_key_changed_to_unpoolable_loses_its_waiting_clis(
+        self, real_claude: Path, real_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """PATCHing a key to pooled: false ends the CLIs waiting for it, and none follow."""
+        settings = make_settings(claude_path=real_claude, pool_size=1, confine_runs="off")
+        async with served(settings, real_environ) as gw:
+            token = await make_key(gw.client, "turns-cold")
+            async with as_key(gw.url, token) as client:
+                await chat(client, chat_body("hello", workdir))
+                await wait_pool(gw.client, lambda p: p["idle"] == 1)
+                answer = await gw.client.patch(
+                    "/admin/keys/turns-cold", json={"policy": {"pooled": False}}
+                )
+                assert answer.status_code == 200, answer.text
+                events = await chat(client, chat_body("hello", workdir))
+                await trio.sleep(1.5)  # a fill pass or more: none may start for the key
+            pool = await pool_of(gw.client)
+        assert events[-1].json()["status"] == "completed"
+        assert pool["retired"] == {"evicted": 1}
+        assert (pool["hits"], pool["spawned"], pool["idle"] + pool["starting"]) == (0, 1, 0)
+
 
 class TestFreshness:
     async def test_a_cli_idle_too_long_is_retired_and_replaced(
         self, real_claude: Path, real_environ: dict[str, str], workdir: Path
     ) -> None:
         """A pooled CLI older than POOL_MAX_IDLE_SECONDS is retired, and a fresh one serves."""
-        settings = make_settings(claude_path=real_claude, pool_size=1, pool_max_idle_seconds=2)
+        settings = make_settings(claude_path=real_claude, pool_size=1, pool_max_idle_seconds=5)
         async with served(settings, real_environ) as gw:
             await warmed(gw, chat_body("hello", workdir))
             first = set(pooled_pids())
@@ -428,13 +456,17 @@ class TestTeardown:
         run for them."""
         async with pool_server(tmp_path, real_claude, real_environ, "2") as (proc, client):
             waiting = await warm_server(proc, client, workdir, tmp_path)
+            folders = pool_folders(pooled_pids(proc.pid).values())
             proc.kill()
             await proc.wait()
             # Their input ends with the server: they exit, as a cold CLI would.
             await wait_until(lambda: not [pid for pid in waiting if alive(pid)], 30)
+        assert len(folders) == 2
+        assert all(folder.exists() for folder in folders)  # nobody left to remove them
         async with pool_server(tmp_path, real_claude, real_environ, "0") as (_, client):
             runs = (await client.get("/runs")).json()["runs"]
         assert [run["status"] for run in runs] == ["completed"]
+        assert not [folder for folder in folders if folder.exists()]
 
     async def test_pooled_clis_that_outlive_a_killed_server_are_ended_at_the_next_start(
         self, tmp_path: Path, workdir: Path
@@ -494,6 +526,31 @@ class TestBounds:
         last = seen[-1]
         assert last["spawned"] - sum(last["retired"].values()) == 1
         assert last["rss_bytes"] <= 250 * 2**20
+
+    async def test_clis_bigger_than_the_estimate_are_not_started_only_to_be_retired(
+        self, tmp_path: Path, workdir: Path
+    ) -> None:
+        """Once a profile's CLIs are known to hold 300 MB, no more start than fit the budget."""
+        big = tmp_path / "big-claude"
+        big.write_text(
+            "#!/bin/sh\n"
+            'if [ "$1" = "--version" ]; then echo "2.1.197 (Claude Code)"; exit 0; fi\n'
+            f"exec {sys.executable} -c "
+            "\"import sys; held = b'x' * (300 << 20); sys.stdin.readline()\"\n"
+        )
+        big.chmod(0o755)
+        profiles = tmp_path / "pool.json"
+        profiles.write_text(json.dumps([{"cwd": str(workdir), "size": 4}]))
+        settings = make_settings(
+            claude_path=big, pool_size=4, pool_profiles_file=profiles, pool_max_rss_mb=800
+        )
+        async with served(settings, {"PATH": os.environ["PATH"]}) as gw:
+            await wait_pool(gw.client, lambda p: p["idle"] == 2)
+            await trio.sleep(3)  # several fill passes
+            pool = await pool_of(gw.client)
+        assert (pool["idle"], pool["starting"], pool["spawned"]) == (2, 0, 2)
+        assert pool["retired"] == {}
+        assert 600 * 2**20 <= pool["rss_bytes"] <= 800 * 2**20
 
     async def test_metrics_show_the_pool(
         self, settings: Any, real_environ: dict[str, str], workdir: Path
