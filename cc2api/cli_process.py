@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Collection
 import trio
 
 from .launch import Launch
+from .limits import RunLimits
+from .outcome import STDERR_TAIL_BYTES
 from .proctree import RunProcesses, release, spawning
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,17 @@ class CliProcess:
         self._drain_budget[id(stream)] = budget - (trio.current_time() - started)
         return chunk
 
+    async def drain_stderr(self, tail: bytearray) -> None:
+        """Read stderr to its end into ``tail``, which keeps the last of it (an 8 KiB tail).
+
+        Read all the time: a CLI blocked on a full stderr pipe would stall. Cancellation:
+        nothing is lost; what was not read stays in the pipe.
+        """
+        while chunk := await self.receive(self.stderr):
+            tail += chunk
+            if len(tail) > 2 * STDERR_TAIL_BYTES:
+                del tail[:-STDERR_TAIL_BYTES]
+
     async def teardown(self) -> int:
         """End every process of the run, reap the CLI and close its pipes.
 
@@ -189,6 +202,21 @@ async def spawn(
         _enlarge_pipe(proc.stdout.fileno())
     return CliProcess(
         proc, processes, kill=kill, grace=grace, drain_after_exit=drain_after_exit, reap=reap
+    )
+
+
+async def spawn_run(launch: Launch, limits: RunLimits, reap: Callable[[], None]) -> CliProcess:
+    """Spawn a run's CLI (or a pooled one) with the run's kill policy and limits.
+
+    Raises and cancellation: as :func:`spawn`.
+    """
+    return await spawn(
+        launch,
+        RunProcesses(run_id=launch.run_id),
+        kill=terminate_tree(limits.kill_grace),
+        grace=limits.kill_grace,
+        drain_after_exit=limits.drain_after_exit,
+        reap=reap,
     )
 
 

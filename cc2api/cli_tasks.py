@@ -17,7 +17,7 @@ from pathlib import Path
 
 import trio
 
-from .cli_process import CliProcess, spawn, terminate_tree
+from .cli_process import CliProcess, spawn_run
 from .confinement import ConfineSetup, bring_back, prepare
 from .conversation import Conversation
 from .eventlog import EventLog
@@ -25,11 +25,9 @@ from .launch import Launch
 from .limits import RunLimits
 from .logs import run_extra
 from .models import ChatRequest
-from .outcome import STDERR_TAIL_BYTES
 from .policy import Plan
 from .pool import Pool
 from .pool_profile import Profile
-from .proctree import RunProcesses
 from .routing import DocumentTooLarge, LineTooLong, OutputRouter
 from .safecopy import CopyTooLarge
 from .wire import ErrorCode, RunFailure
@@ -151,14 +149,7 @@ class CliTasks:
                 )
                 return None
         try:
-            cli = await spawn(
-                launch,
-                RunProcesses(run_id=launch.run_id),
-                kill=terminate_tree(self._limits.kill_grace),
-                grace=self._limits.kill_grace,
-                drain_after_exit=self._limits.drain_after_exit,
-                reap=self._reap,
-            )
+            cli = await spawn_run(launch, self._limits, self._reap)
         except OSError as error:
             self.error = RunFailure(
                 ErrorCode.SPAWN_FAILED,
@@ -184,7 +175,7 @@ class CliTasks:
                 self._nursery = nursery
                 nursery.start_soon(self._converse)
                 nursery.start_soon(self._pump_stdout, cli, nursery.cancel_scope)
-                nursery.start_soon(self._drain_stderr, cli)
+                nursery.start_soon(cli.drain_stderr, self.stderr_tail)
                 nursery.start_soon(self._feed_stdin, cli.stdin)
                 nursery.start_soon(self._watch_exit, cli, nursery.cancel_scope)
         finally:
@@ -268,14 +259,6 @@ class CliTasks:
             scope.cancel()
         finally:
             self._conversation.close_input()  # no more output: nothing left to say
-
-    async def _drain_stderr(self, cli: CliProcess) -> None:
-        # Read all the time: a CLI blocked on a full stderr pipe would stall the run.
-        tail = self.stderr_tail
-        while chunk := await cli.receive(cli.stderr):
-            tail += chunk
-            if len(tail) > 2 * STDERR_TAIL_BYTES:
-                del tail[:-STDERR_TAIL_BYTES]
 
     async def _feed_stdin(self, stdin: trio.abc.SendStream) -> None:
         # stream-json input: the prompt never touches argv, and stdin stays open

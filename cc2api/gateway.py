@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -33,7 +34,6 @@ from .limits import RunLimits
 from .metrics import Metrics
 from .models import ChatRequest
 from .policy import Plan, Policy
-from .pool_file import poolable
 from .pool_profile import Profile, profile_of
 from .principal import ADMIN, Principal
 from .registry import Registry
@@ -239,11 +239,7 @@ class Gateway:
             )
         # Files are read only now that the rules have allowed them.
         plan = replace(plan, configs=await load_configs(chat))
-        if (plan.bounded or plan.confined) and (
-            chat.session_id is not None
-            or chat.continue_conversation
-            or chat.new_session_id is not None
-        ):
+        if (plan.bounded or plan.confined) and chat.names_session:
             chat = await trio.to_thread.run_sync(
                 choose_session, chat, plan.cwd, self.registry.real_config, policy.within_roots
             )
@@ -254,14 +250,7 @@ class Gateway:
             await trio.to_thread.run_sync(
                 require_resumable, self.registry.real_config, plan.cwd, chat.session_id
             )
-        launch = plan_launch(
-            run_id=str(uuid.uuid4()),
-            claude=claude.path,
-            request=chat,
-            plan=plan,
-            environ=self.cli_environ,
-            confine=self.registry.confine,
-        )
+        launch = self.launch_of(chat, plan, claude.path)
         size = launch.command_line_bytes()
         if size > MAX_COMMAND_LINE_BYTES:
             raise ValidationFailed(
@@ -284,11 +273,22 @@ class Gateway:
             self.key_limits.forget_start(key)
             raise
 
+    def launch_of(self, chat: ChatRequest, plan: Plan, claude: Path) -> Launch:
+        """Return the launch of a new run of ``chat``, planned as ``plan`` (pure)."""
+        return plan_launch(
+            run_id=str(uuid.uuid4()),
+            claude=claude,
+            request=chat,
+            plan=plan,
+            environ=self.cli_environ,
+            confine=self.registry.confine,
+        )
+
     def _profile(
         self, chat: ChatRequest, plan: Plan, launch: Launch, owner: Principal
     ) -> Profile | None:
         key = owner.key
-        if not self.registry.pool.enabled or not poolable(chat):
+        if not self.registry.pool.enabled or chat.names_session:
             return None
         if key is not None and not key.policy.pooled:
             return None

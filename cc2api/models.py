@@ -323,6 +323,19 @@ class ChatRequest(BaseModel):
         return self
 
     @property
+    def names_session(self) -> bool:
+        """Return whether the run's argv names a session: it resumes, continues or sets one.
+
+        Such a run's CLI cannot be spawned before the request (the warm pool), and a
+        bounded or confined one's session must be chosen within its roots.
+        """
+        return (
+            self.session_id is not None
+            or self.continue_conversation
+            or self.new_session_id is not None
+        )
+
+    @property
     def asks_full_access(self) -> bool:
         """Return whether claudecode2api's rule gives this request full access."""
         return (

@@ -172,10 +172,8 @@ class Pool:
             waiting.remove(warm)
             if warm.reason is not None:
                 continue  # spoiled, its watch about to unlist it
-            if now - warm.spawned_at > self._max_idle:
-                warm.retire("idle")
-            elif not warm.fresh(self._confine.real_config):
-                warm.retire("stale")
+            if unfit := warm.unfit(now, self._max_idle, self._confine.real_config):
+                warm.retire(unfit)
             elif await warm.hand_over() is not None:
                 self.stats.hits += 1
                 self._backoff.pop(ident, None)
@@ -221,14 +219,9 @@ class Pool:
         config = self._confine.real_config
         for waiting in self._idle.values():
             for warm in list(waiting):
-                if now - warm.spawned_at > self._max_idle:
-                    reason = "idle"
-                elif not warm.fresh(config):
-                    reason = "stale"
-                else:
-                    continue
-                waiting.remove(warm)
-                warm.retire(reason)
+                if unfit := warm.unfit(now, self._max_idle, config):
+                    waiting.remove(warm)
+                    warm.retire(unfit)
 
     def _targets(self) -> dict[Ident, int]:
         declared = [(ident, size) for ident, (_, size) in self._declared.items()]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +11,6 @@ from .bodies import check_folders
 from .configfiles import load_configs
 from .errors import ApiError, Forbidden, NotFound, Unavailable
 from .keys import ApiKey
-from .launch import plan_launch
 from .models import ChatRequest
 from .pool_file import read_pool_file
 from .pool_profile import Profile, profile_of
@@ -66,12 +64,5 @@ async def _planned(
     if plan.confined and gateway.confinement_problem is not None:
         raise Unavailable(gateway.confinement_problem, code=ErrorCode.CONFINEMENT_UNAVAILABLE)
     plan = replace(plan, configs=await load_configs(chat))
-    launch = plan_launch(
-        run_id=str(uuid.uuid4()),
-        claude=claude,
-        request=chat,
-        plan=plan,
-        environ=gateway.cli_environ,
-        confine=gateway.registry.confine,
-    )
+    launch = gateway.launch_of(chat, plan, claude)
     return profile_of(launch, chat, plan, None if key is None else key.key_id)

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from .key_wire import KEY_NAME_PATTERN
 from .models import ChatRequest
 
-__all__ = ["MAX_FILE_BYTES", "PoolEntry", "poolable", "read_pool_file"]
+__all__ = ["MAX_FILE_BYTES", "PoolEntry", "read_pool_file"]
 
 MAX_FILE_BYTES = 1024 * 1024
 # What stands for the prompt while an entry is checked: a run's own comes on stdin.
@@ -35,19 +35,6 @@ class PoolEntry:
     request: ChatRequest
     size: int
     key: str | None
-
-
-def poolable(request: ChatRequest) -> bool:
-    """Return whether a request's CLI could have been spawned before it came.
-
-    Resuming or continuing names a session in argv, and ``new_session_id`` a session
-    of its own: none of them can be waiting beforehand.
-    """
-    return (
-        request.session_id is None
-        and not request.continue_conversation
-        and request.new_session_id is None
-    )
 
 
 def read_pool_file(path: Path) -> list[PoolEntry]:
@@ -93,7 +80,7 @@ def _entry(path: Path, index: int, item: Any) -> PoolEntry:
             for problem in error.errors()
         )
         raise ValueError(f"{where}: {problems}") from None
-    if not poolable(request):
+    if request.names_session:
         raise ValueError(
             f"{where}: names a session (session_id, continue_conversation or "
             "new_session_id), which no CLI can be spawned ahead for"

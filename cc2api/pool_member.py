@@ -15,7 +15,6 @@ import trio
 
 from .cli_process import CliProcess
 from .launch import Launch, remove_folder
-from .outcome import STDERR_TAIL_BYTES
 from .pool_profile import Profile, Signature, signature
 from .proctree import TreeUsage
 
@@ -86,10 +85,17 @@ class Warm:
         """Return the id its processes are marked with (a pool id, never a run's)."""
         return self.launch.run_id
 
-    def fresh(self, config: Path) -> bool:
-        """Return whether the files it read at start (in ``config`` too) are unchanged."""
+    def unfit(self, now: float, max_idle: float, config: Path) -> str | None:
+        """Return why the CLI may not be handed out now (``idle`` or ``stale``), or None.
+
+        Stale: a file it read at start (in ``config`` too) has changed since.
+        """
+        if now - self.spawned_at > max_idle:
+            return "idle"
         profile = self.profile
-        return signature(profile.cwd, config, profile.claude) == self.signature
+        if signature(profile.cwd, config, profile.claude) != self.signature:
+            return "stale"
+        return None
 
     async def watch(self, on_end: Callable[[Warm], None]) -> None:
         """Own the CLI until it is handed over or retired; a CLI not handed over ends here.
@@ -104,7 +110,8 @@ class Warm:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._exit, nursery.cancel_scope)
                     nursery.start_soon(self._stdout, nursery.cancel_scope)
-                    nursery.start_soon(self._stderr)
+                    # Read as a run reads it, kept for the run that takes the CLI.
+                    nursery.start_soon(self.cli.drain_stderr, self.stderr_tail)
         except Exception:
             log.exception("pooled CLI %s: watching it failed; retiring it", self.marker)
             self.reason = self.reason or "error"
@@ -168,14 +175,6 @@ class Warm:
         await trio.lowlevel.wait_readable(stdout.fileno())
         self.reason = self.reason or ("printed" if _pending(stdout.fileno()) else "exited")
         scope.cancel()
-
-    async def _stderr(self) -> None:
-        # Read all the time, as a run reads it: a CLI blocked on a full pipe would hang.
-        tail = self.stderr_tail
-        while chunk := await self.cli.receive(self.cli.stderr):
-            tail += chunk
-            if len(tail) > 2 * STDERR_TAIL_BYTES:
-                del tail[:-STDERR_TAIL_BYTES]
 
 
 def _pending(fd: int) -> int:

@@ -7,13 +7,12 @@ from collections.abc import Callable, Mapping
 
 import trio
 
-from .cli_process import spawn, terminate_tree
+from .cli_process import spawn_run
 from .confinement import ConfineSetup, prepare
 from .launch import plan_launch, remove_folder
 from .limits import RunLimits
 from .pool_member import Warm
 from .pool_profile import Profile, profile_of, signature
-from .proctree import RunProcesses
 
 __all__ = ["Mismatch", "start_warm"]
 
@@ -63,14 +62,7 @@ async def start_warm(
             await trio.to_thread.run_sync(
                 prepare, launch.folders, confine.real_config, dict(launch.env), None, launch.cwd
             )
-        cli = await spawn(
-            launch,
-            RunProcesses(run_id=launch.run_id),
-            kill=terminate_tree(limits.kill_grace),
-            grace=limits.kill_grace,
-            drain_after_exit=limits.drain_after_exit,
-            reap=reap,
-        )
+        cli = await spawn_run(launch, limits, reap)
     except BaseException:
         with trio.CancelScope(shield=True), trio.move_on_after(REMOVE_SECONDS):
             await trio.to_thread.run_sync(remove_folder, launch.workdir, abandon_on_cancel=True)
