@@ -71,9 +71,15 @@ ensure_commands() {
     fi
 }
 
-# The browser the docs-page tests drive (Debian's chromium).
+# The browser the docs-page and console tests drive (Debian's chromium, and its driver).
 ensure_chromium() {
-    ensure_commands "the docs-page tests" -- chromium:chromium
+    ensure_commands "the docs-page and console tests" -- chromium:chromium \
+        chromedriver:chromium-driver
+}
+
+# What the command-line client's tests drive a real terminal with.
+ensure_tmux() {
+    ensure_commands "the command-line client's tests" -- tmux:tmux
 }
 
 # What tests/test_systemd_host.py builds and boots its Debian 12 host with.
