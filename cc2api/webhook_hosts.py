@@ -110,9 +110,7 @@ async def resolve(target: WebhookTarget, allowed: Sequence[str]) -> str:
         found = [literal]
     else:
         try:
-            infos = await trio.socket.getaddrinfo(
-                target.host, target.port, type=socket.SOCK_STREAM
-            )
+            infos = await trio.socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except OSError:
             raise WebhookForbidden(f"webhook_url: {target.host} does not resolve") from None
         found = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]

@@ -41,7 +41,7 @@ def signature_header(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def verify(secret: str, header: str, body: bytes, now: int, tolerance: int = 300) -> bool:
-    """Return whether ``header`` signs ``body`` with ``secret`` within ``tolerance`` s of ``now``."""
+    """Return whether ``header`` signs ``body`` with ``secret``, ``tolerance`` s from ``now``."""
     parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
     try:
         timestamp = int(parts["t"])

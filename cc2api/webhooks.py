@@ -133,9 +133,7 @@ class Deliverer:
         """
         # trust_env=False: a proxy from the environment would connect elsewhere than
         # the address that was checked.
-        client = httpx.AsyncClient(
-            timeout=self._timeout, follow_redirects=False, trust_env=False
-        )
+        client = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, trust_env=False)
         try:
             async with trio.open_nursery() as nursery:
                 self._client, self._nursery = client, nursery
@@ -223,7 +221,9 @@ class Deliverer:
 
     async def _record_drop(self, delivery: _Delivery) -> None:
         try:
-            await self._record(delivery, 0, None, f"over WEBHOOK_MAX_PENDING={self._max_pending}", "dropped")
+            await self._record(
+                delivery, 0, None, f"over WEBHOOK_MAX_PENDING={self._max_pending}", "dropped"
+            )
         finally:
             self._pending -= 1
 
@@ -241,7 +241,9 @@ class Deliverer:
                     outcome = "retrying"
                 else:
                     outcome = "failed"
-                await self._record(delivery, attempt, status, None if error is None else str(error), outcome)
+                await self._record(
+                    delivery, attempt, status, None if error is None else str(error), outcome
+                )
                 if outcome != "retrying":
                     break
                 await trio.sleep(self._retry * 2 ** (attempt - 1))
