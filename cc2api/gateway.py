@@ -104,7 +104,8 @@ class Gateway:
         self.credentials = Credentials(self.auth, self.keys.ring)
         self.key_limits = KeyLimits(trio.current_time)
         self.registry.on_end(self._count_spend)
-        self.webhooks = Deliverer(settings, store, self.metrics, usage_of=self._usage_of)
+        self.webhooks = Deliverer(settings, store, self.metrics)
+        self.registry.on_end(self._webhook_usage)
         self.registry.on_event(self.webhooks.observe)
         # Why runs that must be confined cannot be (set at startup), or None.
         self.confinement_problem: str | None = None
@@ -198,17 +199,15 @@ class Gateway:
         month = await store.spent(month_start(now))
         self.key_limits.load_spend(day, month)
 
-    def _usage_of(self, run_id: str) -> dict[str, Any]:
+    def _webhook_usage(self, run: Run) -> None:
         # What run.completed adds to the done event: the run's cost and tokens.
-        run = self.registry.find(run_id)
-        if run is None:
-            return {}
         record = self.registry.record(run)
-        return {
+        usage = {
             "total_cost_usd": record.total_cost_usd,
             "usage": record.usage,
             "num_turns": record.num_turns,
         }
+        self.webhooks.run_ended(run.run_id, usage)
 
     def _count_spend(self, run: Run) -> None:
         key_id = run.owner.key_id

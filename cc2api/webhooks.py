@@ -8,7 +8,8 @@ is decided at ``POST /chat`` by :meth:`Deliverer.destination`, which refuses wha
 SSRF rules refuse (:mod:`cc2api.webhook_hosts`) and a URL with no secret to sign with.
 The registry tells :meth:`Deliverer.observe` of each gateway event a run emits; an
 ``approval`` that waits for an answer becomes ``approval.requested``, and ``done``
-becomes ``run.completed`` (the run's destination is then forgotten).
+becomes ``run.completed`` with the cost and usage :meth:`Deliverer.run_ended` was told
+just before (the run's destination is then forgotten).
 
 Enqueueing never waits: :meth:`Deliverer.enqueue` starts one task per delivery in the
 deliverer's nursery, unless ``WEBHOOK_MAX_PENDING`` deliveries are waiting or under
@@ -88,9 +89,6 @@ class _Delivery:
     destination: Destination
 
 
-UsageOf = Callable[[str], Mapping[str, Any]]
-
-
 class Deliverer:
     """Delivers the webhooks of every run of one app; see the module's page."""
 
@@ -100,7 +98,6 @@ class Deliverer:
         store: Store,
         metrics: Metrics,
         *,
-        usage_of: UsageOf,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._allowed = tuple(settings.webhook_allowed_hosts)
@@ -112,7 +109,7 @@ class Deliverer:
         self._timeout = settings.webhook_timeout_seconds
         self._store = store
         self._metrics = metrics
-        self._usage_of = usage_of
+        self._usage: dict[str, dict[str, Any]] = {}  # of ended runs, until their done
         self._clock = clock
         self._destinations: dict[str, Destination] = {}
         self._pending = 0
@@ -176,6 +173,14 @@ class Deliverer:
         if destination is not None:
             self._destinations[run_id] = destination
 
+    def run_ended(self, run_id: str, usage: Mapping[str, Any]) -> None:
+        """Keep what run.completed adds to the done event (the run's cost and usage).
+
+        The registry calls it as the run ends, just before its ``done`` event.
+        """
+        if run_id in self._destinations:
+            self._usage[run_id] = dict(usage)
+
     def observe(self, run_id: str, event: str, data: Mapping[str, Any]) -> None:
         """Take in one gateway event of a run; enqueue the webhook it makes, if any."""
         if event == "approval":
@@ -184,8 +189,9 @@ class Deliverer:
                 self.enqueue(run_id, destination, "approval.requested", dict(data))
         elif event == "done":
             destination = self._destinations.pop(run_id, None)
+            usage = self._usage.pop(run_id, {})
             if destination is not None:
-                completed = {**data, **self._usage_of(run_id)}
+                completed = {**data, **usage}
                 self.enqueue(run_id, destination, "run.completed", completed)
 
     def enqueue(

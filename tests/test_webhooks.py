@@ -82,7 +82,7 @@ class TestRefusals:
     async def test_the_admin_needs_a_webhook_secret(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
-        """The admin's run with a webhook_url and no WEBHOOK_SECRET is 400 webhook_secret_missing."""
+        """The admin's webhook_url without WEBHOOK_SECRET is 400 webhook_secret_missing."""
         settings = make_settings(webhook_allowed_hosts=["127.0.0.1"])
         async with served(settings, fake_environ) as gw:
             body = chat_body("hi", workdir, webhook_url="http://127.0.0.1:9/x")
@@ -99,8 +99,19 @@ class TestRefusals:
 class TestAddresses:
     @pytest.mark.parametrize(
         "address",
-        ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "fe80::1",
-         "::ffff:127.0.0.1", "0.0.0.0", "100.64.0.1", "224.0.0.1", "240.0.0.1"],
+        [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "169.254.169.254",
+            "::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",  # noqa: S104 (an address refused, not bound)
+            "100.64.0.1",
+            "224.0.0.1",
+            "240.0.0.1",
+        ],
     )
     def test_addresses_that_are_not_public_are_refused(self, address: str) -> None:
         """Loopback, private, link-local, shared, multicast and reserved addresses are refused."""
@@ -152,14 +163,15 @@ class TestKeySecrets:
             )
             assert rotated.status_code == 200, rotated.text
             new = rotated.json()["webhook_secret"]
-            assert new.startswith("whsec_") and new != made["webhook_secret"]
+            assert new.startswith("whsec_")
+            assert new != made["webhook_secret"]
             plain = await gw.client.patch("/admin/keys/alice", json={"policy": {}})
             assert plain.json()["webhook_secret"] is None
 
     async def test_a_rotated_secret_signs_the_keys_next_runs(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
-        """After rotation, the key's default webhook_url gets deliveries signed with the new secret."""
+        """After rotation, the key's default webhook_url gets deliveries signed with the new one."""
         with receiver() as hook:
             async with served(make_settings(**ON), fake_environ) as gw:
                 made = await _make_key(gw.client, "alice", webhook_url=hook.url)
@@ -168,7 +180,7 @@ class TestKeySecrets:
                 )
                 secret = rotated.json()["webhook_secret"]
                 async with as_key(gw.url, made["token"]) as alice:
-                    response, events = await post_chat(alice, chat_body("hi", workdir))
+                    _, events = await post_chat(alice, chat_body("hi", workdir))
                 assert events[-1].event == "done"
                 await delivered(hook)
         got = hook.received[0]

@@ -21,7 +21,7 @@ class Received:
 
 @dataclass
 class Receiver:
-    """What the receiver got, and how it answers: ``statuses`` in turn (then 200), after ``delay``."""
+    """What the receiver got; it answers ``statuses`` in turn (then 200), after ``delay``."""
 
     url: str
     statuses: list[int] = field(default_factory=list)
@@ -35,7 +35,7 @@ def receiver(**behaviour: object) -> Iterator[Receiver]:
     state = Receiver(url="", **behaviour)  # type: ignore[arg-type]
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             state.received.append(Received(self.path, dict(self.headers.items()), body))
