@@ -13,7 +13,7 @@ from .errors import Forbidden, ValidationFailed
 from .gateway import Gateway, current_gateway
 from .hooks import json_response
 from .jsonbody import off_loop
-from .key_wire import KeyCreated, KeyRevoked, Keys, KeyUpdate, NewKey
+from .key_wire import KeyCreated, KeyRevoked, Keys, KeyUpdate, KeyUpdated, NewKey
 from .principal import current_principal
 
 admin_routes = Blueprint("admin", __name__)
@@ -47,7 +47,8 @@ async def create_key() -> Response:
     gateway = _admin()
     body = await off_loop(partial(parse_body, model=NewKey), await raw_body(), gateway.parsers)
     key, token = await gateway.keys.create(body.name, body.policy)
-    created = KeyCreated(**key.info().model_dump(), token=token)
+    assert key.webhook_secret is not None  # noqa: S101 (every new key has one)
+    created = KeyCreated(**key.info().model_dump(), token=token, webhook_secret=key.webhook_secret)
     return json_response(created.wire(), 201)
 
 
@@ -62,12 +63,15 @@ async def update_key(name: str) -> Response:
     """Change some of a key's policy, at once: the next request is held to it."""
     gateway = _admin()
     body = await off_loop(partial(parse_body, model=KeyUpdate), await raw_body(), gateway.parsers)
-    key = await gateway.keys.update(name, body.policy)
+    key = await gateway.keys.update(
+        name, body.policy, rotate_webhook_secret=body.rotate_webhook_secret
+    )
     # CLIs planned under the old policy go; a key now pooled: false gets none.
     gateway.registry.pool.key_changed(key.key_id, poolable=key.policy.pooled)
     gateway.key_limits.share(key)
     gateway.registry.slots.refill()  # a larger max_runs lets its queued runs go
-    return json_response(key.info().wire())
+    secret = key.webhook_secret if body.rotate_webhook_secret else None
+    return json_response(KeyUpdated(**key.info().model_dump(), webhook_secret=secret).wire())
 
 
 @admin_routes.delete("/admin/keys/<name>")

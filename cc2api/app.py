@@ -20,6 +20,7 @@ from .session_routes import session_routes
 from .settings import Settings
 from .store import Store
 from .usage_routes import usage_routes
+from .webhook_routes import webhook_routes
 
 __all__ = ["create_app", "gateway_of"]
 
@@ -48,6 +49,7 @@ def create_app(
     @app.before_serving
     async def _startup() -> None:
         await gateway.check()
+        await app.nursery.start(gateway.webhooks.serve)
         await app.nursery.start(gateway.registry.serve)
         await gateway.load_keys()
         await declare_pool(gateway)
@@ -64,4 +66,5 @@ def create_app(
     app.register_blueprint(admin_routes)
     app.register_blueprint(usage_routes)
     app.register_blueprint(metrics_routes)
+    app.register_blueprint(webhook_routes)
     return app

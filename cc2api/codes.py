@@ -102,6 +102,8 @@ class ErrorCode(StrEnum):
     CONFINEMENT_UNAVAILABLE = "confinement_unavailable"
     SHUTTING_DOWN = "shutting_down"
     DOCS_UNAVAILABLE = "docs_unavailable"
+    WEBHOOK_FORBIDDEN = "webhook_forbidden"
+    WEBHOOK_SECRET_MISSING = "webhook_secret_missing"  # noqa: S105 (a code, not a secret)
     # Quart's own refusals, named after werkzeug's exceptions (the app lowercases the name).
     METHOD_NOT_ALLOWED = "method_not_allowed"
     REQUEST_ENTITY_TOO_LARGE = "request_entity_too_large"

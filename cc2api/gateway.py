@@ -44,6 +44,7 @@ from .settings import Settings
 from .sqlite_store import SqliteStore
 from .store import STORE_MARKER_VAR, Store
 from .stores import open_store
+from .webhooks import Deliverer
 from .wire import ErrorCode, Health, StoreHealth
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,9 @@ class Gateway:
         self.credentials = Credentials(self.auth, self.keys.ring)
         self.key_limits = KeyLimits(trio.current_time)
         self.registry.on_end(self._count_spend)
+        self.webhooks = Deliverer(settings, store, self.metrics)
+        self.registry.on_end(self._webhook_usage)
+        self.registry.on_event(self.webhooks.observe)
         # Why runs that must be confined cannot be (set at startup), or None.
         self.confinement_problem: str | None = None
         self.origins = frozenset(settings.cors_origins)  # CORS, never a wildcard
@@ -195,6 +199,16 @@ class Gateway:
         month = await store.spent(month_start(now))
         self.key_limits.load_spend(day, month)
 
+    def _webhook_usage(self, run: Run) -> None:
+        # What run.completed adds to the done event: the run's cost and tokens.
+        record = self.registry.record(run)
+        usage = {
+            "total_cost_usd": record.total_cost_usd,
+            "usage": record.usage,
+            "num_turns": record.num_turns,
+        }
+        self.webhooks.run_ended(run.run_id, usage)
+
     def _count_spend(self, run: Run) -> None:
         key_id = run.owner.key_id
         cost = run.usage().cost_usd
@@ -206,6 +220,8 @@ class Gateway:
 
         Raises:
             Unavailable: the CLI, or the confinement the run needs, is not available.
+            WebhookForbidden, WebhookSecretMissing: its webhook_url (or its key's) may
+                not be reached, or nothing signs for it (see :meth:`Deliverer.destination`).
             Forbidden, ValidationFailed, InvalidCwd: the rules or the folders refuse it.
             NotFound: ``session_id`` names no session the CLI keeps, or none of the
                 key's runs used (``unknown_session``).
@@ -258,8 +274,11 @@ class Gateway:
                 f"command line, over the {MAX_COMMAND_LINE_BYTES} this server allows"
             )
         profile = self._profile(chat, plan, launch, owner)
+        destination = await self.webhooks.destination(chat, key)
         if key is None:
-            return self.registry.start(chat, plan, launch, profile=profile)
+            run = self.registry.start(chat, plan, launch, profile=profile)
+            self.webhooks.watch(run.run_id, destination)  # before its supervisor's first step
+            return run
         # The key as it is now: revoked or changed while this request was read and
         # checked (its awaits), it must not start a run a revocation's cancel missed.
         key = self.keys.ring.by_id(key.key_id)
@@ -268,10 +287,12 @@ class Gateway:
         self.key_limits.admit(key)
         try:
             share = self.key_limits.share(key)
-            return self.registry.start(chat, plan, launch, owner, share, profile=profile)
+            run = self.registry.start(chat, plan, launch, owner, share, profile=profile)
         except BaseException:
             self.key_limits.forget_start(key)
             raise
+        self.webhooks.watch(run.run_id, destination)
+        return run
 
     def launch_of(self, chat: ChatRequest, plan: Plan, claude: Path) -> Launch:
         """Return the launch of a new run of ``chat``, planned as ``plan`` (pure)."""

@@ -144,8 +144,10 @@ class KeyAdmin:
             await self._save(key)
         return key, token
 
-    async def update(self, name: str, changes: dict[str, Any]) -> ApiKey:
-        """Change some of a key's policy; the rest is kept.
+    async def update(
+        self, name: str, changes: dict[str, Any], *, rotate_webhook_secret: bool = False
+    ) -> ApiKey:
+        """Change some of a key's policy (the rest is kept); maybe give it a new webhook secret.
 
         Raises:
             NotFound: no such key. ValidationFailed: see :func:`merged_policy`.
@@ -156,6 +158,8 @@ class KeyAdmin:
             key = self.get(name)
             policy = check_policy(merged_policy(key.policy, changes), self._settings)
             changed = key.with_policy(policy, self._now())
+            if rotate_webhook_secret:
+                changed = changed.with_new_webhook_secret(self._now())
             await self._save(changed)
         return changed
 

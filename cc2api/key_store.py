@@ -109,8 +109,8 @@ def _moment(us: int) -> datetime:
 def read_keys(conn: sqlite3.Connection) -> list[ApiKey]:
     """Return the keys the database at ``conn`` holds."""
     rows = conn.execute(
-        "SELECT key_id, name, token_sha256, created_us, updated_us, revoked_us, policy "
-        "FROM api_keys ORDER BY name"
+        "SELECT key_id, name, token_sha256, created_us, updated_us, revoked_us, policy, "
+        "webhook_secret FROM api_keys ORDER BY name"
     ).fetchall()
     return [
         ApiKey(
@@ -121,8 +121,9 @@ def read_keys(conn: sqlite3.Connection) -> list[ApiKey]:
             updated_at=_moment(updated),
             revoked_at=None if revoked is None else _moment(revoked),
             policy=KeyPolicy.model_validate(json.loads(policy)),
+            webhook_secret=secret,
         )
-        for key_id, name, digest, created, updated, revoked, policy in rows
+        for key_id, name, digest, created, updated, revoked, policy, secret in rows
     ]
 
 
@@ -141,11 +142,12 @@ def write_key(conn: sqlite3.Connection, key: ApiKey) -> None:
             raise KeyExists(key.name)  # noqa: TRY301 (rolled back below, as any failure)
         conn.execute(
             "INSERT INTO api_keys (key_id, name, token_sha256, created_us, updated_us, "
-            "revoked_us, policy) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key_id) DO UPDATE "
+            "revoked_us, policy, webhook_secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (key_id) DO UPDATE "
             "SET updated_us = excluded.updated_us, "
             # A revocation is never undone, whatever a racing write carries.
             "revoked_us = COALESCE(api_keys.revoked_us, excluded.revoked_us), "
-            "policy = excluded.policy",
+            "policy = excluded.policy, webhook_secret = excluded.webhook_secret",
             (
                 key.key_id,
                 key.name,
@@ -154,6 +156,7 @@ def write_key(conn: sqlite3.Connection, key: ApiKey) -> None:
                 _us(key.updated_at),
                 None if key.revoked_at is None else _us(key.revoked_at),
                 key.policy.model_dump_json(),
+                key.webhook_secret,
             ),
         )
     except BaseException:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from .models import PermissionMode
+from .models import PermissionMode, WebhookUrl
 from .wire import Timestamp, Wire
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "KeyPolicy",
     "KeyRevoked",
     "KeyUpdate",
+    "KeyUpdated",
     "Keys",
     "NewKey",
 ]
@@ -74,6 +75,9 @@ class KeyPolicy(BaseModel):
         default=True,
         description="false: the key's runs never take a pooled CLI, and none waits for them.",
     )
+    webhook_url: WebhookUrl | None = Field(
+        default=None, description="Where the key's runs send webhooks unless they name one."
+    )
 
 
 class NewKey(BaseModel):
@@ -97,7 +101,14 @@ class KeyUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    policy: dict[str, object] = Field(description="KeyPolicy fields; null unsets one.")
+    policy: dict[str, object] = Field(
+        default_factory=dict, description="KeyPolicy fields; null unsets one."
+    )
+    rotate_webhook_secret: bool = Field(
+        default=False,
+        description="true: the key gets a new webhook secret, shown in this answer only; "
+        "the old one signs nothing from now on.",
+    )
 
 
 class KeyInfo(Wire):
@@ -115,6 +126,18 @@ class KeyCreated(KeyInfo):
     """The answer of `POST /admin/keys`: the key, and its token, shown this once."""
 
     token: str = Field(description="cc2_ and 43 characters; only its SHA-256 is stored.")
+    webhook_secret: str = Field(
+        description="whsec_ and 43 characters: what the key's webhooks are signed with; "
+        "shown this once (PATCH with rotate_webhook_secret makes a new one)."
+    )
+
+
+class KeyUpdated(KeyInfo):
+    """The answer of `PATCH /admin/keys/{name}`: the key, and a rotated webhook secret."""
+
+    webhook_secret: str | None = Field(
+        default=None, description="The new webhook secret, with rotate_webhook_secret only."
+    )
 
 
 class KeyRevoked(Wire):

@@ -13,10 +13,11 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from .key_wire import KeyInfo, KeyPolicy
+from .webhook_sign import new_webhook_secret
 
 __all__ = ["TOKEN_PREFIX", "ApiKey", "KeyRing", "hash_token", "new_key", "new_token"]
 
@@ -45,6 +46,9 @@ class ApiKey:
     updated_at: datetime
     policy: KeyPolicy
     revoked_at: datetime | None = None
+    # What its webhooks are signed with (None: made before webhooks; rotate to get one).
+    # Kept as is, since signing needs it; never in a repr, a log or KeyInfo.
+    webhook_secret: str | None = field(default=None, repr=False)
 
     @property
     def revoked(self) -> bool:
@@ -66,6 +70,10 @@ class ApiKey:
         """Return the key with ``policy`` instead of its own."""
         return replace(self, policy=policy, updated_at=now)
 
+    def with_new_webhook_secret(self, now: datetime) -> ApiKey:
+        """Return the key with a fresh webhook secret instead of its own."""
+        return replace(self, webhook_secret=new_webhook_secret(), updated_at=now)
+
     def revoke(self, now: datetime) -> ApiKey:
         """Return the key revoked at ``now`` (or when it already was)."""
         return self if self.revoked else replace(self, revoked_at=now, updated_at=now)
@@ -81,6 +89,7 @@ def new_key(name: str, policy: KeyPolicy, now: datetime) -> tuple[ApiKey, str]:
         created_at=now,
         updated_at=now,
         policy=policy,
+        webhook_secret=new_webhook_secret(),
     )
     return key, token
 

@@ -155,7 +155,7 @@ async def _act(admin: KeyAdmin, args: argparse.Namespace) -> dict[str, Any]:
         case "create":
             policy = merged_policy(KeyPolicy(), _policy_changes(args))
             key, token = await admin.create(args.name, policy)
-            return {**key.info().wire(), "token": token}
+            return {**key.info().wire(), "token": token, "webhook_secret": key.webhook_secret}
         case "list":
             return {"keys": [key.info().wire() for key in admin.ring.all()]}
         case "show":
@@ -178,6 +178,9 @@ def _print(args: argparse.Namespace, answer: dict[str, Any]) -> None:
     if "token" in answer:
         print(f"token: {answer['token']}")
         print("(shown only now: only its SHA-256 is kept)")
+    if answer.get("webhook_secret"):
+        print(f"webhook secret: {answer['webhook_secret']}")
+        print("(shown only now: what its webhooks are signed with)")
     _table([key])
     policy = {k: v for k, v in key["policy"].items() if v not in (None, [], False)}
     policy.pop("trust_caller_config", None)

@@ -165,6 +165,12 @@ class Metrics:
             buckets=_SHORT_BUCKETS,
             registry=reg,
         )
+        self.webhook_deliveries = Counter(
+            "cc2api_webhook_deliveries",
+            "Webhook deliveries ended, by outcome (delivered, failed, refused, dropped).",
+            ["outcome"],
+            registry=reg,
+        )
         self._models: set[str] = set()
         # Looked up once per route and status: labels() costs more than inc().
         self._requests: dict[tuple[str, int], Counter] = {}
@@ -235,6 +241,10 @@ class Metrics:
         if counter is None:
             counter = self._requests[route, status] = self.http_requests.labels(route, str(status))
         counter.inc()
+
+    def webhook_delivery(self, outcome: str) -> None:
+        """Count one webhook delivery that ended with ``outcome``."""
+        self.webhook_deliveries.labels(outcome).inc()
 
     def sse_sent(self, size: int) -> None:
         """Count bytes of an SSE body handed to the server (one chunk: a batch of events)."""

@@ -6,6 +6,7 @@ import json
 import os
 import uuid
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -134,6 +135,33 @@ def _config_form(what: str, check: Any) -> AfterValidator:
         return value
 
     return AfterValidator(validate)
+
+
+MAX_URL_BYTES = 2048
+
+
+def _webhook_url(value: str) -> str:
+    # Only the form here; whether the host may be reached is the operator's
+    # WEBHOOK_ALLOWED_HOSTS, checked when a run is started (cc2api.webhook_hosts).
+    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in value):
+        raise ValueError("must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        raise ValueError("is not a URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http or https URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not hold credentials: webhooks are signed instead")
+    if parts.fragment:
+        raise ValueError("must not have a fragment")
+    return value
+
+
+WebhookUrl = Annotated[
+    str, Field(max_length=MAX_URL_BYTES), _max_bytes(MAX_URL_BYTES), AfterValidator(_webhook_url)
+]
 
 
 def _json_size(value: dict[str, Any]) -> dict[str, Any]:
@@ -299,6 +327,11 @@ class ChatRequest(BaseModel):
         default=None,
         description="End the run after this many seconds (at most RUN_TIMEOUT_SECONDS); "
         "time spent queued does not count.",
+    )
+    webhook_url: WebhookUrl | None = Field(
+        default=None,
+        description="POST run.completed and approval.requested here, signed (default: the "
+        "key's webhook_url); its host must be among WEBHOOK_ALLOWED_HOSTS.",
     )
 
     @model_validator(mode="after")

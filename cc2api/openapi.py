@@ -10,6 +10,7 @@ from .openapi_components import REF_TEMPLATE, components, json_body, ref
 from .openapi_history import history_paths, key_parameter, page_parameters
 from .openapi_keys import key_paths
 from .openapi_usage import usage_paths
+from .openapi_webhooks import webhook_paths, webhooks
 from .wire import (
     ApprovalAnswered,
     Approvals,
@@ -113,6 +114,7 @@ def openapi_document() -> dict[str, Any]:
                 },
             },
         },
+        "webhooks": webhooks(),
         "paths": {
             "/health": {
                 "get": {
@@ -146,7 +148,11 @@ def openapi_document() -> dict[str, Any]:
                                 "application/json": {"schema": ref(Document)},
                             },
                         },
-                        "400": _error("Body not JSON (`invalid_json`) or bad cwd (`invalid_cwd`)."),
+                        "400": _error(
+                            "Body not JSON (`invalid_json`), bad cwd (`invalid_cwd`), a "
+                            "webhook_url the SSRF rules refuse (`webhook_forbidden`) or one "
+                            "nothing signs for (`webhook_secret_missing`)."
+                        ),
                         "401": unauthorized,
                         "403": _error(
                             "Refused by the operator's settings or the key's policy "
@@ -205,6 +211,7 @@ def openapi_document() -> dict[str, Any]:
             **_session_paths(auth, unauthorized, locked_out),
             **key_paths(auth, unauthorized, locked_out),
             **usage_paths(auth, unauthorized, locked_out),
+            **webhook_paths(auth, process_id, unauthorized, locked_out),
             "/chat/{process_id}": {
                 "delete": {
                     "operationId": "cancel",

@@ -7,9 +7,10 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
-from .key_wire import KeyCreated, KeyInfo, KeyRevoked, Keys, KeyUpdate, NewKey
+from .key_wire import KeyCreated, KeyInfo, KeyRevoked, Keys, KeyUpdate, KeyUpdated, NewKey
 from .models import ApprovalAnswer, ChatRequest, FollowUp
 from .usage_wire import Usage
+from .webhook_wire import WebhookAttempts, WebhookEnvelope
 from .wire import (
     EVENTS,
     ApprovalAnswered,
@@ -31,7 +32,7 @@ from .wire import (
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 KEY_REQUESTS: tuple[type[BaseModel], ...] = (NewKey, KeyUpdate)
-KEY_ANSWERS: tuple[type[Wire], ...] = (Keys, KeyInfo, KeyCreated, KeyRevoked)
+KEY_ANSWERS: tuple[type[Wire], ...] = (Keys, KeyInfo, KeyCreated, KeyUpdated, KeyRevoked)
 REQUESTS: tuple[type[BaseModel], ...] = (ChatRequest, FollowUp, ApprovalAnswer, *KEY_REQUESTS)
 # The answers the path table names; what they hold (Process, Status, ...) comes with them.
 ANSWERS: tuple[type[Wire], ...] = (
@@ -51,6 +52,8 @@ ANSWERS: tuple[type[Wire], ...] = (
     SessionDeleted,
     *KEY_ANSWERS,
     Usage,
+    WebhookAttempts,
+    WebhookEnvelope,
     *(model for model in EVENTS.values() if model is not None),
 )
 

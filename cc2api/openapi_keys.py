@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .key_wire import KEY_NAME_PATTERN, KeyCreated, KeyInfo, KeyRevoked, Keys, KeyUpdate, NewKey
+from .key_wire import (
+    KEY_NAME_PATTERN,
+    KeyCreated,
+    KeyInfo,
+    KeyRevoked,
+    Keys,
+    KeyUpdate,
+    KeyUpdated,
+    NewKey,
+)
 from .openapi_components import json_answer, json_body
 from .wire import Error
 
@@ -40,7 +49,7 @@ def key_paths(
                 "security": auth,
                 "requestBody": json_body(NewKey),
                 "responses": {
-                    "201": json_answer("The key and its token", KeyCreated),
+                    "201": json_answer("The key, its token and its webhook secret", KeyCreated),
                     "400": json_answer("The body is not JSON (`invalid_json`).", Error),
                     "409": json_answer("A key has this name already (`key_exists`).", Error),
                     "422": invalid,
@@ -63,7 +72,10 @@ def key_paths(
                 "parameters": [name],
                 "requestBody": json_body(KeyUpdate),
                 "responses": {
-                    "200": json_answer("The key as it is now", KeyInfo),
+                    "200": json_answer(
+                        "The key as it is now (and its new webhook secret, if rotated)",
+                        KeyUpdated,
+                    ),
                     "400": json_answer("The body is not JSON (`invalid_json`).", Error),
                     "404": missing,
                     "422": invalid,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
+from typing import Any
 
 import trio
 
@@ -78,6 +80,7 @@ class Registry:
         self._limits = limits or RunLimits.from_settings(settings)
         self.held = HeldBytes(settings.followups_total_max_bytes)
         self._on_end: list[Callable[[Run], None]] = []
+        self._on_event: list[Callable[[str, str, dict[str, Any]], None]] = []
         # Where the CLI keeps its sessions and settings, as the runs' environment says.
         self.real_config = config_dir(self._environ)
         self._confine = ConfineSetup(self.real_config, tuple(settings.confine_read_paths))
@@ -194,6 +197,22 @@ class Registry:
         """
         self._on_end.append(callback)
 
+    def on_event(self, callback: Callable[[str, str, dict[str, Any]], None]) -> None:
+        """Call ``callback(run_id, event, data)`` for each gateway event of every run.
+
+        Gateway events are the ones the gateway makes (``process``, ``approval``,
+        ``done``, ...), not the CLI's lines. A callback must not block or raise; one
+        that raises is logged, and the run goes on.
+        """
+        self._on_event.append(callback)
+
+    def _observe(self, run_id: str, event: str, data: dict[str, Any]) -> None:
+        for callback in self._on_event:
+            try:
+                callback(run_id, event, data)
+            except Exception:
+                log.exception("run %s: an observer of its events failed", run_id)
+
     def start(
         self,
         request: ChatRequest,
@@ -245,6 +264,7 @@ class Registry:
                     on_teardown=None if self._metrics is None else self._metrics.teardown,
                     pool=None if profile is None else self.pool,
                     profile=profile,
+                    on_event=partial(self._observe, run_id) if self._on_event else None,
                 )
                 self._runs[run_id] = run
                 self._store.save_run(self.record(run))

@@ -60,7 +60,7 @@ from .record import RunState
 from .routing import Document, OutputRouter
 from .run_usage import AssistantUsage, RunUsage, usage_of
 from .slots import Slot
-from .supervisor import Supervisor, emitter
+from .supervisor import Emit, Supervisor, emitter
 from .wire import Approval as WireApproval
 from .wire import Process, ProcessEvent, Status
 
@@ -96,6 +96,7 @@ class Run:
         on_teardown: Callable[[float, int], None] | None = None,
         pool: Pool | None = None,
         profile: Profile | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.run_id = launch.run_id
         self.request = request
@@ -124,7 +125,7 @@ class Run:
             keep_events,
             store_room,
         )
-        emit = emitter(self._log)
+        emit = emitter(self._log) if on_event is None else observed(emitter(self._log), on_event)
         self._conversation = Conversation(
             request.prompt,
             followup_grace=limits.followup_grace,
@@ -352,3 +353,19 @@ class Run:
         )
         if reader.owner:
             self.stream_closed()
+
+
+def observed(emit: Emit, observer: Callable[[str, dict[str, Any]], None]) -> Emit:
+    """Return ``emit`` that also tells ``observer`` of each gateway event (after logging it).
+
+    An observer that raises is logged; the run goes on.
+    """
+
+    def emit_and_tell(event: str, data: dict[str, Any]) -> None:
+        emit(event, data)
+        try:
+            observer(event, data)
+        except Exception:
+            log.exception("an observer of a run's %s event failed", event)
+
+    return emit_and_tell

@@ -24,6 +24,7 @@ from .pool_file import read_pool_file
 
 MiB = 1024 * 1024
 MIN_METRICS_TOKEN = 16
+MIN_WEBHOOK_SECRET = 16
 
 
 class Settings(BaseSettings):
@@ -99,6 +100,14 @@ class Settings(BaseSettings):
     # A bearer token for GET /metrics alone (a Prometheus server's), or read from the file.
     metrics_token: SecretStr | None = None
     metrics_token_file: Path | None = None
+    # Webhooks (off unless hosts are listed): where they may go, the admin's runs' secret,
+    # and how deliveries are bounded and retried.
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_secret: SecretStr | None = None
+    webhook_max_pending: int = Field(default=1000, ge=1)
+    webhook_retry_seconds: float = Field(default=1.0, gt=0, le=3600)
+    webhook_max_attempts: int = Field(default=5, ge=1, le=50)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
 
     _password_source: str = PrivateAttr(default="AUTH_PASSWORD")
 
@@ -146,7 +155,7 @@ class Settings(BaseSettings):
             )
         return {**data, "metrics_token": read_password_file(path, "METRICS_TOKEN_FILE")}
 
-    @field_validator("metrics_token", mode="before")
+    @field_validator("metrics_token", "webhook_secret", mode="before")
     @classmethod
     def _unset_token_when_empty(cls, value: object) -> object:
         return None if value == "" else value
@@ -160,6 +169,22 @@ class Settings(BaseSettings):
                 "(e.g. the output of `openssl rand -hex 32`)"
             )
         return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _long_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_WEBHOOK_SECRET:
+            raise ValueError(
+                f"WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET} characters "
+                "(e.g. the output of `openssl rand -hex 32`)"
+            )
+        return value
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _lower_hosts(cls, value: list[str]) -> list[str]:
+        # Hostnames compare without case, IPv6 without brackets.
+        return [host.lower().strip("[]").rstrip(".") for host in value]
 
     @model_validator(mode="after")
     def _pool_file_needs_a_pool(self) -> Settings:
@@ -195,6 +220,7 @@ class Settings(BaseSettings):
         "allowed_permission_modes",
         "allowed_cwd_roots",
         "confine_read_paths",
+        "webhook_allowed_hosts",
         mode="before",
     )
     @classmethod

@@ -72,6 +72,7 @@ from .store_files import (
 )
 from .store_queue import Pending
 from .usage import UsageQuery, UsageRow
+from .webhook_records import WebhookAttempt, read_attempts, write_attempt_at
 
 __all__ = ["SqliteStore", "StoreReport", "StoreStats", "inspect"]
 
@@ -594,6 +595,25 @@ class SqliteStore(Claims):
         Cancellation: the read runs to its end in its thread, then Cancelled is raised.
         """
         return await self._readers.run(lambda conn: store_sql.spent(conn, since))
+
+    async def add_webhook_attempt(self, attempt: WebhookAttempt) -> None:
+        """Write ``attempt`` now, in a transaction of its own (see :mod:`webhook_records`).
+
+        Raises:
+            RuntimeError: the store is not open. sqlite3.Error: it could not be written.
+
+        Cancellation: shielded; the write ends first.
+        """
+        if not self._serving:
+            raise RuntimeError("the store is not open: serve() opens it")
+        await write_attempt_at(self._db, attempt)
+
+    async def webhook_attempts(self, run_id: str) -> list[WebhookAttempt]:
+        """Return the attempts of ``run_id``'s webhooks, oldest first.
+
+        Cancellation: the read runs to its end in its thread, then Cancelled is raised.
+        """
+        return await self._readers.run(lambda conn: read_attempts(conn, run_id))
 
     async def sessions_of(self, key_id: str) -> set[str]:
         """Return every session a run of ``key_id`` used, queued saves included.

@@ -98,6 +98,7 @@ from .claims import Claims
 from .codes import FINAL_STATUSES
 from .run_usage import RunUsage
 from .usage import Rollup, Rollups, UsageQuery, UsageRow, rollups_of
+from .webhook_records import MemoryAttempts, WebhookAttempt
 
 if TYPE_CHECKING:
     from .runner import Run
@@ -460,6 +461,12 @@ class Store(Protocol):
 
     # -- session claims ---------------------------------------------------------
 
+    async def add_webhook_attempt(self, attempt: WebhookAttempt) -> None:
+        """Keep ``attempt`` at once (not through the batching writer)."""
+
+    async def webhook_attempts(self, run_id: str) -> list[WebhookAttempt]:
+        """Return the webhook attempts of ``run_id``, oldest first."""
+
     def claim(
         self,
         run_id: str,
@@ -557,6 +564,7 @@ class InMemoryStore(Claims):
     def __init__(self) -> None:
         self._records: dict[str, RunRecord] = {}
         self._rollups = Rollups()
+        self._attempts = MemoryAttempts()
         Claims.__init__(self)  # claims are answered in memory (see cc2api.store)
         self.store_id = f"memory-{uuid.uuid4()}"
 
@@ -644,3 +652,11 @@ class InMemoryStore(Claims):
     ) -> list[EventBatch]:
         """Return nothing: a run's events live in its event log, and go with it."""
         return []
+
+    async def add_webhook_attempt(self, attempt: WebhookAttempt) -> None:
+        """Keep ``attempt`` in memory, within a bound (see :class:`MemoryAttempts`)."""
+        self._attempts.add(attempt)
+
+    async def webhook_attempts(self, run_id: str) -> list[WebhookAttempt]:
+        """Return the attempts kept of ``run_id``, oldest first."""
+        return self._attempts.of(run_id)

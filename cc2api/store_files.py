@@ -116,7 +116,11 @@ def corrupt(db: Path, detail: str) -> StoreUnusable:
 
 def _quick_check(conn: sqlite3.Connection) -> str | None:
     """Return what ``PRAGMA quick_check`` found wrong (its first few lines), or None."""
-    found = conn.execute("PRAGMA quick_check(3)").fetchall()
+    try:
+        found = conn.execute("PRAGMA quick_check(3)").fetchall()
+    except UnicodeDecodeError:
+        # A damaged page can put bytes that are not UTF-8 in what it reports.
+        return "damaged pages (quick_check's report of them is not even readable text)"
     if found == [("ok",)]:
         return None
     lines = [line for row in found for line in str(row[0]).splitlines()]

@@ -137,7 +137,28 @@ _V3 = [
     """,
 ]
 
-VERSIONS: list[list[str]] = [_V1, _V2, _V3]
+# Webhooks (issue 15): each key's signing secret (NULL for keys made before: rotate to
+# get one), and every delivery attempt, listed by GET /runs/{id}/webhooks and pruned
+# with its run.
+_V4 = [
+    "ALTER TABLE api_keys ADD COLUMN webhook_secret TEXT",
+    """
+    CREATE TABLE webhook_attempts (
+        run_id TEXT NOT NULL,
+        api_key_id TEXT,
+        delivery_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        at_us INTEGER NOT NULL,
+        status_code INTEGER,
+        error TEXT,
+        outcome TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX webhook_attempts_by_run ON webhook_attempts (run_id, at_us)",
+]
+
+VERSIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
 LATEST = len(VERSIONS)
 
 

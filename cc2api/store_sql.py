@@ -616,7 +616,7 @@ def prune(conn: sqlite3.Connection, *, ended_before: datetime, max_bytes: int) -
         ]
         for chunk in _chunks(old):
             marks = _placeholders(len(chunk))
-            for table in ("events", "run_sessions", "runs"):
+            for table in ("events", "run_sessions", "webhook_attempts", "runs"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", chunk)  # noqa: S608 (placeholders only)
         trimmed = 0
         stored = totals(conn)

@@ -1,0 +1,127 @@
+"""Webhook deliveries against a real receiver on 127.0.0.1: signatures, retries, a slow
+receiver that never holds a run back, and approval.requested."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+from cc2api.webhook_sign import verify
+
+from .helpers import chat_body, collect, make_settings, post_chat, served
+from .test_webhooks import ON, SECRET, delivered
+from .webhook_receiver import receiver
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class TestDelivery:
+    async def test_run_completed_is_signed_and_verifies(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """run.completed carries the done payload with usage, and its signature verifies."""
+        with receiver() as hook:
+            async with served(make_settings(**ON), fake_environ) as gw:
+                body = chat_body("hi", workdir, webhook_url=hook.url)
+                response, events = await post_chat(gw.client, body)
+                await delivered(hook)
+        got = hook.received[0]
+        assert got.path == "/hook"
+        assert got.headers["Host"] == hook.url.split("/")[2]
+        assert verify(SECRET, got.headers["X-Cc2api-Signature"], got.body, int(time.time()))
+        envelope = json.loads(got.body)
+        assert envelope["type"] == "run.completed"
+        assert envelope["process_id"] == response.headers["X-Process-ID"]
+        assert envelope["id"] == got.headers["X-Cc2api-Delivery"]
+        assert envelope["data"].items() >= events[-1].json().items()
+        assert {"total_cost_usd", "usage", "num_turns"} <= envelope["data"].keys()
+
+    async def test_500s_are_retried_up_to_max_attempts_with_records(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A receiver answering 500 gets WEBHOOK_MAX_ATTEMPTS attempts, each recorded."""
+        settings = make_settings(**ON, webhook_retry_seconds=0.05, webhook_max_attempts=3)
+        with receiver(statuses=[500, 500, 500, 500]) as hook:
+            async with served(settings, fake_environ) as gw:
+                body = chat_body("hi", workdir, webhook_url=hook.url)
+                response, _ = await post_chat(gw.client, body)
+                run_id = response.headers["X-Process-ID"]
+                await delivered(hook, 3)
+                with trio.fail_after(30):
+                    while (await gw.client.get(f"/runs/{run_id}/webhooks")).json()["count"] < 3:
+                        await trio.sleep(0.05)
+                records = (await gw.client.get(f"/runs/{run_id}/webhooks")).json()
+                metrics = (await gw.client.get("/metrics")).text
+        assert [a["attempt"] for a in records["attempts"]] == [1, 2, 3]
+        assert [a["outcome"] for a in records["attempts"]] == ["retrying", "retrying", "failed"]
+        assert {a["status_code"] for a in records["attempts"]} == {500}
+        assert len({a["delivery_id"] for a in records["attempts"]}) == 1
+        assert len({r.body for r in hook.received}) == 1  # each attempt sends the same body
+        assert 'cc2api_webhook_deliveries_total{outcome="failed"} 1.0' in metrics
+
+    async def test_a_retry_after_a_500_delivers(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """One 500, then 200: the second attempt is recorded delivered."""
+        settings = make_settings(**ON, webhook_retry_seconds=0.05)
+        with receiver(statuses=[500]) as hook:
+            async with served(settings, fake_environ) as gw:
+                body = chat_body("hi", workdir, webhook_url=hook.url)
+                response, _ = await post_chat(gw.client, body)
+                run_id = response.headers["X-Process-ID"]
+                with trio.fail_after(30):
+                    while (await gw.client.get(f"/runs/{run_id}/webhooks")).json()["count"] < 2:
+                        await trio.sleep(0.05)
+                records = (await gw.client.get(f"/runs/{run_id}/webhooks")).json()
+        assert [a["outcome"] for a in records["attempts"]] == ["retrying", "delivered"]
+
+    async def test_a_slow_receiver_never_delays_the_stream(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """With a receiver that sleeps 30 s, the run's done arrives while the POST still waits."""
+        with receiver(delay=30) as hook:
+            async with served(make_settings(**ON), fake_environ) as gw:
+                body = chat_body("hi", workdir, webhook_url=hook.url)
+                response, events = await post_chat(gw.client, body)
+                assert events[-1].event == "done"
+                await delivered(hook)
+                # The stream ended before the receiver could answer, and a second run is
+                # not held up by the first one's delivery either.
+                response, events = await post_chat(gw.client, body)
+                assert events[-1].event == "done"
+                run_id = response.headers["X-Process-ID"]
+                records = (await gw.client.get(f"/runs/{run_id}/webhooks")).json()
+        assert records["count"] == 0  # still waiting for the slow answer
+
+    async def test_approval_requested_is_delivered(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A run with approval http sends approval.requested: the approval's id, tool, input."""
+        with receiver() as hook:
+            async with served(make_settings(**ON), fake_environ) as gw:
+                body = chat_body(
+                    "ask echo-hi", workdir, webhook_url=hook.url, approval="http", detach=True
+                )
+                async with gw.client.stream("POST", "/chat", json=body) as response:
+                    run_id = response.headers["X-Process-ID"]
+                await delivered(hook)
+                envelope = json.loads(hook.received[0].body)
+                assert envelope["type"] == "approval.requested"
+                approval = envelope["data"]
+                pending = (await gw.client.get(f"/chat/{run_id}/approvals")).json()
+                assert pending["approvals"][0]["approval_id"] == approval["approval_id"]
+                answered = await gw.client.post(
+                    f"/chat/{run_id}/approvals/{approval['approval_id']}",
+                    json={"behavior": "allow"},
+                )
+                assert answered.status_code == 200, answered.text
+                async with gw.client.stream("GET", f"/chat/{run_id}/events") as events:
+                    assert (await collect(events))[-1].event == "done"
+                await delivered(hook, 2)
+        assert approval["tool_name"] == "Bash"
+        assert approval["input"] == {"command": "echo-hi"}
+        assert json.loads(hook.received[1].body)["type"] == "run.completed"

@@ -1,0 +1,243 @@
+"""Webhooks at the edges: validation and refusals at POST /chat, SSRF rules, key secrets, the
+records route's isolation, and API.md's verify snippet against a real signed delivery."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from cc2api.webhook_hosts import allowed_address
+from cc2api.webhook_sign import signature_header, verify
+
+from .helpers import REPO, chat_body, make_settings, post_chat, served
+from .test_keys import as_key
+from .webhook_receiver import Receiver, receiver
+
+pytestmark = pytest.mark.timeout(90)
+
+SECRET = "a-webhook-secret-for-tests"
+ON = {"webhook_allowed_hosts": ["127.0.0.1"], "webhook_secret": SECRET, "confine_runs": "off"}
+
+
+async def delivered(hook: Receiver, count: int = 1, timeout: float = 30) -> None:
+    """Wait until ``hook`` has got ``count`` POSTs."""
+    with trio.fail_after(timeout):
+        while len(hook.received) < count:
+            await trio.sleep(0.02)
+
+
+class TestRefusals:
+    @pytest.mark.parametrize(
+        "url",
+        ["ftp://127.0.0.1/x", "http://user:pw@127.0.0.1/x", "not a url", "http:///x", "/x"],
+    )
+    async def test_a_malformed_url_is_a_validation_error(
+        self, fake_environ: dict[str, str], workdir: Path, url: str
+    ) -> None:
+        """A webhook_url that is not an http(s) URL with a host, or holds credentials, is 422."""
+        async with served(make_settings(**ON), fake_environ) as gw:
+            response, _ = await post_chat(gw.client, chat_body("hi", workdir, webhook_url=url))
+        assert response.status_code == 422, response.text
+
+    async def test_webhooks_are_off_unless_hosts_are_listed(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """With no WEBHOOK_ALLOWED_HOSTS every webhook_url is refused with webhook_forbidden."""
+        settings = make_settings(webhook_secret=SECRET)
+        async with served(settings, fake_environ) as gw:
+            body = chat_body("hi", workdir, webhook_url="http://127.0.0.1:9/x")
+            response, _ = await post_chat(gw.client, body)
+        assert response.status_code == 400
+        assert response.json()["code"] == "webhook_forbidden"
+
+    async def test_a_host_not_listed_is_refused(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A URL whose host is not among WEBHOOK_ALLOWED_HOSTS is 400 webhook_forbidden."""
+        async with served(make_settings(**ON), fake_environ) as gw:
+            body = chat_body("hi", workdir, webhook_url="http://127.0.0.2:9/x")
+            response, _ = await post_chat(gw.client, body)
+        assert response.status_code == 400
+        assert response.json()["code"] == "webhook_forbidden"
+
+    async def test_a_listed_name_resolving_to_loopback_is_refused(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Listing localhost does not allow the loopback address it resolves to."""
+        settings = make_settings(**{**ON, "webhook_allowed_hosts": ["localhost"]})
+        async with served(settings, fake_environ) as gw:
+            body = chat_body("hi", workdir, webhook_url="http://localhost:9/x")
+            response, _ = await post_chat(gw.client, body)
+        assert response.status_code == 400
+        assert response.json()["code"] == "webhook_forbidden"
+        assert "loopback" in response.json()["detail"]
+
+    async def test_the_admin_needs_a_webhook_secret(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """The admin's webhook_url without WEBHOOK_SECRET is 400 webhook_secret_missing."""
+        settings = make_settings(webhook_allowed_hosts=["127.0.0.1"])
+        async with served(settings, fake_environ) as gw:
+            body = chat_body("hi", workdir, webhook_url="http://127.0.0.1:9/x")
+            response, _ = await post_chat(gw.client, body)
+        assert response.status_code == 400
+        assert response.json()["code"] == "webhook_secret_missing"
+
+    def test_a_short_webhook_secret_is_refused(self) -> None:
+        """WEBHOOK_SECRET under 16 characters stops the start, naming the setting."""
+        with pytest.raises(ValueError, match="WEBHOOK_SECRET must be at least 16"):
+            make_settings(webhook_secret="short")
+
+
+class TestAddresses:
+    @pytest.mark.parametrize(
+        "address",
+        [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "169.254.169.254",
+            "::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",  # noqa: S104 (an address refused, not bound)
+            "100.64.0.1",
+            "224.0.0.1",
+            "240.0.0.1",
+        ],
+    )
+    def test_addresses_that_are_not_public_are_refused(self, address: str) -> None:
+        """Loopback, private, link-local, shared, multicast and reserved addresses are refused."""
+        assert not allowed_address(ipaddress.ip_address(address), ["hooks.example.com"])
+
+    def test_a_listed_address_is_allowed(self) -> None:
+        """An address listed itself is allowed, IPv4-mapped or not."""
+        assert allowed_address(ipaddress.ip_address("127.0.0.1"), ["127.0.0.1"])
+        assert allowed_address(ipaddress.ip_address("::ffff:127.0.0.1"), ["127.0.0.1"])
+
+    def test_a_public_address_is_allowed(self) -> None:
+        """A public address is allowed behind a listed host."""
+        assert allowed_address(ipaddress.ip_address("93.184.215.14"), ["example.com"])
+
+
+class TestSignature:
+    def test_a_signature_verifies_and_a_changed_body_does_not(self) -> None:
+        """The header signs the timestamp and the body: another body or an old time fails."""
+        now = int(time.time())
+        header = signature_header(SECRET, now, b'{"a":1}')
+        assert verify(SECRET, header, b'{"a":1}', now)
+        assert not verify(SECRET, header, b'{"a":2}', now)
+        assert not verify("another-secret-entirely", header, b'{"a":1}', now)
+        assert not verify(SECRET, header, b'{"a":1}', now + 3600)
+
+
+async def _make_key(client: Any, name: str, **policy: Any) -> dict[str, Any]:
+    response = await client.post("/admin/keys", json={"name": name, "policy": policy})
+    assert response.status_code == 201, response.text
+    made: dict[str, Any] = response.json()
+    return made
+
+
+class TestKeySecrets:
+    async def test_a_key_secret_is_shown_once_and_rotated(
+        self, fake_environ: dict[str, str]
+    ) -> None:
+        """Creation shows whsec_..., GET never does, PATCH rotate gives a new one once."""
+        async with served(make_settings(**ON), fake_environ) as gw:
+            made = await _make_key(gw.client, "alice")
+            assert re.fullmatch(r"whsec_[A-Za-z0-9_-]{43}", made["webhook_secret"])
+            shown = (await gw.client.get("/admin/keys/alice")).json()
+            assert "webhook_secret" not in shown
+            assert made["webhook_secret"] not in json.dumps(
+                (await gw.client.get("/admin/keys")).json()
+            )
+            rotated = await gw.client.patch(
+                "/admin/keys/alice", json={"rotate_webhook_secret": True}
+            )
+            assert rotated.status_code == 200, rotated.text
+            new = rotated.json()["webhook_secret"]
+            assert new.startswith("whsec_")
+            assert new != made["webhook_secret"]
+            plain = await gw.client.patch("/admin/keys/alice", json={"policy": {}})
+            assert plain.json()["webhook_secret"] is None
+
+    async def test_a_rotated_secret_signs_the_keys_next_runs(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """After rotation, the key's default webhook_url gets deliveries signed with the new one."""
+        with receiver() as hook:
+            async with served(make_settings(**ON), fake_environ) as gw:
+                made = await _make_key(gw.client, "alice", webhook_url=hook.url)
+                rotated = await gw.client.patch(
+                    "/admin/keys/alice", json={"rotate_webhook_secret": True}
+                )
+                secret = rotated.json()["webhook_secret"]
+                async with as_key(gw.url, made["token"]) as alice:
+                    _, events = await post_chat(alice, chat_body("hi", workdir))
+                assert events[-1].event == "done"
+                await delivered(hook)
+        got = hook.received[0]
+        header = got.headers["X-Cc2api-Signature"]
+        assert verify(secret, header, got.body, int(time.time()))
+        assert not verify(made["webhook_secret"], header, got.body, int(time.time()))
+
+
+class TestRecords:
+    async def test_another_key_gets_404_for_a_runs_webhooks(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """GET /runs/{id}/webhooks shows the key's own run's attempts; another key gets 404."""
+        with receiver() as hook:
+            async with served(make_settings(**ON), fake_environ) as gw:
+                alice = await _make_key(gw.client, "alice")
+                bob = await _make_key(gw.client, "bob")
+                async with as_key(gw.url, alice["token"]) as a, as_key(gw.url, bob["token"]) as b:
+                    body = chat_body("hi", workdir, webhook_url=hook.url)
+                    response, _ = await post_chat(a, body)
+                    run_id = response.headers["X-Process-ID"]
+                    await delivered(hook)
+                    with trio.fail_after(30):
+                        while not (await a.get(f"/runs/{run_id}/webhooks")).json()["count"]:
+                            await trio.sleep(0.05)
+                    mine = (await a.get(f"/runs/{run_id}/webhooks")).json()
+                    theirs = await b.get(f"/runs/{run_id}/webhooks")
+                    admins = await gw.client.get(f"/runs/{run_id}/webhooks")
+        assert mine["attempts"][0]["outcome"] == "delivered"
+        assert mine["attempts"][0]["status_code"] == 200
+        assert theirs.status_code == 404
+        assert theirs.json()["code"] == "process_not_found"
+        assert admins.status_code == 200
+
+
+def api_md_snippet() -> str:
+    """Return the Python block of API.md's Webhooks section."""
+    text = (REPO / "API.md").read_text()
+    section = text[text.index("\n## Webhooks") :]
+    found = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert found is not None
+    return found.group(1)
+
+
+class TestApiMd:
+    async def test_the_verify_snippet_verifies_a_real_delivery(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """API.md's verify function accepts a real delivery and refuses a tampered body."""
+        namespace: dict[str, Any] = {}
+        exec(api_md_snippet(), namespace)  # noqa: S102 (the document's own example)
+        with receiver() as hook:
+            async with served(make_settings(**ON), fake_environ) as gw:
+                body = chat_body("hi", workdir, webhook_url=hook.url)
+                await post_chat(gw.client, body)
+                await delivered(hook)
+        got = hook.received[0]
+        header = got.headers["X-Cc2api-Signature"]
+        assert namespace["verify"](SECRET, header, got.body) is True
+        assert namespace["verify"](SECRET, header, got.body + b" ") is False
