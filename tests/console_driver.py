@@ -128,8 +128,10 @@ class Console:
         """Sign in with the admin's user and password; wait for the runs view."""
         await self.open()
         await self.wait_for("#kind")
-        await self.script("const k = document.getElementById('kind'); k.value = 'admin';"
-                          "k.dispatchEvent(new Event('change'));")
+        await self.script(
+            "const k = document.getElementById('kind'); k.value = 'admin';"
+            "k.dispatchEvent(new Event('change'));"
+        )
         await self.type("#user", user)
         await self.type("#password", password)
         await self.click("#sign-in")

@@ -86,11 +86,15 @@ class TestPage:
         page = (ASSETS_DIR / PAGE).read_text()
         scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, re.DOTALL)
         assert scripts
-        assert all('src="/console/' in attributes and not body.strip() for attributes, body in scripts)
+        assert all(
+            'src="/console/' in attributes and not body.strip() for attributes, body in scripts
+        )
         assert set(ASSETS) == {path.name for path in ASSETS_DIR.iterdir()} - {PAGE}
         for name in ASSETS:
             text = (ASSETS_DIR / name).read_text()
-            assert not re.search(r"\.(inner|outer)HTML|insertAdjacentHTML|document\.write", text), name
+            assert not re.search(r"\.(inner|outer)HTML|insertAdjacentHTML|document\.write", text), (
+                name
+            )
             assert not re.search(r"https?://", text), name
 
 
@@ -149,7 +153,9 @@ class TestCancel:
             await console.screenshot("cancel-after")
             assert not alive(pid)
             await console.go("#/runs")
-            await console.wait_for(f'a.run-row[data-process-id="{process_id}"] .status', "cancelled")
+            await console.wait_for(
+                f'a.run-row[data-process-id="{process_id}"] .status', "cancelled"
+            )
 
 
 class TestKeys:
@@ -185,12 +191,16 @@ class TestReattach:
         async with served(make_settings(), fake_environ) as gw, trio.open_nursery() as nursery:
             proxy = CuttingProxy(target_port=urlsplit(gw.url).port or 0)
             await nursery.start(proxy.serve)
-            process_id = await start_detached(gw.client, chat_body("ask ls", workdir, approval="http"))
+            process_id = await start_detached(
+                gw.client, chat_body("ask ls", workdir, approval="http")
+            )
             console = Console(browser, proxy.url)
             await console.sign_in_admin(USER, PASSWORD)
             await console.go(f"#/run/{process_id}")
             await console.wait_for("#approvals .approval", "ls")
-            await console.wait_until("document.getElementById('connection').dataset.state === 'live'")
+            await console.wait_until(
+                "document.getElementById('connection').dataset.state === 'live'"
+            )
             proxy.cut()
             await console.wait_until(
                 "Number(document.getElementById('connection').dataset.reconnects) >= 1"
@@ -218,7 +228,9 @@ class TestSmallScreens:
         long_word = "y" * 600
         saved_session(Path(fake_environ["HOME"]), workdir, prompt=f"fix {long_word}")
         async with served(make_settings(), fake_environ) as gw:
-            _, events = await post_chat(gw.client, chat_body(f"echo {long_word}", workdir, detach=True))
+            _, events = await post_chat(
+                gw.client, chat_body(f"echo {long_word}", workdir, detach=True)
+            )
             process_id = events[0].json()["process_id"]
             console = Console(browser, gw.url)
             await console.open()
