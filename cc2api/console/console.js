@@ -19,8 +19,8 @@ let current = null;
 function route() {
   const hash = location.hash.replace(/^#\/?/, "");
   const [path, query = ""] = hash.split("?");
-  const [view = "runs", id = ""] = path.split("/");
-  return { view, id: decodeURIComponent(id), params: new URLSearchParams(query) };
+  const [view, id = ""] = path.split("/");
+  return { view: view || "runs", id: decodeURIComponent(id), params: new URLSearchParams(query) };
 }
 
 function signOut(reason = "") {
@@ -45,7 +45,7 @@ async function show() {
   current = controller;
   const { view, id, params } = route();
   for (const link of nav.querySelectorAll("a")) {
-    link.classList.toggle("current", link.dataset.view === view || `${link.dataset.view}` === `${view}s`);
+    link.classList.toggle("current", link.dataset.view === view || link.dataset.view === `${view}s`);
   }
   try {
     if (view === "run" && id) await runView(api, main, id, controller.signal);

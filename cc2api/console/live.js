@@ -51,6 +51,7 @@ export async function runView(api, root, processId, signal) {
   const info = el("div", { class: "meta", id: "run-info" });
   const notice = el("div", { class: "note", id: "run-notice", role: "status" });
   const approvals = el("div", { id: "approvals" });
+  const noApprovals = el("p", { class: "meta", id: "no-approvals", text: "None." });
   const log = el("div", { id: "events", class: "events" });
   const cancel = el("button", { type: "button", id: "cancel" }, "Cancel");
   const interrupt = el("button", { type: "button", id: "interrupt" }, "Interrupt");
@@ -92,7 +93,7 @@ export async function runView(api, root, processId, signal) {
     el("h2", {}, "Run ", el("code", { text: shortId(processId), title: processId })),
     el("div", { class: "run-head" }, status, connection), info,
     el("div", { class: "actions" }, cancel, interrupt), form, notice,
-    el("h3", { text: "Waiting for approval" }), approvals,
+    el("h3", { text: "Waiting for approval" }), noApprovals, approvals,
     el("h3", { text: "Events" }), log));
 
   try {
@@ -109,6 +110,7 @@ export async function runView(api, root, processId, signal) {
   const removeApproval = (id) => {
     pending.get(id)?.remove();
     pending.delete(id);
+    noApprovals.hidden = pending.size > 0;
   };
   const follower = new Follower(api, processId, {
     onEvent(event) {
@@ -124,6 +126,7 @@ export async function runView(api, root, processId, signal) {
         const card = approvalCard(api, processId, data, removeApproval);
         pending.set(data.approval_id, card);
         approvals.append(card);
+        noApprovals.hidden = true;
       } else if (event.event === "approval_answered" && data) {
         removeApproval(data.approval_id);
       } else if (event.event === "done" && data) {

@@ -69,7 +69,7 @@ function runRow(run) {
     el("span", { class: "cwd", text: run.cwd ?? "" }),
     el("span", { class: "when", text: when(run.created_at ?? run.started_at) }),
     el("span", { class: "duration", text: duration(run) }),
-    el("span", { class: "cost", text: usd(run.total_cost_usd) }),
+    el("span", { class: "cost", text: `cost ${usd(run.total_cost_usd)}` }),
     run.pending_approvals ? el("span", { class: "badge", text: `${run.pending_approvals} waiting` }) : null,
   ], { class: "row run-row", dataset: { processId: run.process_id, status: run.status } });
 }
