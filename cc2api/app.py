@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from quart_trio import QuartTrio
 
 from .admin_routes import admin_routes
+from .console_routes import console_routes
 from .docs import add_docs
 from .gateway import EXTENSION, Gateway, gateway_of
 from .history import history
@@ -67,4 +68,5 @@ def create_app(
     app.register_blueprint(usage_routes)
     app.register_blueprint(metrics_routes)
     app.register_blueprint(webhook_routes)
+    app.register_blueprint(console_routes)
     return app

@@ -12,6 +12,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .access_log import KEY_SCOPE_KEY, ROUTE_SCOPE_KEY, RUN_SCOPE_KEY, STATUS_SCOPE_KEY
+from .console_routes import is_console_path
 from .docs import PUBLIC_PREFIXES
 from .errors import ApiError, Unauthorized
 from .gateway import current_gateway
@@ -45,6 +46,8 @@ async def authenticate() -> None:
     """
     gateway = current_gateway()
     if request.path in _PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
+        return
+    if is_console_path(request.path):  # the page only; its data needs credentials
         return
     if request.method == "OPTIONS" and request.headers.get("Origin") in gateway.origins:
         return

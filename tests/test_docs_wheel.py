@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cc2api.console_routes import ASSETS, ASSETS_DIR, PAGE
 from cc2api.docs_assets import PACKAGES
 
 from .browser import OPERATIONS, render
@@ -103,6 +104,20 @@ def test_wheel_holds_the_pinned_files(built: Built) -> None:
     assert {f"/{package.name}/-/{package.tarball_name}" for package in PACKAGES} <= set(
         built.requests
     )
+
+
+def test_wheel_holds_the_console(built: Built) -> None:
+    """The wheel ships the web console's page and every file it serves, byte for byte."""
+    with zipfile.ZipFile(built.wheel) as wheel:
+        shipped = {
+            name: wheel.read(name)
+            for name in wheel.namelist()
+            if name.startswith("cc2api/console/")
+        }
+    expected = {
+        f"cc2api/console/{name}": (ASSETS_DIR / name).read_bytes() for name in (PAGE, *ASSETS)
+    }
+    assert shipped == expected
 
 
 def install(wheel: Path, venv: Path) -> Path:
