@@ -64,9 +64,12 @@ class CuttingProxy:
                     nursery.start_soon(self._pump_down, server, client, budget, scope)
             finally:
                 self._live.discard(scope)
-        for stream in (client, server):
-            _reset(stream)
-            await stream.aclose()
+        # Shielded: when the proxy itself is cancelled, the first aclose's checkpoint
+        # would raise and leave the second socket open.
+        with trio.CancelScope(shield=True):
+            for stream in (client, server):
+                _reset(stream)
+                await stream.aclose()
 
     async def _pump_down(
         self,
