@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
+
+_LINE_END = re.compile("\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -19,30 +22,40 @@ class Parser:
     """Feed it the stream's bytes in any chunking; it returns the events they complete.
 
     Comments (``: ping``) are dropped. Lines end at LF, CR or CRLF, as the SSE
-    specification says, and a CR at a chunk's end waits for the next chunk to
-    tell a CRLF from a lone CR.
+    specification says; an LF that starts a chunk after one that ended with CR
+    is the rest of a CRLF.
     """
 
     def __init__(self) -> None:
         self._buffer = ""
         # A character may straddle chunks: the incremental decoder keeps its start.
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._after_cr = False
         self._event = "message"
         self._data: list[str] = []
         self._id: int | None = None
 
     def feed(self, chunk: bytes) -> list[Frame]:
         """Return the events ``chunk`` completes."""
-        self._buffer += self._decoder.decode(chunk)
+        text = self._decoder.decode(chunk)
+        if self._after_cr and text.startswith("\n"):
+            text = text[1:]  # the LF of a CRLF split across chunks
+        if text:
+            self._after_cr = False
+        self._buffer += text
+        # Only CR and LF end lines (str.splitlines would split at U+2028 and others,
+        # which a CLI line may hold).
+        cut = max(self._buffer.rfind("\r"), self._buffer.rfind("\n")) + 1
+        if not cut:
+            return []
+        complete, self._buffer = self._buffer[:cut], self._buffer[cut:]
+        self._after_cr = complete.endswith("\r") and not self._buffer
         frames: list[Frame] = []
-        while True:
-            end = _line_end(self._buffer)
-            if end is None:
-                return frames
-            line, self._buffer = self._buffer[: end[0]], self._buffer[end[1] :]
-            frame = self._line(line)
-            if frame is not None:
-                frames.append(frame)
+        for line in _LINE_END.split(complete)[:-1]:
+            found = self._line(line)
+            if found is not None:
+                frames.append(found)
+        return frames
 
     def _line(self, line: str) -> Frame | None:
         if not line:
@@ -63,13 +76,3 @@ class Parser:
         elif name == "id" and value.isdigit():
             self._id = int(value)
         return None
-
-
-def _line_end(buffer: str) -> tuple[int, int] | None:
-    """Return where the first line ends and the next starts; None: no whole line yet."""
-    lf, cr = buffer.find("\n"), buffer.find("\r")
-    if cr == -1 or (lf != -1 and lf < cr):
-        return None if lf == -1 else (lf, lf + 1)
-    if cr == len(buffer) - 1:
-        return None  # a CRLF may be split across chunks
-    return (cr, cr + 2) if buffer[cr + 1] == "\n" else (cr, cr + 1)
