@@ -54,6 +54,20 @@ class TestReadmeExamples:
             "done completed",
         ]
 
+    async def test_python_client_example(self, gw: Shared, workdir: Path) -> None:
+        """The README's cc2api.client example prints the run's result, then its status."""
+        script = workdir / "client_example.py"
+        script.write_text(readme_block("python client"))
+        out = await run_example([sys.executable, str(script)], gw.url, workdir)
+        assert out.splitlines() == ["Say hello", "completed"]
+
+    async def test_async_client_example(self, gw: Shared, workdir: Path) -> None:
+        """The README's AsyncClient example waits for done, then reads the run's record."""
+        script = workdir / "async_client_example.py"
+        script.write_text(readme_block("python async-client"))
+        out = await run_example([sys.executable, str(script)], gw.url, workdir)
+        assert out.splitlines() == ["completed", "completed None"]
+
     async def test_javascript_example(self, fake_environ: dict[str, str], workdir: Path) -> None:
         """The README's JavaScript example streams a run to its done event under Node.js."""
         node = shutil.which("node")
