@@ -69,6 +69,7 @@ def every_flag(tmp_path: Path) -> set[str]:
         "timeout_seconds": 5,  # the gateway's own: no flag
         "detach": True,  # likewise
         "stream": False,  # likewise
+        "webhook_url": "https://hooks.example/run",  # likewise
         "approval": "http",
     }
     assert set(values) == set(ChatRequest.model_fields) - {"continue_conversation"}
