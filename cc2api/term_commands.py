@@ -29,6 +29,7 @@ __all__ = ["add_client_commands", "is_client_command", "run_client_command"]
 
 CLIENT_COMMANDS = frozenset({"run", "ps", "logs", "cancel", "approve", "sessions"})
 REFUSED = 2  # the gateway refused the request, or could not be reached
+PIPE_WIDTH = 10_000  # columns of output that goes to a pipe or a file
 
 
 def add_client_commands(commands: Any) -> None:
@@ -96,11 +97,13 @@ def is_client_command(args: argparse.Namespace, environ: Mapping[str, str]) -> b
 
 def _console(stream: TextIO) -> Console:
     terminal = stream.isatty()
-    # No colour and no cursor tricks off a terminal, whatever FORCE_COLOR says.
+    # No colour and no cursor tricks off a terminal, whatever FORCE_COLOR says; and
+    # no wrapping either: a script reads whole lines.
     return Console(
         file=stream,
         color_system="auto" if terminal else None,
         force_terminal=terminal,
+        width=None if terminal else PIPE_WIDTH,
         highlight=False,
     )
 

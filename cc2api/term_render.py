@@ -246,8 +246,6 @@ class Renderer:
         message = str(data.get("message") or data.get("code") or "the run failed")
         shown = Text("error: ", style="bold red")
         shown.append(message, style="red")
-        if data.get("exit_code") is not None:
-            shown.append(f" (exit code {data['exit_code']})", style="red")
         pieces = [Piece(shown)]
         tail = str(data.get("stderr_tail") or "").strip().splitlines()[-STDERR_LINES:]
         pieces += [Piece(Text(f"  {line}", style="dim red")) for line in tail]

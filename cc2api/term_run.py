@@ -69,7 +69,11 @@ class Printer:
             # One line each, whatever the console's width; no markup, no highlighting.
             self.out.out(event.line, highlight=False)
             return
-        for piece in self.renderer.feed(event.event, event.data):
+        self.show_data(event.event, event.data)
+
+    def show_data(self, name: str, data: Any) -> None:
+        """Print one event, rendered, from its name and data."""
+        for piece in self.renderer.feed(name, data):
             self.out.print(piece.text, end=piece.end, soft_wrap=not self.out.is_terminal)
 
 
@@ -111,9 +115,12 @@ def run(client: Client, request: RunRequest, out: Console, err: Console) -> int:
             for event in started:
                 if status is not None and event.event in STARTED:
                     status.stop()
-                printer.show(event)
                 if request.ask and event.event == "approval":
-                    _answer(client, started.process_id, event.data, asker)
+                    if request.json:
+                        printer.show(event)
+                    _answer(client, started.process_id, event.data, printer, asker)
+                else:
+                    printer.show(event)
         except KeyboardInterrupt:
             interrupted = True
             deaf.enter_context(_deaf_to_ctrl_c())
@@ -126,9 +133,13 @@ def run(client: Client, request: RunRequest, out: Console, err: Console) -> int:
     return exit_code(started.status)
 
 
-def _answer(client: Client, process_id: str | None, approval: Any, console: Console) -> None:
+def _answer(
+    client: Client, process_id: str | None, approval: Any, printer: Printer, console: Console
+) -> None:
     if process_id is None or not isinstance(approval, dict) or approval.get("refused"):
-        return  # refused by the gateway already: nobody may answer it
+        if not printer.json:
+            printer.show_data("approval", approval)  # refused already: nobody may answer it
+        return
     allowed = ask(console, approval)
     try:
         client.approve(process_id, str(approval["approval_id"]), allow=allowed)
