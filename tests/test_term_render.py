@@ -151,8 +151,12 @@ class TestRenderer:
             ]
         )
         call, result = text.splitlines()
-        assert call.startswith("● Bash xxx") and call.endswith("…") and len(call) < 120
-        assert result.startswith("  └ xxx") and result.endswith("…") and len(result) < 120
+        assert call.startswith("● Bash xxx")
+        assert call.endswith("…")
+        assert len(call) < 120
+        assert result.startswith("  └ xxx")
+        assert result.endswith("…")
+        assert len(result) < 120
 
     def test_an_error_is_said_in_plain_words_with_the_stderr_tail(self) -> None:
         """A failed run shows its error message, the end of stderr, and the failed status."""
@@ -176,7 +180,7 @@ class TestRenderer:
         assert rendered([RESULT]).splitlines() == ["Hello world"]
 
     def test_approvals_queue_and_gaps_are_shown(self) -> None:
-        """An approval, a refused one, its answer, a queue place and a replay gap each get a line."""
+        """An approval, a refused one, an answer, a queue place and a replay gap get a line each."""
         approval = {"approval_id": "a", "tool_name": "Bash", "input": {"command": "rm -rf /"}}
         refused = {**approval, "refused": "not allowed for this key"}
         text = rendered(
