@@ -24,6 +24,7 @@ from .helpers import (
     saved_session,
     served,
 )
+from .test_keys import make_key
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -217,6 +218,30 @@ class TestRefusals:
         ran = await cc2api(client_env("http://127.0.0.1:9", tmp_path), tmp_path, "ps")
         assert ran.returncode == 2
         assert "cannot reach the gateway at http://127.0.0.1:9" in ran.stderr
+
+    async def test_a_key_from_the_environment_sees_only_its_own_runs(
+        self, fake_environ: dict[str, str], tmp_path: Path, workdir: Path
+    ) -> None:
+        """With CC2API_KEY, ps lists the key's runs and not the admin's; logs of theirs is 404."""
+        async with served(make_settings(confine_runs="off"), fake_environ) as gateway:
+            token = await make_key(gateway.client, "bot")
+            admin = client_env(gateway.url, tmp_path)
+            theirs = (await cc2api(admin, workdir, "run", "hang", "--detach")).stdout.strip()
+            env = client_env(None, tmp_path, CC2API_URL=gateway.url, CC2API_KEY=token)
+            mine = (await cc2api(env, workdir, "run", "hang", "--detach")).stdout.strip()
+            listed = json.loads((await cc2api(env, workdir, "ps", "--json")).stdout)
+            refused = await cc2api(env, workdir, "logs", theirs)
+            by_option = await cc2api(
+                client_env(None, tmp_path, CC2API_URL=gateway.url), workdir, "ps", "--key", token
+            )
+            for process_id in (theirs, mine):
+                await gateway.client.delete(f"/chat/{process_id}")
+        assert [run["process_id"] for run in listed] == [mine]
+        assert refused.returncode == 2
+        assert "process_not_found" in refused.stderr
+        assert mine in by_option.stdout
+        assert theirs not in by_option.stdout
+        assert token not in by_option.stdout + by_option.stderr
 
     async def test_the_local_env_file_is_used_when_nothing_is_configured(
         self, gw: Shared, tmp_path: Path
