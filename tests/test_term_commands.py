@@ -397,3 +397,23 @@ async def _pending(env: dict[str, str], cwd: Path, process_id: str) -> str:
     logs = await cc2api(env, cwd, "logs", "--json", process_id)
     approval = next(json.loads(x) for x in logs.stdout.splitlines() if "approval_id" in x)
     return str(approval["approval_id"])
+
+
+class TestWithTheRealCli:
+    async def test_a_tool_call_its_result_and_streamed_text_render(
+        self, real_claude: Path, real_environ: dict[str, str], tmp_path: Path, workdir: Path
+    ) -> None:
+        """The real CLI's lines: the Bash call, its output, the answer once, cost and tokens."""
+        settings = make_settings(claude_path=real_claude, kill_grace_seconds=3.0)
+        async with served(settings, real_environ) as gateway:
+            env = client_env(gateway.url, tmp_path)
+            ran = await cc2api(env, workdir, "run", "RUN_BASH: echo hi-there")
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        lines = ran.stdout.splitlines()
+        assert "● Bash echo hi-there" in lines
+        assert "  └ hi-there" in lines
+        answers = [line for line in lines if "hi-there" in line and not line.startswith(("●", " "))]
+        assert len(answers) == 1, lines  # streamed, and not printed again whole
+        assert lines[-1].startswith("completed · ")
+        assert lines[-1].endswith(" tokens")
+        assert "$" in lines[-1]
