@@ -20,10 +20,11 @@ from .proctree import make_undumpable
 from .server import serve_until_signalled
 from .settings import Settings, explain
 from .store import StoreUnusable
+from .term_commands import add_client_commands, is_client_command, run_client_command
 from .usage_cli import add_usage_command, run_usage
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 (one return a command)
     """Run the command line and return the exit status."""
     parser = argparse.ArgumentParser(prog="cc2api", description="HTTP gateway for Claude Code")
     parser.add_argument("--version", action="version", version=f"cc2api {__version__}")
@@ -40,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     init.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     add_key_commands(commands)
     add_usage_command(commands)
+    add_client_commands(commands)
     args = parser.parse_args(argv)
+    if is_client_command(args, os.environ):  # a client of some gateway: no server settings
+        return run_client_command(args)
     # Under systemd .env may be root's alone (EnvironmentFile= has read it for us).
     env_file = Path(".env") if os.access(".env", os.R_OK) else None
     environ = environment_with(env_file)

@@ -24,6 +24,7 @@ class CuttingProxy:
     port: int = 0
     accepted: int = 0
     cut_count: int = 0
+    refuse: bool = False  # reset every new connection at once, as a host that is down would
     _live: set[trio.CancelScope] = field(default_factory=set)
     _budgets_given: int = 0
 
@@ -47,6 +48,10 @@ class CuttingProxy:
 
     async def _carry(self, client: trio.SocketStream) -> None:
         self.accepted += 1
+        if self.refuse:
+            _reset(client)
+            await client.aclose()
+            return
         budget = None
         if self.cut_after_bytes is not None and self._budgets_given < self.cuts:
             self._budgets_given += 1

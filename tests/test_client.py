@@ -279,6 +279,58 @@ class TestApprovals:
         assert decisions[0]["behavior"] == "deny"
         assert decisions[0]["message"] == "not today"
 
+    async def test_an_approval_answered_across_a_drop_is_sent_once_the_server_is_back(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A drop while on_approval decides does not cancel the run: the answer is retried."""
+        async with gateway(fake_environ) as gw, trio.open_nursery() as nursery:
+            proxy = CuttingProxy(int(gw.url.rsplit(":", 1)[1]))
+            await nursery.start(proxy.serve)
+
+            async def back_later() -> None:
+                await trio.sleep(1)
+                proxy.refuse = False
+
+            async def approve_while_down(approval: dict[str, Any]) -> bool:
+                proxy.refuse = True  # the server is unreachable for a second...
+                proxy.cut()  # ...and the stream drops
+                nursery.start_soon(back_later)
+                return True
+
+            async with admin(proxy.url) as client:
+                run = client.chat(
+                    "ask touch x", cwd=str(workdir), approval="http", on_approval=approve_while_down
+                )
+                async with run:
+                    events = [event async for event in run]
+            nursery.cancel_scope.cancel()
+        answered = [e.data["answer"] for e in events if e.event == "approval_answered"]
+        assert answered == ["allow"]
+        assert run.status == "completed"
+        assert ids(events) == list(range(1, len(events) + 1))
+
+    async def test_a_replayed_approval_answered_long_ago_is_not_asked_again(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Following a run replays its old approvals; on_approval hears only pending ones."""
+        asked: list[dict[str, Any]] = []
+        async with gateway(fake_environ) as gw, admin(gw.url) as client:
+            process_id = await client.start("ask ls", cwd=str(workdir), approval="http")
+            with trio.fail_after(20):
+                while not (pending := await client.approvals(process_id)):
+                    await trio.sleep(0.05)
+            await client.approve(process_id, pending[0]["approval_id"], allow=True)
+
+            def ask(approval: dict[str, Any]) -> bool:
+                asked.append(approval)
+                return True
+
+            async with client.follow(process_id, on_approval=ask) as run:
+                events = [event async for event in run]
+        assert [e.event for e in events].count("approval") == 1
+        assert asked == []
+        assert run.status == "completed"
+
     async def test_approve_answers_a_pending_approval(
         self, fake_environ: dict[str, str], workdir: Path
     ) -> None:
@@ -292,6 +344,16 @@ class TestApprovals:
             assert answer["answer"] == "deny"
             async with client.follow(process_id) as run:
                 assert (await run.wait())["status"] == "completed"
+
+
+class TestIds:
+    async def test_an_id_cannot_reach_another_route(self, fake_environ: dict[str, str]) -> None:
+        """An id holding slashes and dots stays one path segment: 404, never /admin/keys."""
+        async with gateway(fake_environ) as gw, admin(gw.url) as client:
+            for bad in ("../admin/keys", "..", "x/../../admin/keys"):
+                with pytest.raises(ApiError) as raised:
+                    await client.run(bad)
+                assert raised.value.status == 404, bad
 
 
 class TestConfiguration:
@@ -334,6 +396,8 @@ class TestBlocking:
             with Client(url, user=USER, password=PASSWORD) as client:
                 with client.chat("lines 3", cwd=str(workdir)) as run:
                     events = list(run)
+                    assert list(run) == []  # taken already: a second loop ends at once
+                    assert run.wait()["status"] == "completed"
                 with client.chat("hang", cwd=str(workdir)) as hung:
                     for event in hung:
                         if event.event == "message" and "pid" in event.data:

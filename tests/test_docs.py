@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -67,6 +68,27 @@ class TestReadmeExamples:
         script.write_text(readme_block("python async-client"))
         out = await run_example([sys.executable, str(script)], gw.url, workdir)
         assert out.splitlines() == ["completed", "completed None"]
+
+    async def test_command_line_example(self, gw: Shared, workdir: Path) -> None:
+        """The README's cc2api command-line example runs to its end under bash -e."""
+        script = workdir / "cli_example.sh"
+        script.write_text("set -euo pipefail\n" + readme_block("sh cli"))
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "CC2API_URL": gw.url,
+            "CC2API_USER": USER,
+            "CC2API_PASSWORD": PASSWORD,
+        }
+        done = await trio.run_process(
+            ["bash", str(script)], env=env, cwd=workdir, capture_stdout=True, check=True
+        )
+        out = done.stdout.decode().splitlines()
+        assert out[0].startswith("run ")
+        assert out[2] == "Say hello"
+        assert out[3].startswith("completed · ")
+        last = json.loads(out[4])  # the detached run's done event, from logs -f --json
+        assert last["status"] == "completed"
+        assert any(line.split()[:2] == [last["process_id"], "completed"] for line in out[5:])
 
     async def test_javascript_example(self, fake_environ: dict[str, str], workdir: Path) -> None:
         """The README's JavaScript example streams a run to its done event under Node.js."""

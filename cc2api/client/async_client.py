@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -13,6 +14,12 @@ from .config import resolve
 from .events import FINAL, Event
 from .http import call
 from .run import AsyncRun
+
+
+def _q(identifier: str) -> str:
+    # An id goes into a path as one segment, its dots too: "../admin/keys" must not
+    # reach another route (the ids the gateway makes are UUIDs, so nothing real changes).
+    return quote(identifier, safe="").replace(".", "%2E")
 
 
 class AsyncClient:
@@ -117,6 +124,8 @@ class AsyncClient:
         """Return the run's events so far, without waiting for more."""
         newest = (await self.run(process_id))["last_event_id"]
         events: list[Event] = []
+        if not newest:
+            return events
         async with self.follow(process_id) as run:
             async for event in run:
                 events.append(event)
@@ -126,23 +135,23 @@ class AsyncClient:
 
     async def cancel(self, process_id: str) -> dict[str, Any]:
         """DELETE the run; answers once its processes are gone: ``{"process_id", "status"}``."""
-        answer: dict[str, Any] = await call(self.http, "DELETE", f"/chat/{process_id}")
+        answer: dict[str, Any] = await call(self.http, "DELETE", f"/chat/{_q(process_id)}")
         return answer
 
     async def interrupt(self, process_id: str) -> dict[str, Any]:
         """Interrupt the run's turn; answers once the run has ended."""
-        answer: dict[str, Any] = await call(self.http, "POST", f"/chat/{process_id}/interrupt")
+        answer: dict[str, Any] = await call(self.http, "POST", f"/chat/{_q(process_id)}/interrupt")
         return answer
 
     async def send(self, process_id: str, prompt: str) -> dict[str, Any]:
         """Send a follow-up message into a live run: ``{"process_id", "ahead"}``."""
-        path = f"/chat/{process_id}/messages"
+        path = f"/chat/{_q(process_id)}/messages"
         answer: dict[str, Any] = await call(self.http, "POST", path, body={"prompt": prompt})
         return answer
 
     async def approvals(self, process_id: str) -> list[dict[str, Any]]:
         """Return the run's pending approvals, oldest first."""
-        answer = await call(self.http, "GET", f"/chat/{process_id}/approvals")
+        answer = await call(self.http, "GET", f"/chat/{_q(process_id)}/approvals")
         pending: list[dict[str, Any]] = answer["approvals"]
         return pending
 
@@ -167,7 +176,7 @@ class AsyncClient:
         self, process_id: str, approval_id: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         """Answer one approval with a body as the route takes it."""
-        path = f"/chat/{process_id}/approvals/{approval_id}"
+        path = f"/chat/{_q(process_id)}/approvals/{_q(approval_id)}"
         answer: dict[str, Any] = await call(self.http, "POST", path, body=body)
         return answer
 
@@ -191,7 +200,7 @@ class AsyncClient:
 
     async def run(self, process_id: str) -> dict[str, Any]:
         """Return one run's record."""
-        answer: dict[str, Any] = await call(self.http, "GET", f"/runs/{process_id}")
+        answer: dict[str, Any] = await call(self.http, "GET", f"/runs/{_q(process_id)}")
         return answer
 
     async def sessions(self, **filters: Any) -> dict[str, Any]:
@@ -201,13 +210,13 @@ class AsyncClient:
 
     async def session(self, session_id: str, **params: Any) -> dict[str, Any]:
         """Return a session and a page of its transcript (``limit``, ``cursor``)."""
-        path = f"/sessions/{session_id}"
+        path = f"/sessions/{_q(session_id)}"
         answer: dict[str, Any] = await call(self.http, "GET", path, params=params)
         return answer
 
     async def delete_session(self, session_id: str) -> dict[str, Any]:
         """Delete a session's transcript and files."""
-        answer: dict[str, Any] = await call(self.http, "DELETE", f"/sessions/{session_id}")
+        answer: dict[str, Any] = await call(self.http, "DELETE", f"/sessions/{_q(session_id)}")
         return answer
 
     async def usage(self, **filters: Any) -> dict[str, Any]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from urllib.parse import quote
 
 import anyio
 import anyio.lowlevel
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 
 FIRST_DELAY = 0.2
 MAX_DELAY = 5.0
+CLOSE_PATIENCE = 5.0  # closing a connection sends nothing that could take longer
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class AsyncRun:
@@ -155,7 +160,7 @@ class AsyncRun:
                     async for event in events:
                         yield event
             finally:
-                with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(CLOSE_PATIENCE, shield=True):
                     await response.aclose()
 
     async def _read(self, response: httpx.Response) -> AsyncGenerator[Event, None]:
@@ -206,12 +211,13 @@ class AsyncRun:
         headers = {}
         if self.last_event_id is not None:
             headers["Last-Event-ID"] = str(self.last_event_id)
-        request = http.build_request("GET", f"/chat/{self._id()}/events", headers=headers)
+        path = f"/chat/{quote(self._id(), safe='').replace('.', '%2E')}/events"
+        request = http.build_request("GET", path, headers=headers)
         failure = "no answer"
         while True:
             if self._delay > FIRST_DELAY or failure != "no answer":
                 if anyio.current_time() + self._delay > deadline:
-                    raise ConnectionLost(f"GET /chat/{self._id()}/events: {failure}")
+                    raise ConnectionLost(f"GET {path}: {failure}")
                 await anyio.sleep(self._delay)
             # The next connect waits longer unless this one brings an event (see _read).
             self._delay = min(self._delay * 2, MAX_DELAY)
@@ -229,14 +235,41 @@ class AsyncRun:
             failure = f"{response.status_code} {response.reason_phrase}"
 
     async def _answer(self, event: Event) -> None:
+        """Answer one approval through ``on_approval``, riding out a dropped connection.
+
+        A replay (``follow``, or a reattach) brings approvals answered long ago:
+        only one still pending is put to the callback.
+        """
         if self._on_approval is None or event.data.get("refused") is not None:
             return  # refused by the gateway already: nobody may answer it
+        approval_id = str(event.data["approval_id"])
+        pending = await self._patiently(self._client.approvals, self._id())
+        if not any(entry.get("approval_id") == approval_id for entry in pending):
+            return
         body = await decide(self._on_approval, event.data)
         try:
-            await self._client.approve_body(self._id(), event.data["approval_id"], body)
+            await self._patiently(self._client.approve_body, self._id(), approval_id, body)
         except ApiError as error:
-            if error.code != "approval_answered":  # someone, or its timeout, answered first
+            # Answered first by someone else or by its timeout, or gone with its turn.
+            if error.code not in ("approval_answered", "approval_not_found"):
                 raise
+
+    async def _patiently(
+        self, call: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Await ``call(*args)``, retrying with backoff while the server cannot be reached.
+
+        Gives up with :class:`ConnectionLost` after ``reconnect_timeout``.
+        """
+        delay, deadline = FIRST_DELAY, anyio.current_time() + self._client.reconnect_timeout
+        while True:
+            try:
+                return await call(*args, **kwargs)
+            except ConnectionLost:
+                if anyio.current_time() + delay > deadline:
+                    raise
+            await anyio.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY)
 
     async def _leave(self) -> None:
         with anyio.move_on_after(self._client.cancel_timeout, shield=True):

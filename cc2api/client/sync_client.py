@@ -200,6 +200,7 @@ class Run(AbstractContextManager["Run"]):
         self._events: queue.Queue[Any] = queue.Queue()
         self._task: Future[None] | None = None
         self._finished = threading.Event()
+        self._ended: object = None  # _END, or the error the run ended with, once taken
 
     @property
     def process_id(self) -> str | None:
@@ -238,13 +239,14 @@ class Run(AbstractContextManager["Run"]):
             pass
 
     def __iter__(self) -> Iterator[Event]:
-        while True:
+        while self._ended is None:
             item = self._events.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
+            if item is _END or isinstance(item, BaseException):
+                self._ended = item
+                break
             yield item
+        if isinstance(self._ended, BaseException):
+            raise self._ended
 
     def wait(self) -> dict[str, Any]:
         """Take every event to the end and return the ``done`` event's data."""

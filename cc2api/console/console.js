@@ -20,7 +20,16 @@ function route() {
   const hash = location.hash.replace(/^#\/?/, "");
   const [path, query = ""] = hash.split("?");
   const [view, id = ""] = path.split("/");
-  return { view: view || "runs", id: decodeURIComponent(id), params: new URLSearchParams(query) };
+  return { view: view || "runs", id: decoded(id), params: new URLSearchParams(query) };
+}
+
+function decoded(text) {
+  // A hand-typed fragment may hold a bad escape: show what was typed, not a blank page.
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 function signOut(reason = "") {
