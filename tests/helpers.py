@@ -297,6 +297,29 @@ async def start_server_process(
     return proc, found.group(1).decode()
 
 
+@dataclass(frozen=True)
+class Ran:
+    """What a ``cc2api`` command did."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run_cc2api(env: Mapping[str, str], cwd: Path, *args: str, timeout: float = 90) -> Ran:
+    """Run ``python -m cc2api ARGS`` in ``cwd`` with ``env``, and return what it did."""
+    with trio.fail_after(timeout):
+        done = await trio.run_process(
+            [sys.executable, "-m", "cc2api", *args],
+            env=env,
+            cwd=cwd,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    return Ran(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
 def is_root() -> bool:
     """Return whether the tests run as root (the CLI then refuses full access)."""
     return os.geteuid() == 0

@@ -6,14 +6,12 @@ import json
 import re
 import socket
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import trio
 
-from .helpers import FAKE_CLAUDE, running_server, server_environment
+from .helpers import FAKE_CLAUDE, Ran, run_cc2api, running_server, server_environment
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -26,27 +24,9 @@ def free_port() -> int:
         return port
 
 
-@dataclass(frozen=True)
-class Ran:
-    """What a command did."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 async def keys(env: dict[str, str], cwd: Path, *args: str, command: str = "keys") -> Ran:
     """Run ``cc2api keys ARGS`` (or another ``command``) as the operator would."""
-    with trio.fail_after(60):
-        done = await trio.run_process(
-            [sys.executable, "-m", "cc2api", command, *args],
-            env=env,
-            cwd=cwd,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-    return Ran(done.returncode, done.stdout.decode(), done.stderr.decode())
+    return await run_cc2api(env, cwd, command, *args, timeout=60)
 
 
 def token_of(output: str) -> str:

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,25 +16,18 @@ import trio
 from .helpers import (
     PASSWORD,
     USER,
+    Ran,
     Shared,
     alive,
     listing,
     make_settings,
+    run_cc2api,
     saved_session,
     served,
 )
 from .test_keys import make_key
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@dataclass(frozen=True)
-class Ran:
-    """What a command did."""
-
-    returncode: int
-    stdout: str
-    stderr: str
 
 
 def client_env(url: str | None, home: Path, **more: str) -> dict[str, str]:
@@ -48,16 +40,7 @@ def client_env(url: str | None, home: Path, **more: str) -> dict[str, str]:
 
 async def cc2api(env: dict[str, str], cwd: Path, *args: str) -> Ran:
     """Run ``python -m cc2api ARGS`` and return what it did."""
-    with trio.fail_after(90):
-        done = await trio.run_process(
-            [sys.executable, "-m", "cc2api", *args],
-            env=env,
-            cwd=cwd,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-    return Ran(done.returncode, done.stdout.decode(), done.stderr.decode())
+    return await run_cc2api(env, cwd, *args)
 
 
 @pytest.fixture(name="env")
