@@ -51,16 +51,17 @@ from .metrics import Metrics
 from .models import ChatRequest
 from .settings import Settings
 from .store import Store
-from .webhook_hosts import WebhookForbidden, WebhookTarget, check_url, resolve
+from .webhook_hosts import HostList, WebhookForbidden, WebhookTarget, check_url, resolve
 from .webhook_records import WebhookAttempt
 from .webhook_sign import SIGNATURE_HEADER, signature_header
 from .webhook_wire import WebhookEnvelope, WebhookEventType, WebhookOutcome
 
-__all__ = ["MAX_IN_FLIGHT", "Deliverer", "Destination", "WebhookSecretMissing"]
+__all__ = ["MAX_IN_FLIGHT", "RESOLVER_THREADS", "Deliverer", "Destination", "WebhookSecretMissing"]
 
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 32  # attempts under way at once, whatever WEBHOOK_MAX_PENDING allows
+RESOLVER_THREADS = 8  # DNS lookups under way at once (POST /chat's and attempts')
 _ERROR_CHARS = 300  # of an exception's text, in a record
 
 
@@ -100,7 +101,7 @@ class Deliverer:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._allowed = tuple(settings.webhook_allowed_hosts)
+        self._allowed = HostList(settings.webhook_allowed_hosts)
         secret = settings.webhook_secret
         self._admin_secret = None if secret is None else secret.get_secret_value()
         self._max_pending = settings.webhook_max_pending
@@ -114,6 +115,8 @@ class Deliverer:
         self._destinations: dict[str, Destination] = {}
         self._pending = 0
         self._in_flight = trio.CapacityLimiter(MAX_IN_FLIGHT)
+        # Its own threads: a slow DNS server must not take trio's default pool's.
+        self._resolvers = trio.CapacityLimiter(RESOLVER_THREADS)
         self._nursery: trio.Nursery | None = None
         self._client: httpx.AsyncClient | None = None
 
@@ -129,8 +132,14 @@ class Deliverer:
         and the client's connections close (shielded, bounded).
         """
         # trust_env=False: a proxy from the environment would connect elsewhere than
-        # the address that was checked.
-        client = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, trust_env=False)
+        # the address that was checked. No keep-alive: a connection is to a pinned
+        # address, verified for one host's name, and must never carry another host's.
+        client = httpx.AsyncClient(
+            timeout=self._timeout,
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
         try:
             async with trio.open_nursery() as nursery:
                 self._client, self._nursery = client, nursery
@@ -146,7 +155,8 @@ class Deliverer:
 
         Raises:
             WebhookForbidden: webhooks are off, or the URL's host is not listed or
-                resolves to an address the rules refuse (``webhook_forbidden``).
+                resolves to an address the rules refuse, or does not resolve within
+                WEBHOOK_TIMEOUT_SECONDS (``webhook_forbidden``).
             WebhookSecretMissing: no secret signs for the run: the admin's runs need
                 WEBHOOK_SECRET, a key made before webhooks a rotated secret.
 
@@ -165,7 +175,13 @@ class Deliverer:
                 'with {"rotate_webhook_secret": true} gives it one'
             )
             raise WebhookSecretMissing(f"webhook_url needs a secret to sign with: {whose}")
-        await resolve(target, self._allowed)
+        with trio.move_on_after(self._timeout) as lookup:
+            await resolve(target, self._allowed, self._resolvers)
+        if lookup.cancelled_caught:
+            raise WebhookForbidden(
+                f"webhook_url: could not resolve {target.host} in time "
+                f"(WEBHOOK_TIMEOUT_SECONDS={self._timeout:g})"
+            )
         return Destination(target, secret, None if key is None else key.key_id)
 
     def watch(self, run_id: str, destination: Destination | None) -> None:
@@ -272,7 +288,7 @@ class Deliverer:
         target = destination.target
         try:
             with trio.fail_after(self._timeout):
-                address = await resolve(target, self._allowed)
+                address = await resolve(target, self._allowed, self._resolvers)
                 url, headers, extensions = target.pinned(address)
                 sent_at = int(self._clock())
                 headers.update(
@@ -300,6 +316,17 @@ class Deliverer:
         except httpx.HTTPError as error:
             # The text names no secret; it may name the URL, which the caller sent.
             return None, _Problem(f"{type(error).__name__}: {error}"[:_ERROR_CHARS])
+        except Exception as error:
+            # A fault of ours or of a library's must fail this delivery only, never the
+            # app's nursery. Only the type is logged: the text could hold anything.
+            log.exception(
+                "run %s: webhook %s attempt failed unexpectedly (%s)",
+                delivery.run_id,
+                delivery.event_type,
+                type(error).__name__,
+                extra=run_extra(delivery.run_id),
+            )
+            return None, _Problem(f"an unexpected {type(error).__name__}")
 
     async def _record(
         self,

@@ -4,17 +4,19 @@ receiver that never holds a run back, and approval.requested."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
+from cc2api.webhook_hosts import WebhookTarget
 from cc2api.webhook_sign import verify
 
 from .helpers import chat_body, collect, make_settings, post_chat, served
-from .test_webhooks import ON, SECRET, delivered
-from .webhook_receiver import receiver
+from .webhook_receiver import ON, SECRET, delivered, receiver
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -125,3 +127,52 @@ class TestDelivery:
         assert approval["tool_name"] == "Bash"
         assert approval["input"] == {"command": "echo-hi"}
         assert json.loads(hook.received[1].body)["type"] == "run.completed"
+
+
+class TestFaults:
+    async def test_an_unexpected_error_fails_the_delivery_not_the_server(
+        self, fake_environ: dict[str, str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A delivery whose sending raises an unexpected error is recorded failed; runs go on."""
+
+        def broken(self: WebhookTarget, address: str) -> Any:
+            raise RuntimeError("a fault injected by the test")
+
+        monkeypatch.setattr(WebhookTarget, "pinned", broken)
+        settings = make_settings(**ON, webhook_max_attempts=1)
+        with receiver() as hook:
+            async with served(settings, fake_environ) as gw:
+                body = chat_body("hi", workdir, webhook_url=hook.url)
+                response, _ = await post_chat(gw.client, body)
+                run_id = response.headers["X-Process-ID"]
+                with trio.fail_after(30):
+                    while not (await gw.client.get(f"/runs/{run_id}/webhooks")).json()["count"]:
+                        await trio.sleep(0.05)
+                records = (await gw.client.get(f"/runs/{run_id}/webhooks")).json()
+                _, events = await post_chat(gw.client, chat_body("again", workdir))
+        assert records["attempts"][0]["outcome"] == "failed"
+        assert records["attempts"][0]["error"] == "an unexpected RuntimeError"
+        assert events[-1].event == "done"
+        assert hook.received == []
+
+    async def test_a_lookup_that_takes_too_long_is_refused(
+        self, fake_environ: dict[str, str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A webhook_url whose host does not resolve within WEBHOOK_TIMEOUT_SECONDS is 400."""
+        real = socket.getaddrinfo
+
+        def slow(host: Any, *args: Any, **kwargs: Any) -> Any:
+            if host == "slow.example":
+                time.sleep(3)
+            return real(host, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", slow)
+        settings = make_settings(
+            **{**ON, "webhook_allowed_hosts": ["slow.example"]}, webhook_timeout_seconds=0.3
+        )
+        async with served(settings, fake_environ) as gw:
+            body = chat_body("hi", workdir, webhook_url="http://slow.example/x")
+            response, _ = await post_chat(gw.client, body)
+        assert response.status_code == 400
+        assert response.json()["code"] == "webhook_forbidden"
+        assert "could not resolve slow.example in time" in response.json()["detail"]

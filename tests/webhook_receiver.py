@@ -1,4 +1,5 @@
-"""A webhook receiver on 127.0.0.1, in a thread: it keeps what it gets and answers as told."""
+"""A webhook receiver on 127.0.0.1, in a thread: it keeps what it gets and answers as told;
+and what the webhook tests share (the settings that turn webhooks on, a wait for POSTs)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import trio
+
+SECRET = "a-webhook-secret-for-tests"
+ON: dict[str, Any] = {
+    "webhook_allowed_hosts": ["127.0.0.1"],
+    "webhook_secret": SECRET,
+    "confine_runs": "off",
+}
 
 
 @dataclass
@@ -59,3 +70,10 @@ def receiver(**behaviour: object) -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+async def delivered(hook: Receiver, count: int = 1, timeout: float = 30) -> None:
+    """Wait until ``hook`` has got ``count`` POSTs."""
+    with trio.fail_after(timeout):
+        while len(hook.received) < count:
+            await trio.sleep(0.02)
