@@ -6,13 +6,20 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
+from cc2api.key_store import MemoryKeys, SqliteKeys
+from cc2api.key_wire import KeyPolicy
+from cc2api.keys import hash_token, new_key, new_token
+from cc2api.store_files import DB_NAME
+from cc2api.store_schema import migrate
 from cc2api.webhook_hosts import AllowedHost, HostList, WebhookForbidden, check_url
 from cc2api.webhook_sign import signature_header, verify
 
@@ -219,6 +226,18 @@ class TestSignature:
         assert not verify("another-secret-entirely", header, b'{"a":1}', now)
         assert not verify(SECRET, header, b'{"a":1}', now + 3600)
 
+    def test_a_non_ascii_signature_is_refused(self) -> None:
+        """A v1= that is not ASCII is a mismatch, not an error."""
+        now = int(time.time())
+        assert not verify(SECRET, f"t={now},v1=é", b"{}", now)
+
+    def test_any_of_several_signatures_may_match(self) -> None:
+        """A header with an unknown v1= and the right one verifies (a rotation's two)."""
+        now = int(time.time())
+        good = signature_header(SECRET, now, b"{}").split(",")[1]
+        assert verify(SECRET, f"t={now},v1={'0' * 64},{good}", b"{}", now)
+        assert not verify(SECRET, f"t={now},v1={'0' * 64}", b"{}", now)
+
 
 async def _make_key(client: Any, name: str, **policy: Any) -> dict[str, Any]:
     response = await client.post("/admin/keys", json={"name": name, "policy": policy})
@@ -269,6 +288,61 @@ class TestKeySecrets:
         header = got.headers["X-Cc2api-Signature"]
         assert verify(secret, header, got.body, int(time.time()))
         assert not verify(made["webhook_secret"], header, got.body, int(time.time()))
+
+
+class TestKeyStore:
+    @pytest.mark.parametrize("kind", ["sqlite", "memory"])
+    async def test_a_stale_write_keeps_the_rotated_secret(self, tmp_path: Path, kind: str) -> None:
+        """Writing back a copy read before a rotation does not restore the old secret."""
+        db = tmp_path / DB_NAME
+        conn = sqlite3.connect(db, isolation_level=None)
+        migrate(conn)
+        conn.close()
+        store = SqliteKeys(db) if kind == "sqlite" else MemoryKeys()
+        now = datetime.now(UTC)
+        key, _ = new_key("alice", KeyPolicy(), now)
+        await store.save(key)
+        rotated = key.with_new_webhook_secret(now)
+        await store.save(rotated, new_webhook_secret=True)
+        await store.save(key.with_policy(KeyPolicy(max_runs=3), now))  # the stale copy
+        (kept,) = await store.load()
+        assert kept.webhook_secret == rotated.webhook_secret != key.webhook_secret
+        assert kept.policy.max_runs == 3
+
+
+class TestMigration:
+    async def test_a_key_from_before_webhooks_needs_a_rotation(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A key kept at schema v3 gets 400 webhook_secret_missing for a webhook_url until
+        its secret is rotated; then its runs' webhooks are delivered."""
+        settings = make_settings(**ON)
+        conn = sqlite3.connect(settings.data_dir / DB_NAME, isolation_level=None)
+        assert migrate(conn, upto=3) == 3
+        token = new_token()
+        conn.execute(
+            "INSERT INTO api_keys (key_id, name, token_sha256, created_us, updated_us, policy) "
+            "VALUES ('k-old', 'old', ?, 0, 0, '{}')",
+            (hash_token(token),),
+        )
+        conn.close()
+        with receiver() as hook:
+            async with served(settings, fake_environ) as gw:
+                async with as_key(gw.url, token) as old:
+                    body = chat_body("hi", workdir, webhook_url=hook.url)
+                    refused, _ = await post_chat(old, body)
+                    rotated = await gw.client.patch(
+                        "/admin/keys/old", json={"rotate_webhook_secret": True}
+                    )
+                    secret = rotated.json()["webhook_secret"]
+                    _, events = await post_chat(old, body)
+                    await delivered(hook)
+        assert refused.status_code == 400
+        assert refused.json()["code"] == "webhook_secret_missing"
+        assert "rotate_webhook_secret" in refused.json()["detail"]
+        assert events[-1].event == "done"
+        header = hook.received[0].headers["X-Cc2api-Signature"]
+        assert verify(secret, header, hook.received[0].body, int(time.time()))
 
 
 class TestRecords:
@@ -323,3 +397,12 @@ class TestApiMd:
         header = got.headers["X-Cc2api-Signature"]
         assert namespace["verify"](SECRET, header, got.body) is True
         assert namespace["verify"](SECRET, header, got.body + b" ") is False
+
+    def test_the_verify_snippet_refuses_a_non_ascii_signature(self) -> None:
+        """API.md's verify answers False, not TypeError, for a v1= that is not ASCII."""
+        namespace: dict[str, Any] = {}
+        exec(api_md_snippet(), namespace)  # noqa: S102 (the document's own example)
+        header = f"t={int(time.time())},v1=ünicode"
+        assert namespace["verify"](SECRET, header, b"{}") is False
+        good = signature_header(SECRET, int(time.time()), b"{}")
+        assert namespace["verify"](SECRET, f"{good},v1=ß", b"{}") is True
