@@ -15,7 +15,10 @@ Enqueueing never waits: :meth:`Deliverer.enqueue` starts one task per delivery i
 deliverer's nursery, unless ``WEBHOOK_MAX_PENDING`` deliveries are waiting or under
 way, when it drops the new one (recorded as ``dropped``). A delivery is tried up to
 ``WEBHOOK_MAX_ATTEMPTS`` times, waiting ``WEBHOOK_RETRY_SECONDS`` and then twice as long
-each time between attempts; each attempt resolves the host again under the rules,
+each time between attempts (at most :data:`MAX_RETRY_DELAY`, and up to a tenth more at
+random, so that the retries of many deliveries spread out); a 4xx answer other than
+408, 425 and 429 fails it at once, as asking again would get the same answer. Each
+attempt resolves the host again under the rules,
 connects to the address it checked (the Host header and TLS name stay the URL's), and
 may take ``WEBHOOK_TIMEOUT_SECONDS``. At most :data:`MAX_IN_FLIGHT` attempts are under way
 at once; a slow receiver holds one of them, never a run. Redirects are not followed.
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -56,13 +60,40 @@ from .webhook_records import WebhookAttempt
 from .webhook_sign import SIGNATURE_HEADER, signature_header
 from .webhook_wire import WebhookEnvelope, WebhookEventType, WebhookOutcome
 
-__all__ = ["MAX_IN_FLIGHT", "RESOLVER_THREADS", "Deliverer", "Destination", "WebhookSecretMissing"]
+__all__ = [
+    "MAX_IN_FLIGHT",
+    "MAX_RETRY_DELAY",
+    "RESOLVER_THREADS",
+    "Deliverer",
+    "Destination",
+    "WebhookSecretMissing",
+    "retry_delay",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 32  # attempts under way at once, whatever WEBHOOK_MAX_PENDING allows
 RESOLVER_THREADS = 8  # DNS lookups under way at once (POST /chat's and attempts')
 _ERROR_CHARS = 300  # of an exception's text, in a record
+MAX_RETRY_DELAY = 300.0  # seconds between two attempts, unless WEBHOOK_RETRY_SECONDS is more
+_JITTER = 0.1  # a delay is lengthened by up to this fraction of it, at random
+# 4xx answers that may change if asked again (timeout, too early, too many requests).
+_RETRIED_4XX = frozenset({408, 425, 429})
+
+
+def retry_delay(base: float, attempt: int, jitter: float) -> float:
+    """Return the seconds to wait after failed attempt ``attempt`` (from 1).
+
+    ``base`` doubled each attempt, capped at :data:`MAX_RETRY_DELAY` (or ``base`` when
+    more), lengthened by ``jitter`` (0 to 1) times a tenth of it.
+    """
+    delay = min(base * 2.0 ** min(attempt - 1, 60), max(base, MAX_RETRY_DELAY))
+    return delay * (1 + _JITTER * jitter)
+
+
+def _final(status: int) -> bool:
+    # A client error that asking again would get again.
+    return 400 <= status < 500 and status not in _RETRIED_4XX
 
 
 class WebhookSecretMissing(ApiError):
@@ -259,7 +290,7 @@ class Deliverer:
                     outcome = "delivered"
                 elif isinstance(error, _Refused):
                     outcome = "refused"
-                elif attempt < self._max_attempts:
+                elif attempt < self._max_attempts and not (status and _final(status)):
                     outcome = "retrying"
                 else:
                     outcome = "failed"
@@ -268,7 +299,8 @@ class Deliverer:
                 )
                 if outcome != "retrying":
                     break
-                await trio.sleep(self._retry * 2 ** (attempt - 1))
+                # Jitter only spreads retries out: no secret depends on it.
+                await trio.sleep(retry_delay(self._retry, attempt, random.random()))  # noqa: S311
         finally:
             self._pending -= 1
         self._metrics.webhook_delivery(outcome)
