@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import trio
@@ -60,6 +60,10 @@ from .webhook_records import WebhookAttempt
 from .webhook_sign import SIGNATURE_HEADER, signature_header
 from .webhook_wire import WebhookEnvelope, WebhookEventType, WebhookOutcome
 
+if TYPE_CHECKING:
+    from .registry import Registry
+    from .runner import Run
+
 __all__ = [
     "MAX_IN_FLIGHT",
     "MAX_RETRY_DELAY",
@@ -67,6 +71,7 @@ __all__ = [
     "Deliverer",
     "Destination",
     "WebhookSecretMissing",
+    "follow_runs",
     "retry_delay",
 ]
 
@@ -316,49 +321,8 @@ class Deliverer:
         client = self._client
         if client is None:
             return None, _Problem("the server is stopping")
-        destination = delivery.destination
-        target = destination.target
-        try:
-            with trio.fail_after(self._timeout):
-                address = await resolve(target, self._allowed, self._resolvers)
-                url, headers, extensions = target.pinned(address)
-                sent_at = int(self._clock())
-                headers.update(
-                    {
-                        "Content-Type": "application/json",
-                        "User-Agent": f"cc2api/{__version__}",
-                        "X-Cc2api-Event": delivery.event_type,
-                        "X-Cc2api-Delivery": delivery.delivery_id,
-                        SIGNATURE_HEADER: signature_header(
-                            destination.secret, sent_at, delivery.body
-                        ),
-                    }
-                )
-                request = client.build_request(
-                    "POST", url, content=delivery.body, headers=headers, extensions=extensions
-                )
-                # Only the status is wanted: the receiver's body is never read.
-                response = await client.send(request, stream=True)
-                await response.aclose()
-                return response.status_code, None
-        except WebhookForbidden as refused:
-            return None, _Refused(refused.detail)
-        except trio.TooSlowError:
-            return None, _Problem(f"no answer within {self._timeout:g} s")
-        except httpx.HTTPError as error:
-            # The text names no secret; it may name the URL, which the caller sent.
-            return None, _Problem(f"{type(error).__name__}: {error}"[:_ERROR_CHARS])
-        except Exception as error:
-            # A fault of ours or of a library's must fail this delivery only, never the
-            # app's nursery. Only the type is logged: the text could hold anything.
-            log.exception(
-                "run %s: webhook %s attempt failed unexpectedly (%s)",
-                delivery.run_id,
-                delivery.event_type,
-                type(error).__name__,
-                extra=run_extra(delivery.run_id),
-            )
-            return None, _Problem(f"an unexpected {type(error).__name__}")
+        sending = _Sending(client, self._allowed, self._resolvers, self._timeout, self._clock)
+        return await _send(sending, delivery)
 
     async def _record(
         self,
@@ -387,6 +351,84 @@ class Deliverer:
                 delivery.run_id,
                 extra=run_extra(delivery.run_id),
             )
+
+
+@dataclass(frozen=True)
+class _Sending:
+    """What every attempt is sent with."""
+
+    client: httpx.AsyncClient
+    allowed: HostList
+    resolvers: trio.CapacityLimiter
+    timeout: float
+    clock: Callable[[], float]
+
+
+async def _send(sending: _Sending, delivery: _Delivery) -> tuple[int | None, _Problem | None]:
+    """Make one attempt at ``delivery``: return the answer's status, or why there was none.
+
+    Cancellation: the attempt is abandoned (its connection closed by httpx).
+    """
+    destination = delivery.destination
+    target = destination.target
+    try:
+        with trio.fail_after(sending.timeout):
+            address = await resolve(target, sending.allowed, sending.resolvers)
+            url, headers, extensions = target.pinned(address)
+            sent_at = int(sending.clock())
+            headers.update(
+                {
+                    "Content-Type": "application/json",
+                    "User-Agent": f"cc2api/{__version__}",
+                    "X-Cc2api-Event": delivery.event_type,
+                    "X-Cc2api-Delivery": delivery.delivery_id,
+                    SIGNATURE_HEADER: signature_header(destination.secret, sent_at, delivery.body),
+                }
+            )
+            request = sending.client.build_request(
+                "POST", url, content=delivery.body, headers=headers, extensions=extensions
+            )
+            # Only the status is wanted: the receiver's body is never read.
+            response = await sending.client.send(request, stream=True)
+            await response.aclose()
+            return response.status_code, None
+    except WebhookForbidden as refused:
+        return None, _Refused(refused.detail)
+    except trio.TooSlowError:
+        return None, _Problem(f"no answer within {sending.timeout:g} s")
+    except httpx.HTTPError as error:
+        # The text names no secret; it may name the URL, which the caller sent.
+        return None, _Problem(f"{type(error).__name__}: {error}"[:_ERROR_CHARS])
+    except Exception as error:
+        # A fault of ours or of a library's must fail this delivery only, never the
+        # app's nursery. Only its type is logged above DEBUG: its text could hold
+        # what the request carried.
+        log.error(  # noqa: TRY400 (no traceback: see above)
+            "run %s: webhook %s attempt failed unexpectedly (%s)",
+            delivery.run_id,
+            delivery.event_type,
+            type(error).__name__,
+            extra=run_extra(delivery.run_id),
+        )
+        log.debug("the unexpected error", exc_info=True, extra=run_extra(delivery.run_id))
+        return None, _Problem(f"an unexpected {type(error).__name__}")
+
+
+def follow_runs(deliverer: Deliverer, registry: Registry) -> None:
+    """Tell ``deliverer`` of every event of ``registry``'s runs, and of each one's end."""
+
+    def ended(run: Run) -> None:
+        # What run.completed adds to the done event: the run's cost and tokens.
+        record = registry.record(run)
+        usage = {
+            "total_cost_usd": record.total_cost_usd,
+            "usage": record.usage,
+            "num_turns": record.num_turns,
+        }
+        deliverer.run_ended(run.run_id, usage)
+
+    registry.on_end(ended)
+    registry.on_event(deliverer.observe)
 
 
 class _Problem(str):
