@@ -44,7 +44,7 @@ from .settings import Settings
 from .sqlite_store import SqliteStore
 from .store import STORE_MARKER_VAR, Store
 from .stores import open_store
-from .webhooks import Deliverer
+from .webhooks import Deliverer, follow_runs
 from .wire import ErrorCode, Health, StoreHealth
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,7 @@ class Gateway:
         self.key_limits = KeyLimits(trio.current_time)
         self.registry.on_end(self._count_spend)
         self.webhooks = Deliverer(settings, store, self.metrics)
-        self.registry.on_end(self._webhook_usage)
-        self.registry.on_event(self.webhooks.observe)
+        follow_runs(self.webhooks, self.registry)
         # Why runs that must be confined cannot be (set at startup), or None.
         self.confinement_problem: str | None = None
         self.origins = frozenset(settings.cors_origins)  # CORS, never a wildcard
@@ -198,16 +197,6 @@ class Gateway:
         day = await store.spent(day_start(now))
         month = await store.spent(month_start(now))
         self.key_limits.load_spend(day, month)
-
-    def _webhook_usage(self, run: Run) -> None:
-        # What run.completed adds to the done event: the run's cost and tokens.
-        record = self.registry.record(run)
-        usage = {
-            "total_cost_usd": record.total_cost_usd,
-            "usage": record.usage,
-            "num_turns": record.num_turns,
-        }
-        self.webhooks.run_ended(run.run_id, usage)
 
     def _count_spend(self, run: Run) -> None:
         key_id = run.owner.key_id

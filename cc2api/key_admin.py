@@ -160,7 +160,7 @@ class KeyAdmin:
             changed = key.with_policy(policy, self._now())
             if rotate_webhook_secret:
                 changed = changed.with_new_webhook_secret(self._now())
-            await self._save(changed)
+            await self._save(changed, new_webhook_secret=rotate_webhook_secret)
         return changed
 
     async def revoke(self, name: str) -> ApiKey:
@@ -179,9 +179,9 @@ class KeyAdmin:
             await self._save(revoked)
         return revoked
 
-    async def _save(self, key: ApiKey) -> None:
+    async def _save(self, key: ApiKey, *, new_webhook_secret: bool = False) -> None:
         try:
-            await self._store.save(key)
+            await self._store.save(key, new_webhook_secret=new_webhook_secret)
         except KeyExists:
             raise KeyConflict(f"a key named {key.name!r} exists already") from None
         self.ring.put(key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -33,8 +34,11 @@ class KeyStore(Protocol):
     async def load(self) -> list[ApiKey]:
         """Return every key, revoked ones included."""
 
-    async def save(self, key: ApiKey) -> None:
+    async def save(self, key: ApiKey, *, new_webhook_secret: bool = False) -> None:
         """Add ``key``, or replace the one with its id.
+
+        A key kept already keeps its webhook secret unless ``new_webhook_secret``
+        (a rotation): a stale copy written back must not restore an old secret.
 
         Raises:
             KeyExists: another key has its name.
@@ -56,11 +60,14 @@ class MemoryKeys:
         """Return every key kept."""
         return list(self._keys.values())
 
-    async def save(self, key: ApiKey) -> None:
+    async def save(self, key: ApiKey, *, new_webhook_secret: bool = False) -> None:
         """Keep ``key``; see :meth:`KeyStore.save`."""
         for other in self._keys.values():
             if other.name == key.name and other.key_id != key.key_id:
                 raise KeyExists(key.name)
+        kept = self._keys.get(key.key_id)
+        if kept is not None and not new_webhook_secret:
+            key = replace(key, webhook_secret=kept.webhook_secret)
         self._keys[key.key_id] = key
 
 
@@ -90,12 +97,12 @@ class SqliteKeys:
         """
         return await self._run(read_keys)
 
-    async def save(self, key: ApiKey) -> None:
+    async def save(self, key: ApiKey, *, new_webhook_secret: bool = False) -> None:
         """Write ``key`` in a transaction of its own; see :meth:`KeyStore.save`.
 
         Cancellation: shielded; the write ends (committed or not) first.
         """
-        await self._run(lambda conn: write_key(conn, key))
+        await self._run(lambda conn: write_key(conn, key, new_webhook_secret=new_webhook_secret))
 
 
 def _us(moment: datetime) -> int:
@@ -127,8 +134,10 @@ def read_keys(conn: sqlite3.Connection) -> list[ApiKey]:
     ]
 
 
-def write_key(conn: sqlite3.Connection, key: ApiKey) -> None:
+def write_key(conn: sqlite3.Connection, key: ApiKey, *, new_webhook_secret: bool = False) -> None:
     """Insert or replace ``key`` in one transaction (``conn`` in autocommit mode).
+
+    A key kept already keeps its webhook secret unless ``new_webhook_secret``.
 
     Raises:
         KeyExists: another key has its name.
@@ -147,7 +156,9 @@ def write_key(conn: sqlite3.Connection, key: ApiKey) -> None:
             "SET updated_us = excluded.updated_us, "
             # A revocation is never undone, whatever a racing write carries.
             "revoked_us = COALESCE(api_keys.revoked_us, excluded.revoked_us), "
-            "policy = excluded.policy, webhook_secret = excluded.webhook_secret",
+            # The secret is set by an insert or a rotation only (below), so that a
+            # write of a copy read before a rotation cannot bring the old one back.
+            "policy = excluded.policy",
             (
                 key.key_id,
                 key.name,
@@ -159,6 +170,11 @@ def write_key(conn: sqlite3.Connection, key: ApiKey) -> None:
                 key.webhook_secret,
             ),
         )
+        if new_webhook_secret:
+            conn.execute(
+                "UPDATE api_keys SET webhook_secret = ? WHERE key_id = ?",
+                (key.webhook_secret, key.key_id),
+            )
     except BaseException:
         conn.execute("ROLLBACK")
         raise

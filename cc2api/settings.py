@@ -21,6 +21,7 @@ from .descriptors import attainable_limit, room
 from .models import PermissionMode
 from .passwordfile import check_password, password_from_files, read_password_file
 from .pool_file import read_pool_file
+from .webhook_hosts import AllowedHost
 
 MiB = 1024 * 1024
 MIN_METRICS_TOKEN = 16
@@ -182,9 +183,10 @@ class Settings(BaseSettings):
 
     @field_validator("webhook_allowed_hosts")
     @classmethod
-    def _lower_hosts(cls, value: list[str]) -> list[str]:
-        # Hostnames compare without case, IPv6 without brackets.
-        return [host.lower().strip("[]").rstrip(".") for host in value]
+    def _normal_hosts(cls, value: list[str]) -> list[str]:
+        # Names compare lower-case and IDNA-encoded, addresses in their own text, so
+        # the URL's host (normalised the same way) matches and its Host header is ASCII.
+        return [str(AllowedHost.parse(entry)) for entry in value]
 
     @model_validator(mode="after")
     def _pool_file_needs_a_pool(self) -> Settings:

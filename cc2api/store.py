@@ -459,13 +459,15 @@ class Store(Protocol):
         """
         ...
 
-    # -- session claims ---------------------------------------------------------
+    # -- webhook attempts -------------------------------------------------------
 
     async def add_webhook_attempt(self, attempt: WebhookAttempt) -> None:
         """Keep ``attempt`` at once (not through the batching writer)."""
 
     async def webhook_attempts(self, run_id: str) -> list[WebhookAttempt]:
         """Return the webhook attempts of ``run_id``, oldest first."""
+
+    # -- session claims ---------------------------------------------------------
 
     def claim(
         self,

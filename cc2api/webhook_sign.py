@@ -41,13 +41,19 @@ def signature_header(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def verify(secret: str, header: str, body: bytes, now: int, tolerance: int = 300) -> bool:
-    """Return whether ``header`` signs ``body`` with ``secret``, ``tolerance`` s from ``now``."""
-    parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    """Return whether ``header`` signs ``body`` with ``secret``, ``tolerance`` s from ``now``.
+
+    Any of several ``v1=`` values may match (a header signed during a rotation); one
+    that is not ASCII is a mismatch, compared as bytes in constant time.
+    """
+    pairs = [part.strip().split("=", 1) for part in header.split(",") if "=" in part]
+    stamps = [value for key, value in pairs if key == "t"]
+    signatures = [value.encode() for key, value in pairs if key == "v1"]
     try:
-        timestamp = int(parts["t"])
-    except (KeyError, ValueError):
+        timestamp = int(stamps[0])
+    except (IndexError, ValueError):
         return False
     if abs(now - timestamp) > tolerance:
         return False
-    expected = signature(secret, timestamp, body)
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    expected = signature(secret, timestamp, body).encode()
+    return any(hmac.compare_digest(expected, given) for given in signatures)

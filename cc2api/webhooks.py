@@ -15,7 +15,10 @@ Enqueueing never waits: :meth:`Deliverer.enqueue` starts one task per delivery i
 deliverer's nursery, unless ``WEBHOOK_MAX_PENDING`` deliveries are waiting or under
 way, when it drops the new one (recorded as ``dropped``). A delivery is tried up to
 ``WEBHOOK_MAX_ATTEMPTS`` times, waiting ``WEBHOOK_RETRY_SECONDS`` and then twice as long
-each time between attempts; each attempt resolves the host again under the rules,
+each time between attempts (at most :data:`MAX_RETRY_DELAY`, and up to a tenth more at
+random, so that the retries of many deliveries spread out); a 4xx answer other than
+408, 425 and 429 fails it at once, as asking again would get the same answer. Each
+attempt resolves the host again under the rules,
 connects to the address it checked (the Host header and TLS name stay the URL's), and
 may take ``WEBHOOK_TIMEOUT_SECONDS``. At most :data:`MAX_IN_FLIGHT` attempts are under way
 at once; a slow receiver holds one of them, never a run. Redirects are not followed.
@@ -32,12 +35,13 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import trio
@@ -51,17 +55,50 @@ from .metrics import Metrics
 from .models import ChatRequest
 from .settings import Settings
 from .store import Store
-from .webhook_hosts import WebhookForbidden, WebhookTarget, check_url, resolve
+from .webhook_hosts import HostList, WebhookForbidden, WebhookTarget, check_url, resolve
 from .webhook_records import WebhookAttempt
 from .webhook_sign import SIGNATURE_HEADER, signature_header
 from .webhook_wire import WebhookEnvelope, WebhookEventType, WebhookOutcome
 
-__all__ = ["MAX_IN_FLIGHT", "Deliverer", "Destination", "WebhookSecretMissing"]
+if TYPE_CHECKING:
+    from .registry import Registry
+    from .runner import Run
+
+__all__ = [
+    "MAX_IN_FLIGHT",
+    "MAX_RETRY_DELAY",
+    "RESOLVER_THREADS",
+    "Deliverer",
+    "Destination",
+    "WebhookSecretMissing",
+    "follow_runs",
+    "retry_delay",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 32  # attempts under way at once, whatever WEBHOOK_MAX_PENDING allows
+RESOLVER_THREADS = 8  # DNS lookups under way at once (POST /chat's and attempts')
 _ERROR_CHARS = 300  # of an exception's text, in a record
+MAX_RETRY_DELAY = 300.0  # seconds between two attempts, unless WEBHOOK_RETRY_SECONDS is more
+_JITTER = 0.1  # a delay is lengthened by up to this fraction of it, at random
+# 4xx answers that may change if asked again (timeout, too early, too many requests).
+_RETRIED_4XX = frozenset({408, 425, 429})
+
+
+def retry_delay(base: float, attempt: int, jitter: float) -> float:
+    """Return the seconds to wait after failed attempt ``attempt`` (from 1).
+
+    ``base`` doubled each attempt, capped at :data:`MAX_RETRY_DELAY` (or ``base`` when
+    more), lengthened by ``jitter`` (0 to 1) times a tenth of it.
+    """
+    delay = min(base * 2.0 ** min(attempt - 1, 60), max(base, MAX_RETRY_DELAY))
+    return delay * (1 + _JITTER * jitter)
+
+
+def _final(status: int) -> bool:
+    # A client error that asking again would get again.
+    return 400 <= status < 500 and status not in _RETRIED_4XX
 
 
 class WebhookSecretMissing(ApiError):
@@ -100,7 +137,7 @@ class Deliverer:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._allowed = tuple(settings.webhook_allowed_hosts)
+        self._allowed = HostList(settings.webhook_allowed_hosts)
         secret = settings.webhook_secret
         self._admin_secret = None if secret is None else secret.get_secret_value()
         self._max_pending = settings.webhook_max_pending
@@ -114,6 +151,8 @@ class Deliverer:
         self._destinations: dict[str, Destination] = {}
         self._pending = 0
         self._in_flight = trio.CapacityLimiter(MAX_IN_FLIGHT)
+        # Its own threads: a slow DNS server must not take trio's default pool's.
+        self._resolvers = trio.CapacityLimiter(RESOLVER_THREADS)
         self._nursery: trio.Nursery | None = None
         self._client: httpx.AsyncClient | None = None
 
@@ -129,8 +168,14 @@ class Deliverer:
         and the client's connections close (shielded, bounded).
         """
         # trust_env=False: a proxy from the environment would connect elsewhere than
-        # the address that was checked.
-        client = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, trust_env=False)
+        # the address that was checked. No keep-alive: a connection is to a pinned
+        # address, verified for one host's name, and must never carry another host's.
+        client = httpx.AsyncClient(
+            timeout=self._timeout,
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
         try:
             async with trio.open_nursery() as nursery:
                 self._client, self._nursery = client, nursery
@@ -146,7 +191,8 @@ class Deliverer:
 
         Raises:
             WebhookForbidden: webhooks are off, or the URL's host is not listed or
-                resolves to an address the rules refuse (``webhook_forbidden``).
+                resolves to an address the rules refuse, or does not resolve within
+                WEBHOOK_TIMEOUT_SECONDS (``webhook_forbidden``).
             WebhookSecretMissing: no secret signs for the run: the admin's runs need
                 WEBHOOK_SECRET, a key made before webhooks a rotated secret.
 
@@ -165,7 +211,13 @@ class Deliverer:
                 'with {"rotate_webhook_secret": true} gives it one'
             )
             raise WebhookSecretMissing(f"webhook_url needs a secret to sign with: {whose}")
-        await resolve(target, self._allowed)
+        with trio.move_on_after(self._timeout) as lookup:
+            await resolve(target, self._allowed, self._resolvers)
+        if lookup.cancelled_caught:
+            raise WebhookForbidden(
+                f"webhook_url: could not resolve {target.host} in time "
+                f"(WEBHOOK_TIMEOUT_SECONDS={self._timeout:g})"
+            )
         return Destination(target, secret, None if key is None else key.key_id)
 
     def watch(self, run_id: str, destination: Destination | None) -> None:
@@ -243,7 +295,7 @@ class Deliverer:
                     outcome = "delivered"
                 elif isinstance(error, _Refused):
                     outcome = "refused"
-                elif attempt < self._max_attempts:
+                elif attempt < self._max_attempts and not (status and _final(status)):
                     outcome = "retrying"
                 else:
                     outcome = "failed"
@@ -252,7 +304,8 @@ class Deliverer:
                 )
                 if outcome != "retrying":
                     break
-                await trio.sleep(self._retry * 2 ** (attempt - 1))
+                # Jitter only spreads retries out: no secret depends on it.
+                await trio.sleep(retry_delay(self._retry, attempt, random.random()))  # noqa: S311
         finally:
             self._pending -= 1
         self._metrics.webhook_delivery(outcome)
@@ -268,38 +321,8 @@ class Deliverer:
         client = self._client
         if client is None:
             return None, _Problem("the server is stopping")
-        destination = delivery.destination
-        target = destination.target
-        try:
-            with trio.fail_after(self._timeout):
-                address = await resolve(target, self._allowed)
-                url, headers, extensions = target.pinned(address)
-                sent_at = int(self._clock())
-                headers.update(
-                    {
-                        "Content-Type": "application/json",
-                        "User-Agent": f"cc2api/{__version__}",
-                        "X-Cc2api-Event": delivery.event_type,
-                        "X-Cc2api-Delivery": delivery.delivery_id,
-                        SIGNATURE_HEADER: signature_header(
-                            destination.secret, sent_at, delivery.body
-                        ),
-                    }
-                )
-                request = client.build_request(
-                    "POST", url, content=delivery.body, headers=headers, extensions=extensions
-                )
-                # Only the status is wanted: the receiver's body is never read.
-                response = await client.send(request, stream=True)
-                await response.aclose()
-                return response.status_code, None
-        except WebhookForbidden as refused:
-            return None, _Refused(refused.detail)
-        except trio.TooSlowError:
-            return None, _Problem(f"no answer within {self._timeout:g} s")
-        except httpx.HTTPError as error:
-            # The text names no secret; it may name the URL, which the caller sent.
-            return None, _Problem(f"{type(error).__name__}: {error}"[:_ERROR_CHARS])
+        sending = _Sending(client, self._allowed, self._resolvers, self._timeout, self._clock)
+        return await _send(sending, delivery)
 
     async def _record(
         self,
@@ -328,6 +351,84 @@ class Deliverer:
                 delivery.run_id,
                 extra=run_extra(delivery.run_id),
             )
+
+
+@dataclass(frozen=True)
+class _Sending:
+    """What every attempt is sent with."""
+
+    client: httpx.AsyncClient
+    allowed: HostList
+    resolvers: trio.CapacityLimiter
+    timeout: float
+    clock: Callable[[], float]
+
+
+async def _send(sending: _Sending, delivery: _Delivery) -> tuple[int | None, _Problem | None]:
+    """Make one attempt at ``delivery``: return the answer's status, or why there was none.
+
+    Cancellation: the attempt is abandoned (its connection closed by httpx).
+    """
+    destination = delivery.destination
+    target = destination.target
+    try:
+        with trio.fail_after(sending.timeout):
+            address = await resolve(target, sending.allowed, sending.resolvers)
+            url, headers, extensions = target.pinned(address)
+            sent_at = int(sending.clock())
+            headers.update(
+                {
+                    "Content-Type": "application/json",
+                    "User-Agent": f"cc2api/{__version__}",
+                    "X-Cc2api-Event": delivery.event_type,
+                    "X-Cc2api-Delivery": delivery.delivery_id,
+                    SIGNATURE_HEADER: signature_header(destination.secret, sent_at, delivery.body),
+                }
+            )
+            request = sending.client.build_request(
+                "POST", url, content=delivery.body, headers=headers, extensions=extensions
+            )
+            # Only the status is wanted: the receiver's body is never read.
+            response = await sending.client.send(request, stream=True)
+            await response.aclose()
+            return response.status_code, None
+    except WebhookForbidden as refused:
+        return None, _Refused(refused.detail)
+    except trio.TooSlowError:
+        return None, _Problem(f"no answer within {sending.timeout:g} s")
+    except httpx.HTTPError as error:
+        # The text names no secret; it may name the URL, which the caller sent.
+        return None, _Problem(f"{type(error).__name__}: {error}"[:_ERROR_CHARS])
+    except Exception as error:
+        # A fault of ours or of a library's must fail this delivery only, never the
+        # app's nursery. Only its type is logged above DEBUG: its text could hold
+        # what the request carried.
+        log.error(  # noqa: TRY400 (no traceback: see above)
+            "run %s: webhook %s attempt failed unexpectedly (%s)",
+            delivery.run_id,
+            delivery.event_type,
+            type(error).__name__,
+            extra=run_extra(delivery.run_id),
+        )
+        log.debug("the unexpected error", exc_info=True, extra=run_extra(delivery.run_id))
+        return None, _Problem(f"an unexpected {type(error).__name__}")
+
+
+def follow_runs(deliverer: Deliverer, registry: Registry) -> None:
+    """Tell ``deliverer`` of every event of ``registry``'s runs, and of each one's end."""
+
+    def ended(run: Run) -> None:
+        # What run.completed adds to the done event: the run's cost and tokens.
+        record = registry.record(run)
+        usage = {
+            "total_cost_usd": record.total_cost_usd,
+            "usage": record.usage,
+            "num_turns": record.num_turns,
+        }
+        deliverer.run_ended(run.run_id, usage)
+
+    registry.on_end(ended)
+    registry.on_event(deliverer.observe)
 
 
 class _Problem(str):

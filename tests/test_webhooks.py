@@ -6,31 +6,28 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from cc2api.webhook_hosts import allowed_address
+from cc2api.key_store import MemoryKeys, SqliteKeys
+from cc2api.key_wire import KeyPolicy
+from cc2api.keys import hash_token, new_key, new_token
+from cc2api.store_files import DB_NAME
+from cc2api.store_schema import migrate
+from cc2api.webhook_hosts import AllowedHost, HostList, WebhookForbidden, check_url
 from cc2api.webhook_sign import signature_header, verify
 
 from .helpers import REPO, chat_body, make_settings, post_chat, served
 from .test_keys import as_key
-from .webhook_receiver import Receiver, receiver
+from .webhook_receiver import ON, SECRET, delivered, receiver
 
 pytestmark = pytest.mark.timeout(90)
-
-SECRET = "a-webhook-secret-for-tests"
-ON = {"webhook_allowed_hosts": ["127.0.0.1"], "webhook_secret": SECRET, "confine_runs": "off"}
-
-
-async def delivered(hook: Receiver, count: int = 1, timeout: float = 30) -> None:
-    """Wait until ``hook`` has got ``count`` POSTs."""
-    with trio.fail_after(timeout):
-        while len(hook.received) < count:
-            await trio.sleep(0.02)
 
 
 class TestRefusals:
@@ -96,6 +93,10 @@ class TestRefusals:
             make_settings(webhook_secret="short")
 
 
+def _allows(address: str, entries: list[str], port: int = 443) -> bool:
+    return HostList(entries).allows_address(ipaddress.ip_address(address), port)
+
+
 class TestAddresses:
     @pytest.mark.parametrize(
         "address",
@@ -115,16 +116,104 @@ class TestAddresses:
     )
     def test_addresses_that_are_not_public_are_refused(self, address: str) -> None:
         """Loopback, private, link-local, shared, multicast and reserved addresses are refused."""
-        assert not allowed_address(ipaddress.ip_address(address), ["hooks.example.com"])
+        assert not _allows(address, ["hooks.example.com"])
+
+    @pytest.mark.parametrize(
+        "address",
+        [
+            "64:ff9b::a00:1",  # NAT64 to 10.0.0.1
+            "64:ff9b::7f00:1",  # NAT64 to 127.0.0.1
+            "64:ff9b:1::a9fe:a9fe",  # local-use NAT64 to 169.254.169.254
+            "64:ff9b:1:a00:1::",  # local-use NAT64 in another layout
+            "2002:a00:1::1",  # 6to4 of 10.0.0.1
+            "2002:7f00:1::",  # 6to4 of 127.0.0.1
+            "::a00:1",  # IPv4-compatible 10.0.0.1
+            "::7f00:1",  # IPv4-compatible 127.0.0.1
+            "::ffff:a00:1",  # IPv4-mapped 10.0.0.1
+            "fec0::1",  # site-local
+        ],
+    )
+    def test_ipv6_addresses_embedding_private_ipv4_are_refused(self, address: str) -> None:
+        """IPv6 forms (NAT64, 6to4, compatible, mapped) of private IPv4, and site-local: refused."""
+        assert not _allows(address, ["hooks.example.com"])
+
+    @pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "::808:808"])
+    def test_ipv6_addresses_embedding_public_ipv4_are_allowed(self, address: str) -> None:
+        """An IPv6 form of a public IPv4 address is checked as that address: allowed."""
+        assert _allows(address, ["hooks.example.com"])
 
     def test_a_listed_address_is_allowed(self) -> None:
         """An address listed itself is allowed, IPv4-mapped or not."""
-        assert allowed_address(ipaddress.ip_address("127.0.0.1"), ["127.0.0.1"])
-        assert allowed_address(ipaddress.ip_address("::ffff:127.0.0.1"), ["127.0.0.1"])
+        assert _allows("127.0.0.1", ["127.0.0.1"])
+        assert _allows("::ffff:127.0.0.1", ["127.0.0.1"])
 
     def test_a_public_address_is_allowed(self) -> None:
         """A public address is allowed behind a listed host."""
-        assert allowed_address(ipaddress.ip_address("93.184.215.14"), ["example.com"])
+        assert _allows("93.184.215.14", ["example.com"])
+
+
+class TestPorts:
+    def test_an_entry_with_a_port_allows_only_that_port(self) -> None:
+        """127.0.0.1:8080 allows loopback on 8080 and no other port; [::1]:8080 the same."""
+        assert _allows("127.0.0.1", ["127.0.0.1:8080"], 8080)
+        assert not _allows("127.0.0.1", ["127.0.0.1:8080"], 8081)
+        assert _allows("::1", ["[::1]:8080"], 8080)
+        assert not _allows("::1", ["[::1]:8080"], 22)
+
+    def test_an_entry_without_a_port_allows_any_port(self) -> None:
+        """127.0.0.1 and ::1 without a port allow every port on them."""
+        assert _allows("127.0.0.1", ["127.0.0.1"], 22)
+        assert _allows("::1", ["::1"], 22)
+
+    def test_a_url_on_another_port_than_listed_is_refused(self) -> None:
+        """hooks.example.com:443 allows https://hooks.example.com/, not :8443."""
+        hosts = HostList(["hooks.example.com:443"])
+        assert check_url("https://hooks.example.com/x", hosts).port == 443
+        with pytest.raises(WebhookForbidden, match="port 8443"):
+            check_url("https://hooks.example.com:8443/x", hosts)
+
+    @pytest.mark.parametrize(
+        ("entry", "normal"),
+        [
+            ("Hooks.Example.COM.", "hooks.example.com"),
+            ("HOOKS.example.com:8443", "hooks.example.com:8443"),
+            ("[::1]", "::1"),
+            ("[0:0::1]:80", "[::1]:80"),
+            ("::1", "::1"),
+            ("Bücher.example", "xn--bcher-kva.example"),
+        ],
+    )
+    def test_entries_are_normalised(self, entry: str, normal: str) -> None:
+        """Entries compare lower-case, IDNA-encoded, addresses in their own text."""
+        assert str(AllowedHost.parse(entry)) == normal
+        assert make_settings(webhook_allowed_hosts=entry).webhook_allowed_hosts == [normal]
+
+    @pytest.mark.parametrize("entry", ["host:0", "host:99999", "host:http", "[::1]x", ":80"])
+    def test_a_bad_entry_stops_the_start(self, entry: str) -> None:
+        """An entry with a bad port or no host is refused at startup."""
+        with pytest.raises(ValueError, match=r"port|host"):
+            make_settings(webhook_allowed_hosts=entry)
+
+    async def test_a_port_entry_refuses_another_port_at_post_chat(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Listing 127.0.0.1:<port> makes a webhook_url on another port 400 webhook_forbidden."""
+        settings = make_settings(**{**ON, "webhook_allowed_hosts": ["127.0.0.1:9"]})
+        async with served(settings, fake_environ) as gw:
+            body = chat_body("hi", workdir, webhook_url="http://127.0.0.1:10/x")
+            response, _ = await post_chat(gw.client, body)
+        assert response.status_code == 400
+        assert response.json()["code"] == "webhook_forbidden"
+
+
+class TestUnicodeHosts:
+    def test_a_unicode_host_is_sent_in_ascii(self) -> None:
+        """A listed Unicode name matches its URL, and the Host header and TLS name are IDNA."""
+        target = check_url("https://Bücher.example/hook", HostList(["bücher.example"]))
+        _, headers, extensions = target.pinned("93.184.215.14")
+        assert headers == {"Host": "xn--bcher-kva.example"}
+        assert extensions == {"sni_hostname": "xn--bcher-kva.example"}
+        headers["Host"].encode("ascii")
 
 
 class TestSignature:
@@ -136,6 +225,18 @@ class TestSignature:
         assert not verify(SECRET, header, b'{"a":2}', now)
         assert not verify("another-secret-entirely", header, b'{"a":1}', now)
         assert not verify(SECRET, header, b'{"a":1}', now + 3600)
+
+    def test_a_non_ascii_signature_is_refused(self) -> None:
+        """A v1= that is not ASCII is a mismatch, not an error."""
+        now = int(time.time())
+        assert not verify(SECRET, f"t={now},v1=é", b"{}", now)
+
+    def test_any_of_several_signatures_may_match(self) -> None:
+        """A header with an unknown v1= and the right one verifies (a rotation's two)."""
+        now = int(time.time())
+        good = signature_header(SECRET, now, b"{}").split(",")[1]
+        assert verify(SECRET, f"t={now},v1={'0' * 64},{good}", b"{}", now)
+        assert not verify(SECRET, f"t={now},v1={'0' * 64}", b"{}", now)
 
 
 async def _make_key(client: Any, name: str, **policy: Any) -> dict[str, Any]:
@@ -187,6 +288,61 @@ class TestKeySecrets:
         header = got.headers["X-Cc2api-Signature"]
         assert verify(secret, header, got.body, int(time.time()))
         assert not verify(made["webhook_secret"], header, got.body, int(time.time()))
+
+
+class TestKeyStore:
+    @pytest.mark.parametrize("kind", ["sqlite", "memory"])
+    async def test_a_stale_write_keeps_the_rotated_secret(self, tmp_path: Path, kind: str) -> None:
+        """Writing back a copy read before a rotation does not restore the old secret."""
+        db = tmp_path / DB_NAME
+        conn = sqlite3.connect(db, isolation_level=None)
+        migrate(conn)
+        conn.close()
+        store = SqliteKeys(db) if kind == "sqlite" else MemoryKeys()
+        now = datetime.now(UTC)
+        key, _ = new_key("alice", KeyPolicy(), now)
+        await store.save(key)
+        rotated = key.with_new_webhook_secret(now)
+        await store.save(rotated, new_webhook_secret=True)
+        await store.save(key.with_policy(KeyPolicy(max_runs=3), now))  # the stale copy
+        (kept,) = await store.load()
+        assert kept.webhook_secret == rotated.webhook_secret != key.webhook_secret
+        assert kept.policy.max_runs == 3
+
+
+class TestMigration:
+    async def test_a_key_from_before_webhooks_needs_a_rotation(
+        self, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A key kept at schema v3 gets 400 webhook_secret_missing for a webhook_url until
+        its secret is rotated; then its runs' webhooks are delivered."""
+        settings = make_settings(**ON)
+        conn = sqlite3.connect(settings.data_dir / DB_NAME, isolation_level=None)
+        assert migrate(conn, upto=3) == 3
+        token = new_token()
+        conn.execute(
+            "INSERT INTO api_keys (key_id, name, token_sha256, created_us, updated_us, policy) "
+            "VALUES ('k-old', 'old', ?, 0, 0, '{}')",
+            (hash_token(token),),
+        )
+        conn.close()
+        with receiver() as hook:
+            async with served(settings, fake_environ) as gw:
+                async with as_key(gw.url, token) as old:
+                    body = chat_body("hi", workdir, webhook_url=hook.url)
+                    refused, _ = await post_chat(old, body)
+                    rotated = await gw.client.patch(
+                        "/admin/keys/old", json={"rotate_webhook_secret": True}
+                    )
+                    secret = rotated.json()["webhook_secret"]
+                    _, events = await post_chat(old, body)
+                    await delivered(hook)
+        assert refused.status_code == 400
+        assert refused.json()["code"] == "webhook_secret_missing"
+        assert "rotate_webhook_secret" in refused.json()["detail"]
+        assert events[-1].event == "done"
+        header = hook.received[0].headers["X-Cc2api-Signature"]
+        assert verify(secret, header, hook.received[0].body, int(time.time()))
 
 
 class TestRecords:
@@ -241,3 +397,12 @@ class TestApiMd:
         header = got.headers["X-Cc2api-Signature"]
         assert namespace["verify"](SECRET, header, got.body) is True
         assert namespace["verify"](SECRET, header, got.body + b" ") is False
+
+    def test_the_verify_snippet_refuses_a_non_ascii_signature(self) -> None:
+        """API.md's verify answers False, not TypeError, for a v1= that is not ASCII."""
+        namespace: dict[str, Any] = {}
+        exec(api_md_snippet(), namespace)  # noqa: S102 (the document's own example)
+        header = f"t={int(time.time())},v1=ünicode"
+        assert namespace["verify"](SECRET, header, b"{}") is False
+        good = signature_header(SECRET, int(time.time()), b"{}")
+        assert namespace["verify"](SECRET, f"{good},v1=ß", b"{}") is True

@@ -1,13 +1,23 @@
-"""A webhook receiver on 127.0.0.1, in a thread: it keeps what it gets and answers as told."""
+"""A webhook receiver on 127.0.0.1, in a thread: it keeps what it gets and answers as told;
+and what the webhook tests share (the settings that turn webhooks on, a wait for POSTs)."""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import trio
+
+SECRET = "a-webhook-secret-for-tests"
+ON: dict[str, Any] = {
+    "webhook_allowed_hosts": ["127.0.0.1"],
+    "webhook_secret": SECRET,
+    "confine_runs": "off",
+}
 
 
 @dataclass
@@ -21,7 +31,10 @@ class Received:
 
 @dataclass
 class Receiver:
-    """What the receiver got; it answers ``statuses`` in turn (then 200), after ``delay``."""
+    """What the receiver got; it answers ``statuses`` in turn (then 200), after ``delay``.
+
+    A 3xx answer sends ``Location: /elsewhere`` (which a webhook must not follow).
+    """
 
     url: str
     statuses: list[int] = field(default_factory=list)
@@ -33,15 +46,18 @@ class Receiver:
 def receiver(**behaviour: object) -> Iterator[Receiver]:
     """Serve a receiver on 127.0.0.1 on a free port for the block."""
     state = Receiver(url="", **behaviour)  # type: ignore[arg-type]
+    stopping = threading.Event()  # ends every handler's delay when the block ends
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             state.received.append(Received(self.path, dict(self.headers.items()), body))
-            time.sleep(state.delay)
+            stopping.wait(state.delay)
             status = state.statuses.pop(0) if state.statuses else 200
             self.send_response(status)
+            if 300 <= status < 400:
+                self.send_header("Location", "/elsewhere")
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -57,5 +73,13 @@ def receiver(**behaviour: object) -> Iterator[Receiver]:
     try:
         yield state
     finally:
+        stopping.set()
         server.shutdown()
         server.server_close()
+
+
+async def delivered(hook: Receiver, count: int = 1, timeout: float = 30) -> None:
+    """Wait until ``hook`` has got ``count`` POSTs."""
+    with trio.fail_after(timeout):
+        while len(hook.received) < count:
+            await trio.sleep(0.02)
