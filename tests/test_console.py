@@ -158,6 +158,22 @@ class TestCancel:
             )
 
 
+class TestLongRuns:
+    async def test_a_long_run_keeps_only_its_newest_events_on_the_page(
+        self, browser: webdriver.Chrome, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A run of 2,500 lines leaves the newest 2,000 events on the page and says so."""
+        async with served(make_settings(), fake_environ) as gw:
+            process_id = await start_detached(gw.client, chat_body("lines 2500", workdir))
+            console = Console(browser, gw.url)
+            await console.sign_in_admin(USER, PASSWORD)
+            await console.go(f"#/run/{process_id}")
+            await console.wait_for("#events .event-done", "completed")
+            # 2,504 events: process, the CLI's init, 2,500 lines, result, done.
+            assert await console.event_ids() == list(range(505, 2505))
+            await console.wait_for('#events-elided[data-count="504"]')
+
+
 class TestKeys:
     async def test_a_key_sees_only_its_own_runs(
         self, browser: webdriver.Chrome, fake_environ: dict[str, str], workdir: Path
