@@ -196,7 +196,8 @@ def main() -> int:  # noqa: PLR0911, PLR0912 (one branch a mode)
         return 0
     elif word == "interruptible":
         # Prints without end (blocking once nobody reads) until an interrupt arrives,
-        # then acknowledges it and ends its turn as the real CLI does.
+        # then acknowledges it and ends its turn as the real CLI does. "interruptible <s>"
+        # prints a short line every s seconds instead, for a reader that shows each one.
         lock, stop = threading.Lock(), threading.Event()
 
         def listen() -> None:
@@ -219,11 +220,12 @@ def main() -> int:  # noqa: PLR0911, PLR0912 (one branch a mode)
                     return
 
         threading.Thread(target=listen, daemon=True).start()
-        printed = 0
+        printed, pause = 0, float(arg or 0)
         while not stop.is_set():
             with lock:  # a write blocked on a full pipe holds the lock: so would the CLI
-                out({"type": "assistant", "n": printed, "pad": "p" * 65536})
+                out({"type": "assistant", "n": printed, "pad": "p" * (16 if pause else 65536)})
             printed += 1
+            stop.wait(pause)
         time.sleep(0.2)
         return 1
     elif word == "ask-late":

@@ -158,6 +158,22 @@ class TestCancel:
             )
 
 
+class TestLongRuns:
+    async def test_a_long_run_keeps_only_its_newest_events_on_the_page(
+        self, browser: webdriver.Chrome, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A run of 2,500 lines leaves the newest 2,000 events on the page and says so."""
+        async with served(make_settings(), fake_environ) as gw:
+            process_id = await start_detached(gw.client, chat_body("lines 2500", workdir))
+            console = Console(browser, gw.url)
+            await console.sign_in_admin(USER, PASSWORD)
+            await console.go(f"#/run/{process_id}")
+            await console.wait_for("#events .event-done", "completed")
+            # 2,504 events: process, the CLI's init, 2,500 lines, result, done.
+            assert await console.event_ids() == list(range(505, 2505))
+            await console.wait_for('#events-elided[data-count="504"]')
+
+
 class TestKeys:
     async def test_a_key_sees_only_its_own_runs(
         self, browser: webdriver.Chrome, fake_environ: dict[str, str], workdir: Path
@@ -282,3 +298,212 @@ class TestHostileContent:
             await console.wait_for("#transcript .user-text", HOSTILE)
             assert await console.find_all("#main img") == []
             assert await console.script("return window.__pwned === undefined;")
+
+
+class TestDeny:
+    async def test_deny_in_the_console_tells_the_cli_no(
+        self, browser: webdriver.Chrome, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Deny on a pending approval reaches the CLI as a denial, and the view shows it."""
+        async with served(make_settings(), fake_environ) as gw:
+            body = chat_body("ask rm -rf x", workdir, approval="http")
+            process_id = await start_detached(gw.client, body)
+            console = Console(browser, gw.url)
+            await console.sign_in_admin(USER, PASSWORD)
+            await console.go(f"#/run/{process_id}")
+            await console.wait_for("#approvals .approval-input", "rm -rf x")
+            await console.type("#approvals .deny-message", "not that folder")
+            await console.click("#approvals button.deny")
+            decision = await console.wait_for("#events .event-message", '"decision"')
+            await console.wait_for("#events .event-approval_answered", "deny")
+            await console.wait_for('#run-status[data-status="completed"]')
+            await console.screenshot("approval-denied")
+            shown = await console.call(lambda: decision.text)
+            assert await console.find_all("#approvals .approval") == []
+        assert '"behavior": "deny"' in shown
+        assert "not that folder" in shown
+
+
+class TestInterrupt:
+    async def test_interrupt_in_the_console_ends_the_run_as_interrupted(
+        self, browser: webdriver.Chrome, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """Interrupt on a running run ends it as interrupted, in the view and in its record."""
+        async with served(make_settings(), fake_environ) as gw:
+            body = chat_body("interruptible 0.2", workdir)
+            process_id = await start_detached(gw.client, body)
+            console = Console(browser, gw.url)
+            await console.sign_in_admin(USER, PASSWORD)
+            await console.go(f"#/run/{process_id}")
+            await console.wait_for('#run-status[data-status="running"]')
+            await console.wait_for("#events .event-message", '"n": 1')
+            await console.click("#interrupt")
+            await console.wait_for('#run-status[data-status="interrupted"]')
+            await console.wait_for("#events .event-done", "interrupted")
+            await console.wait_for("#run-notice", "Interrupt: interrupted")
+            await console.screenshot("interrupted")
+            record = (await gw.client.get(f"/runs/{process_id}")).json()
+        assert record["status"] == "interrupted"
+
+
+class TestFollowUp:
+    async def test_a_follow_up_from_the_text_box_is_answered_in_the_run(
+        self,
+        browser: webdriver.Chrome,
+        real_claude: Path,
+        real_environ: dict[str, str],
+        workdir: Path,
+    ) -> None:
+        """A follow-up typed in the run's box reaches the real CLI and its answer shows."""
+        settings = make_settings(
+            claude_path=real_claude, kill_grace_seconds=3.0, followup_grace_seconds=120
+        )
+        async with served(settings, real_environ) as gw:
+            process_id = await start_detached(gw.client, chat_body("first", workdir))
+            console = Console(browser, gw.url)
+            await console.sign_in_admin(USER, PASSWORD)
+            await console.go(f"#/run/{process_id}")
+            await console.wait_for("#events .result-text", "echo: first")
+            await console.type("#follow-up", "second")
+            await console.click("#send")
+            await console.wait_for("#run-notice", "Sent")
+            await console.wait_for("#events .result-text", "echo: second")
+            await console.screenshot("follow-up-answered")
+            assert await console.script("return document.getElementById('follow-up').value;") == ""
+            await gw.client.delete(f"/chat/{process_id}")
+
+
+STORED = "return sessionStorage.length;"
+
+
+class TestSignIn:
+    async def test_a_wrong_sign_in_says_so_and_keeps_nothing(
+        self, browser: webdriver.Chrome, gw: Shared
+    ) -> None:
+        """A refused key or password shows an error and leaves sessionStorage empty."""
+        console = Console(browser, gw.url)
+        await console.open()
+        await console.type("#token", "cc2_not-a-key")
+        await console.click("#sign-in")
+        await console.wait_for("#sign-in-message", "Those credentials were refused.")
+        assert await console.script(STORED) == 0
+        await console.script(
+            "const k = document.getElementById('kind'); k.value = 'admin';"
+            "k.dispatchEvent(new Event('change'));"
+        )
+        await console.type("#user", USER)
+        await console.type("#password", PASSWORD + "-wrong")
+        await console.script("document.getElementById('sign-in-message').textContent = '';")
+        await console.click("#sign-in")
+        await console.wait_for("#sign-in-message", "Those credentials were refused.")
+        await console.screenshot("sign-in-refused")
+        assert await console.script(STORED) == 0
+        assert await console.find_all("#runs") == []
+
+    async def test_sign_out_forgets_the_credential(
+        self, browser: webdriver.Chrome, gw: Shared
+    ) -> None:
+        """Signing out empties sessionStorage, and a reload then asks to sign in again."""
+        console = Console(browser, gw.url)
+        await console.sign_in_admin(USER, PASSWORD)
+        assert await console.script(STORED) == 1
+        await console.click("#sign-out")
+        await console.wait_for("#sign-in")
+        assert await console.script(STORED) == 0
+        await console.call(browser.refresh)
+        await console.wait_for("#sign-in")
+        assert await console.find_all("#runs") == []
+
+
+class TestUsage:
+    async def test_usage_shows_the_day_of_a_finished_run(
+        self, browser: webdriver.Chrome, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """After a run completed, the usage view has its day's row with one run in it."""
+        async with served(make_settings(), fake_environ) as gw:
+            _, events = await post_chat(gw.client, chat_body("echo counted", workdir))
+            assert events[-1].json()["status"] == "completed"
+            (group,) = (await gw.client.get("/usage", params={"group_by": "day"})).json()["groups"]
+            console = Console(browser, gw.url)
+            await console.sign_in_admin(USER, PASSWORD)
+            await console.go("#/usage")
+            row = await console.wait_for(f'.usage-row[data-day="{group["group"]}"]')
+            await console.screenshot("usage")
+            shown = await console.call(lambda: row.text)
+        assert group["runs"] == 1
+        assert "1 (1 completed, 0 failed, 0 cancelled)" in shown
+
+
+class TestRefresh:
+    async def test_a_refresh_keeps_the_filter_the_scroll_and_typed_text(
+        self, browser: webdriver.Chrome, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """A refresh of the runs list keeps its filter, scroll, rows and a half-typed reason."""
+        async with served(make_settings(), fake_environ) as gw:
+            for n in range(12):
+                await post_chat(gw.client, chat_body(f"echo {n}", workdir))
+            await start_detached(gw.client, chat_body("ask ls", workdir, approval="http"))
+            console = Console(browser, gw.url)
+            await console.open()
+            await console.width(1200, 400)
+            await console.sign_in_admin(USER, PASSWORD)
+            await console.go("#/runs?status=completed")
+            await console.wait_until("document.querySelectorAll('#runs .run-row').length === 12")
+            await console.type("#pending-approvals .deny-message", "half a rea")
+            await console.script(
+                "document.querySelectorAll('#runs .run-row').forEach(r => { r.__kept = true; });"
+                "window.scrollTo(0, document.body.scrollHeight);"
+            )
+            scrolled = await console.script("return window.scrollY;")
+            assert scrolled > 0
+            seen = int(
+                await console.wait_until("document.getElementById('runs').dataset.refreshes")
+            )
+            await console.wait_until(
+                f"Number(document.getElementById('runs').dataset.refreshes) >= {seen + 2}"
+            )
+            state = await console.script(
+                "return {filter: document.getElementById('status-filter').value,"
+                " scroll: window.scrollY,"
+                " kept: [...document.querySelectorAll('#runs .run-row')].every(r => r.__kept),"
+                " rows: document.querySelectorAll('#runs .run-row').length,"
+                " reason: document.querySelector('#pending-approvals .deny-message').value};"
+            )
+        assert state == {
+            "filter": "completed",
+            "scroll": scrolled,
+            "kept": True,
+            "rows": 12,
+            "reason": "half a rea",
+        }
+
+    async def test_a_hidden_tab_stops_refreshing_until_shown(
+        self, browser: webdriver.Chrome, fake_environ: dict[str, str], workdir: Path
+    ) -> None:
+        """While the tab is hidden the runs list asks the server nothing; shown, it refreshes."""
+        async with served(make_settings(), fake_environ) as gw:
+            console = Console(browser, gw.url)
+            await console.sign_in_admin(USER, PASSWORD)
+            await console.wait_until("document.getElementById('runs').dataset.refreshes")
+            await console.script(
+                "window.__asked = []; window.__seen = [];"
+                "document.addEventListener('visibilitychange',"
+                " () => __seen.push(document.visibilityState));"
+                "const original = window.fetch;"
+                "window.fetch = (...args) => {"
+                " __asked.push(document.visibilityState); return original(...args); };"
+            )
+            await console.wait_until("window.__asked.length >= 2")  # it polls while shown
+            console_tab = browser.current_window_handle
+            await console.call(browser.switch_to.new_window, "tab")
+            # Hidden for three refresh periods, measured by the browser's clock.
+            await console.script("window.__from = Date.now();")
+            await console.wait_until("Date.now() - window.__from > 9000")
+            await console.call(browser.switch_to.window, console_tab)
+            asked = len(await console.script("return window.__asked;"))
+            await console.wait_until(f"window.__asked.length > {asked}")  # shown: it goes on
+            seen, hidden_asks = await console.script(
+                "return [__seen, __asked.filter(v => v === 'hidden').length];"
+            )
+        assert seen[:1] == ["hidden"]
+        assert hidden_asks == 0

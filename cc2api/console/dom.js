@@ -68,3 +68,20 @@ export function sleep(ms, signal) {
     signal?.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
   });
 }
+
+/** Resolve once the page is visible (at once if it is) or ``signal`` aborts. */
+export function visible(signal) {
+  return new Promise((resolve) => {
+    if (document.visibilityState !== "hidden" || signal?.aborted) {
+      resolve();
+      return;
+    }
+    const done = () => {
+      if (document.visibilityState === "hidden" && !signal?.aborted) return;
+      document.removeEventListener("visibilitychange", done);
+      resolve();
+    };
+    document.addEventListener("visibilitychange", done);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}

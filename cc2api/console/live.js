@@ -8,6 +8,8 @@ import { renderEvent } from "./render.js";
 
 const FINAL = new Set(["completed", "failed", "cancelled", "timeout", "interrupted", "lost"]);
 
+const MAX_SHOWN = 2000;
+
 function describe(error) {
   return error instanceof ApiError ? `${error.detail} (${error.code})` : String(error.message ?? error);
 }
@@ -53,6 +55,10 @@ export async function runView(api, root, processId, signal) {
   const approvals = el("div", { id: "approvals" });
   const noApprovals = el("p", { class: "meta", id: "no-approvals", text: "None." });
   const log = el("div", { id: "events", class: "events" });
+  // Only the newest MAX_SHOWN events stay on the page: a run that prints fast for hours
+  // must not grow the page until the tab freezes. The API keeps them all.
+  const elided = el("div", { id: "events-elided", class: "meta", hidden: true });
+  let elidedCount = 0;
   const cancel = el("button", { type: "button", id: "cancel" }, "Cancel");
   const interrupt = el("button", { type: "button", id: "interrupt" }, "Interrupt");
   const prompt = el("textarea", { id: "follow-up", rows: "2", placeholder: "A follow-up message", "aria-label": "Follow-up message" });
@@ -94,7 +100,7 @@ export async function runView(api, root, processId, signal) {
     el("div", { class: "run-head" }, status, connection), info,
     el("div", { class: "actions" }, cancel, interrupt), form, notice,
     el("h3", { text: "Waiting for approval" }), noApprovals, approvals,
-    el("h3", { text: "Events" }), log));
+    el("h3", { text: "Events" }), elided, log));
 
   try {
     const record = await api.get(`/runs/${encodeURIComponent(processId)}`, undefined, signal);
@@ -116,6 +122,14 @@ export async function runView(api, root, processId, signal) {
     onEvent(event) {
       const node = renderEvent(event);
       if (node) log.append(node);
+      while (log.childElementCount > MAX_SHOWN) {
+        log.firstElementChild.remove();
+        elidedCount += 1;
+        elided.hidden = false;
+        elided.dataset.count = String(elidedCount);
+        elided.textContent = `${elidedCount} earlier events are not shown here ` +
+          `(GET /chat/${processId}/events, or cc2api logs, has them all)`;
+      }
       let data = null;
       try {
         data = JSON.parse(event.data);

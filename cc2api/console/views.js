@@ -1,7 +1,7 @@
 // The console's lists: sign-in, runs (live and history), sessions and a transcript, usage.
 
 import { Api, ApiError, runPath, saveCredential } from "./api.js";
-import { el, seconds, shortId, sleep, usd, viewLink, when } from "./dom.js";
+import { el, seconds, shortId, sleep, usd, viewLink, visible, when } from "./dom.js";
 import { approvalCard } from "./live.js";
 import { renderLine } from "./render.js";
 
@@ -86,7 +86,22 @@ export async function runsView(api, root, signal, filter = "") {
     el("div", { class: "head" }, el("h2", { text: "Runs" }), select),
     waiting, problems, list));
   const cards = new Map();
+  const noRuns = el("p", { class: "meta", text: "No runs." });
   let current = filter;
+  let refreshes = 0;
+  // Rows that did not change stay the nodes they were, and the list is edited in place
+  // rather than emptied: a refresh keeps the page's scroll, a focused link and a hover.
+  const showRows = (fresh) => {
+    const old = new Map([...list.children].map((row) => [row.dataset.processId ?? "", row]));
+    const rows = fresh.map((row) => {
+      const same = old.get(row.dataset.processId ?? "");
+      return same && same.isEqualNode(row) ? same : row;
+    });
+    rows.forEach((row, index) => {
+      if (list.children[index] !== row) list.insertBefore(row, list.children[index] ?? null);
+    });
+    while (list.children.length > rows.length) list.lastElementChild.remove();
+  };
   select.addEventListener("change", () => {
     current = select.value;
     location.hash = current ? `#/runs?status=${encodeURIComponent(current)}` : "#/runs";
@@ -104,8 +119,7 @@ export async function runsView(api, root, signal, filter = "") {
     const shown = [...runs.values()]
       .filter((run) => !current || run.status === current)
       .sort((a, b) => String(b.created_at ?? b.started_at).localeCompare(String(a.created_at ?? a.started_at)));
-    list.replaceChildren(...(shown.length ? shown.map(runRow)
-      : [el("p", { class: "meta", text: "No runs." })]));
+    showRows(shown.length ? shown.map(runRow) : [noRuns]);
     // Pending approvals of the live runs, each answerable here.
     const asking = live.processes.filter((run) => run.pending_approvals > 0 && LIVE.has(run.status));
     const seen = new Set();
@@ -136,7 +150,12 @@ export async function runsView(api, root, signal, filter = "") {
       if (error instanceof ApiError && error.status === 401) throw error;
       problems.replaceChildren(problem(error));
     }
+    list.dataset.refreshes = String(++refreshes);
     await sleep(REFRESH_MS, signal);
+    // A hidden tab asks nothing of the server; it refreshes as soon as it is shown again.
+    list.dataset.paused = String(document.visibilityState === "hidden");
+    await visible(signal);
+    list.dataset.paused = "false";
   }
 }
 
