@@ -225,6 +225,10 @@ class Deliverer:
         if destination is not None:
             self._destinations[run_id] = destination
 
+    def watches(self, run_id: str) -> bool:
+        """Return whether run ``run_id`` has somewhere to send its webhooks."""
+        return run_id in self._destinations
+
     def run_ended(self, run_id: str, usage: Mapping[str, Any]) -> None:
         """Keep what run.completed adds to the done event (the run's cost and usage).
 
@@ -418,6 +422,8 @@ def follow_runs(deliverer: Deliverer, registry: Registry) -> None:
     """Tell ``deliverer`` of every event of ``registry``'s runs, and of each one's end."""
 
     def ended(run: Run) -> None:
+        if not deliverer.watches(run.run_id):
+            return  # the common case: no webhooks, so no record to build at every run's end
         # What run.completed adds to the done event: the run's cost and tokens.
         record = registry.record(run)
         usage = {
