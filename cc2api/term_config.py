@@ -2,9 +2,10 @@
 
 ``--url`` else ``CC2API_URL``; ``--key`` else ``CC2API_KEY``, else ``CC2API_USER`` and
 ``CC2API_PASSWORD``. When none of these is given, the operator is taken to be on the
-gateway's own host: its ``.env`` (and environment) give HOST, PORT and the admin's
-AUTH_USER and AUTH_PASSWORD, as for ``cc2api keys``. Secrets only ever reach the HTTP
-client's memory: never argv, never output.
+gateway's own host: the ``.env`` of the folder it runs in gives HOST (one of this
+machine's), PORT and the admin's AUTH_USER and AUTH_PASSWORD. Secrets reach only the
+HTTP client's memory, never output; ``--key`` puts one in argv, where ``ps`` shows it,
+so CC2API_KEY is the better place.
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from .client.config import DEFAULT_URL
-from .settings import Settings
+from dotenv import dotenv_values
 
 __all__ = ["Target", "add_connection_options", "target", "url_given"]
 
@@ -54,7 +52,13 @@ def url_given(args: argparse.Namespace, environ: Mapping[str, str]) -> bool:
 def target(
     args: argparse.Namespace, environ: Mapping[str, str], env_file: Path = Path(".env")
 ) -> Target:
-    """Return the gateway to talk to: the options, else the environment, else ``.env``."""
+    """Return the gateway to talk to: the options, else the environment, else ``.env``.
+
+    Raises:
+        ValueError: the ``.env`` names another machine, or no port.
+    """
+    from .client.config import DEFAULT_URL  # noqa: PLC0415 (the server never loads the client)
+
     url = getattr(args, "url", None) or environ.get("CC2API_URL")
     key = getattr(args, "api_key", None) or environ.get("CC2API_KEY")
     user, password = environ.get("CC2API_USER"), environ.get("CC2API_PASSWORD")
@@ -63,17 +67,39 @@ def target(
     return _local(env_file)
 
 
+# Hosts a .env's HOST may name for its admin credential to be sent there: this machine.
+LOCAL_HOSTS = {"127.0.0.1": "127.0.0.1", "::1": "[::1]", "localhost": "127.0.0.1",
+               "0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}  # fmt: skip  # noqa: S104
+
+
 def _local(env_file: Path) -> Target:
-    """Return the gateway of this host's ``.env`` (and environment), with its admin credential."""
-    readable = env_file if os.access(env_file, os.R_OK) else None
-    try:
-        settings = Settings(_env_file=readable)  # type: ignore[call-arg]
-    except ValidationError:
-        return Target(DEFAULT_URL)  # no .env here, or not one of a gateway: the defaults
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
-    host = f"[{host}]" if ":" in host else host
+    """Return the gateway of this folder's ``.env``, with the admin credential it holds.
+
+    Only the file's own HOST, PORT, AUTH_USER and AUTH_PASSWORD count: not the
+    environment (a password exported in the shell must not follow a ``.env`` someone
+    else wrote), not ``AUTH_PASSWORD_FILE`` (it could name any file), and only a HOST of
+    this machine, so the credential never leaves it.
+
+    Raises:
+        ValueError: the ``.env`` names another host.
+    """
+    from .client.config import DEFAULT_URL  # noqa: PLC0415 (the server never loads the client)
+
+    if not os.access(env_file, os.R_OK):
+        return Target(DEFAULT_URL)
+    values = {name: value for name, value in dotenv_values(env_file).items() if value is not None}
+    host = values.get("HOST", "127.0.0.1").strip().strip("[]")
+    if host not in LOCAL_HOSTS:
+        raise ValueError(
+            f"{env_file} names HOST={host}, not this machine: set CC2API_URL (and "
+            "CC2API_KEY, or CC2API_USER and CC2API_PASSWORD) to talk to that gateway"
+        )
+    port = values.get("PORT", "9876").strip()
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{env_file} holds PORT={port!r}, not a port number")
+    password = values.get("AUTH_PASSWORD") or None
     return Target(
-        f"http://{host}:{settings.port}",
-        user=settings.auth_user,
-        password=settings.auth_password.get_secret_value(),
+        f"http://{LOCAL_HOSTS[host]}:{port}",
+        user=(values.get("AUTH_USER") or "admin") if password else None,
+        password=password,
     )

@@ -170,11 +170,17 @@ class Deliverer:
         # trust_env=False: a proxy from the environment would connect elsewhere than
         # the address that was checked. No keep-alive: a connection is to a pinned
         # address, verified for one host's name, and must never carry another host's.
-        client = httpx.AsyncClient(
-            timeout=self._timeout,
-            follow_redirects=False,
-            trust_env=False,
-            limits=httpx.Limits(max_keepalive_connections=0),
+        # With webhooks off nothing is ever sent: no client, and none of the memory its
+        # TLS context takes.
+        client = (
+            httpx.AsyncClient(
+                timeout=self._timeout,
+                follow_redirects=False,
+                trust_env=False,
+                limits=httpx.Limits(max_keepalive_connections=0),
+            )
+            if self._allowed
+            else None
         )
         try:
             async with trio.open_nursery() as nursery:
@@ -183,8 +189,9 @@ class Deliverer:
                 await trio.sleep_forever()
         finally:
             self._nursery = self._client = None
-            with trio.CancelScope(shield=True), trio.move_on_after(2):
-                await client.aclose()
+            if client is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    await client.aclose()
 
     async def destination(self, chat: ChatRequest, key: ApiKey | None) -> Destination | None:
         """Return where ``chat``'s run sends webhooks (its URL, else its key's), or None.

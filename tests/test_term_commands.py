@@ -236,6 +236,32 @@ class TestRefusals:
         assert ran.returncode == 0, ran.stderr
         assert "runs" in ran.stdout.splitlines()[0]
 
+    async def test_a_local_env_file_naming_another_host_gets_no_credential(
+        self, tmp_path: Path
+    ) -> None:
+        """A .env whose HOST is another machine is refused: no password is sent anywhere."""
+        secret = tmp_path / "secret"
+        secret.write_text("not-for-them")
+        (tmp_path / ".env").write_text(
+            f"HOST=gateway.example\nPORT=80\nAUTH_PASSWORD_FILE={secret}\n"
+        )
+        env = client_env(None, tmp_path, AUTH_PASSWORD="exported-in-the-shell")
+        ran = await cc2api(env, tmp_path, "ps")
+        assert ran.returncode == 2
+        assert "HOST=gateway.example" in ran.stderr
+        assert "CC2API_URL" in ran.stderr
+
+    async def test_the_local_env_file_alone_gives_the_credential(
+        self, gw: Shared, tmp_path: Path
+    ) -> None:
+        """A password exported in the shell does not go with a .env that holds none."""
+        port = gw.url.rsplit(":", 1)[1]
+        (tmp_path / ".env").write_text(f"PORT={port}\n")
+        env = client_env(None, tmp_path, AUTH_USER=USER, AUTH_PASSWORD=PASSWORD)
+        ran = await cc2api(env, tmp_path, "ps")
+        assert ran.returncode == 2
+        assert "unauthorized" in ran.stderr
+
 
 class TestOtherCommands:
     async def test_ps_logs_and_cancel_a_detached_run(

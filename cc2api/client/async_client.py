@@ -26,7 +26,7 @@ class AsyncClient:
     """A client of one gateway: ``async with AsyncClient() as client: ...``.
 
     Configuration comes from the arguments, else ``CC2API_URL`` (default
-    ``http://127.0.0.1:8000``), ``CC2API_KEY`` (sent as Bearer), or ``CC2API_USER``
+    ``http://127.0.0.1:9876``), ``CC2API_KEY`` (sent as Bearer), or ``CC2API_USER``
     and ``CC2API_PASSWORD`` (Basic). Every method raises :class:`ApiError` for an
     answer that is not 2xx and :class:`ConnectionLost` when the server cannot be
     reached; cancelling one abandons its request unless it says otherwise.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_URL = "http://127.0.0.1:9876"  # the server's own default HOST and PORT
 
 
 @dataclass(frozen=True)
