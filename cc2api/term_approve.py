@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.text import Text
 
-from .term_render import shorten
+from .term_render import safe, shorten
 
 __all__ = ["ask", "read_key"]
 
@@ -53,7 +53,7 @@ def describe(approval: dict[str, Any]) -> Text:
     if len(text) > INPUT_LINES:
         text = [*text[:INPUT_LINES], f"… {len(text) - INPUT_LINES} more lines"]
     shown.append("\n".join(f"  {line}" for line in text), style="cyan")
-    return shown
+    return safe(shown)
 
 
 def ask(

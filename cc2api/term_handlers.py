@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
@@ -18,6 +19,7 @@ from rich.console import Console
 from .client import ApiError, Client, ConnectionLost
 from .term_commands import PIPE_WIDTH, REFUSED
 from .term_config import target
+from .term_render import printable
 from .term_run import INTERRUPTED, RunRequest, follow_logs, run
 from .term_tables import processes_table, sessions_table, usage_table
 from .usage_wire import Usage
@@ -44,7 +46,7 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
         where = target(args, environ)
     except ValueError as error:
-        err.print(f"cc2api: {error}", markup=False)
+        err.print(printable(f"cc2api: {error}"), markup=False)
         return REFUSED
     try:
         client = Client(
@@ -53,11 +55,18 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         with client:
             return HANDLERS[args.command](client, args, out, err)
     except ApiError as error:
-        err.print(f"cc2api: {error.code}: {error.detail} (HTTP {error.status})", markup=False)
+        err.print(
+            printable(f"cc2api: {error.code}: {error.detail} (HTTP {error.status})"), markup=False
+        )
     except ConnectionLost as error:
-        err.print(f"cc2api: cannot reach the gateway at {where.url}: {error}", markup=False)
+        err.print(
+            printable(
+                f"cc2api: cannot reach the gateway at {_without_userinfo(where.url)}: {error}"
+            ),
+            markup=False,
+        )
     except ValueError as error:  # a bad URL
-        err.print(f"cc2api: {error}", markup=False)
+        err.print(printable(f"cc2api: {error}"), markup=False)
     except KeyboardInterrupt:
         err.print("interrupted")
         return INTERRUPTED
@@ -115,7 +124,9 @@ def _approve(client: Client, args: argparse.Namespace, out: Console, err: Consol
     if approval_id is None:
         pending = client.approvals(args.process_id)
         if not pending:
-            err.print(f"cc2api: run {args.process_id} has no pending approval", markup=False)
+            err.print(
+                printable(f"cc2api: run {args.process_id} has no pending approval"), markup=False
+            )
             return 1
         approval_id = pending[0]["approval_id"]
     client.approve(args.process_id, approval_id, allow=args.allow, message=args.message)
@@ -153,3 +164,8 @@ HANDLERS: dict[str, Handler] = {
     "sessions": _sessions,
     "usage": _usage,
 }
+
+
+def _without_userinfo(url: str) -> str:
+    # A URL may carry user:password@; an error message must not.
+    return re.sub(r"//[^/@]*@", "//", url, count=1)

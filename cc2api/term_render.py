@@ -44,6 +44,25 @@ class Piece:
     end: str = "\n"
 
 
+# Control characters from the server or the CLI (a tool's output is anyone's text) must
+# never reach the terminal as such: ESC starts sequences that set the title, write the
+# clipboard (OSC 52), hide text or fake a prompt. Each becomes one visible character, so
+# the spans of styled text stay where they were. Newline and tab stay themselves.
+_VISIBLE = {code: 0x2400 + code for code in range(0x20) if code not in (0x09, 0x0A)}
+_VISIBLE |= {0x7F: 0x2421} | dict.fromkeys(range(0x80, 0xA0), 0xFFFD)
+
+
+def printable(value: str) -> str:
+    """Return ``value`` with every control character but newline and tab made visible."""
+    return value.translate(_VISIBLE)
+
+
+def safe(text: Text) -> Text:
+    """Make ``text``'s control characters visible in place (its styles stay); return it."""
+    text.plain = printable(text.plain)
+    return text
+
+
 def shorten(value: str, limit: int = SHORT) -> str:
     """Return ``value`` on one line, its whitespace collapsed, cut at ``limit`` with an ellipsis."""
     flat = " ".join(value.split())
@@ -101,6 +120,8 @@ class Renderer:
             # Streamed text ended without its newline: give it one before anything else.
             self.open_line = False
             pieces.insert(0, Piece(Text("")))
+        for piece in pieces:
+            safe(piece.text)
         return pieces
 
     def _pieces(self, name: str, data: Any) -> list[Piece]:  # noqa: PLR0911 (one per event)

@@ -144,7 +144,8 @@ def _answer(
     try:
         client.approve(process_id, str(approval["approval_id"]), allow=allowed)
     except ApiError as error:
-        if error.code != "approval_answered":  # its timeout, or someone else, answered first
+        # Answered first by its timeout or someone else, or gone with its turn.
+        if error.code not in ("approval_answered", "approval_not_found"):
             raise
         console.print("(answered already)", style="dim")
 

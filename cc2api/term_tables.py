@@ -8,12 +8,20 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from .term_render import STATUS_STYLES, shorten
+from .term_render import STATUS_STYLES, printable, safe, shorten
 from .usage_wire import Usage, UsageGroup
 
 __all__ = ["processes_table", "sessions_table", "usage_table"]
 
 LIVE_STYLES = {"running": "green", "queued": "yellow", **STATUS_STYLES}
+
+
+def _add_row(table: Table, *cells: str | Text) -> None:
+    # A cell given as str is read as rich markup: a model named "[/x]" would crash the
+    # table and a cwd with "[link=...]" become a link. Every cell goes in as text.
+    table.add_row(
+        *(safe(cell) if isinstance(cell, Text) else Text(printable(cell)) for cell in cells)
+    )
 
 
 def _when(value: Any) -> str:
@@ -36,7 +44,8 @@ def processes_table(processes: list[dict[str, Any]]) -> Table:
         if status == "queued" and run.get("queue_position"):
             status = f"queued ({run['queue_position']})"
         pending = int(run.get("pending_approvals") or 0)
-        table.add_row(
+        _add_row(
+            table,
             str(run.get("process_id")),
             Text(status, style=LIVE_STYLES.get(str(run.get("status")), "")),
             str(run.get("pid") or "-"),
@@ -56,7 +65,8 @@ def sessions_table(answer: dict[str, Any]) -> Table:
     for name in ("session id", "last activity", "messages", "cwd", "first prompt"):
         table.add_column(name, no_wrap=name == "session id", overflow="ellipsis")
     for session in sessions:
-        table.add_row(
+        _add_row(
+            table,
             str(session.get("session_id")),
             _when(session.get("last_activity")),
             str(session.get("message_count", 0)),
@@ -104,7 +114,7 @@ def usage_table(usage: Usage) -> Table:
     for name, footer in zip(names, total, strict=True):
         table.add_column(name, justify="right", footer=footer)
     for group in usage.groups:
-        table.add_row(group.group or "-", *_figures(group))
+        _add_row(table, group.group or "-", *_figures(group))
     if not usage.groups:
         table.caption = "no runs ended in this window"
     return table

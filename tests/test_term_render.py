@@ -206,6 +206,66 @@ class TestRenderer:
         assert rendered([line(type="control_response"), line(type="system", subtype="hook")]) == ""
 
 
+class TestControlCharacters:
+    HOSTILE = "ok\x1b]0;owned\x1b\\ \x1b]52;c;cGF5bG9hZA==\x07\x1b[2J\x9b31m"
+
+    def test_escape_sequences_in_cli_text_reach_the_terminal_as_visible_characters(self) -> None:
+        """ESC, BEL and C1 controls in tool output, tool names and text are shown, not obeyed."""
+        out = io.StringIO()
+        terminal = Console(file=out, width=200, force_terminal=True, color_system="truecolor")
+        renderer = Renderer()
+        events = [
+            assistant({"type": "tool_use", "id": "t1", "name": "Bash\x1b[8m", "input": {}}),
+            line(
+                type="user",
+                message={
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": "t1", "content": self.HOSTILE}
+                    ]
+                },
+            ),
+            assistant({"type": "text", "text": self.HOSTILE}),
+            ("error", {"code": "cli_failed", "message": self.HOSTILE, "exit_code": 1}),
+        ]
+        for name, data in events:
+            for piece in renderer.feed(name, data):
+                terminal.print(piece.text, end=piece.end)
+        written = out.getvalue()
+        # rich's own styling writes CSI sequences (ESC [ ... m); none other may appear.
+        assert "\x1b]" not in written
+        assert "\x07" not in written
+        assert "\x9b" not in written
+        assert "\x1b[2J" not in written
+        assert "\x1b[8m" not in written
+        assert "␛]52;c;cGF5bG9hZA==" in written
+
+    def test_table_cells_are_text_never_markup(self) -> None:
+        """A model or folder holding rich markup is shown as written, and cannot break ps."""
+        runs = [
+            {
+                "process_id": PID,
+                "status": "running",
+                "pid": 1,
+                "started_at": None,
+                "pending_approvals": 0,
+                "model": "[/x]",
+                "cwd": "/w/[link=http://evil.example]docs[/link]",
+            }
+        ]
+        out, text = console()
+        out.print(processes_table(runs))
+        shown = text.getvalue()
+        assert "[/x]" in shown
+        assert "/w/[link=http://evil.example]docs" in shown
+
+    def test_the_approval_prompt_shows_controls_visibly(self) -> None:
+        """A hostile tool name or input cannot drive the terminal from the approval prompt."""
+        shown = describe({"tool_name": "Bash\x1b[2J", "input": {"command": "x\x1b]0;t\x07"}})
+        assert "\x1b" not in shown.plain
+        assert "\x07" not in shown.plain
+        assert "Bash␛[2J" in shown.plain
+
+
 class TestHelpers:
     def test_shorten_collapses_whitespace_and_cuts(self) -> None:
         """shorten() puts text on one line and cuts it at the limit with an ellipsis."""
