@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.status import Status
 
-from .client import ApiError, Client, Event
+from .client import ApiError, Client, Event, Run
 from .term_approve import ask
 from .term_render import Renderer
 
@@ -110,7 +110,15 @@ def run(client: Client, request: RunRequest, out: Console, err: Console) -> int:
     deaf = ExitStack()  # entered on Ctrl-C: left once the run's block has been left
     spinning = out.is_terminal and not request.json
     chat = client.chat(request.prompt, cwd=request.cwd, **request.options)
-    with deaf, _spinner(out, spinning) as status, chat as started:
+    # Left in this order: the run (its cancel), the spinner, then deafness to Ctrl-C.
+    with deaf, _spinner(out, spinning) as status, ExitStack() as following:
+        try:
+            # Interrupted while the run starts, entering cancels it and waits (see Run).
+            started = following.enter_context(chat)
+        except KeyboardInterrupt:
+            if status is not None:
+                status.stop()
+            return _cancelled(chat, out if not request.json else err)
         try:
             for event in started:
                 if status is not None and event.event in STARTED:
@@ -123,14 +131,28 @@ def run(client: Client, request: RunRequest, out: Console, err: Console) -> int:
                     printer.show(event)
         except KeyboardInterrupt:
             interrupted = True
+            # Ignored from now until the run's block is left: its cancel is not cut short.
             deaf.enter_context(_deaf_to_ctrl_c())
             if status is not None:
                 status.stop()
             err.print("cancelling the run, waiting for its processes to end…", style="yellow")
     if interrupted:
-        (err if request.json else out).print("cancelled", style="bold yellow")
-        return INTERRUPTED
+        return _cancelled(started, err if request.json else out)
     return exit_code(started.status)
+
+
+def _cancelled(run: Run, console: Console) -> int:
+    """Say how an interrupted run ended, and return the exit status for it."""
+    if run.status is None:
+        # The gateway never confirmed the cancel (unreachable, or too slow): say so.
+        console.print(
+            f"the run's cancel was not confirmed: check it with `cc2api ps` ({run.process_id})",
+            style="bold red",
+            markup=False,
+        )
+        return 2
+    console.print(run.status, style="bold yellow")
+    return exit_code(run.status) if run.status != "completed" else INTERRUPTED
 
 
 def _answer(

@@ -24,6 +24,7 @@ class CuttingProxy:
     port: int = 0
     accepted: int = 0
     cut_count: int = 0
+    hold_answers: float = 0.0  # seconds each connection's first bytes from the server wait
     refuse: bool = False  # reset every new connection at once, as a host that is down would
     _live: set[trio.CancelScope] = field(default_factory=set)
     _budgets_given: int = 0
@@ -85,6 +86,8 @@ class CuttingProxy:
         budget: int | None,
         scope: trio.CancelScope,
     ) -> None:
+        # A slow network or a busy gateway: the answer waits in the kernel meanwhile.
+        await trio.sleep(self.hold_answers)
         if await self._pump(source, sink, budget, scope):
             self.cut_count += 1
 

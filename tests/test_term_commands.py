@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import trio
 
+from .cutting_proxy import CuttingProxy
 from .helpers import (
     PASSWORD,
     USER,
@@ -158,6 +159,38 @@ class TestRun:
                 await proc.wait()
         finally:
             proc.kill()
+        assert proc.returncode == 130, err.read_text()
+        assert out.read_text().splitlines()[-1] == "cancelled"
+        assert not alive(runs[0]["pid"])
+        run = (await gw.client.get(f"/runs/{runs[0]['process_id']}")).json()
+        assert run["status"] == "cancelled"
+
+    async def test_sigint_before_the_answer_still_cancels_the_run(
+        self, gw: Shared, env: dict[str, str], tmp_path: Path, workdir: Path
+    ) -> None:
+        """SIGINT while the gateway's answer is still on its way cancels the run, and waits."""
+        out, err = tmp_path / "out", tmp_path / "err"
+        async with trio.open_nursery() as nursery:
+            proxy = CuttingProxy(int(gw.url.rsplit(":", 1)[1]), hold_answers=3.0)
+            await nursery.start(proxy.serve)
+            with out.open("wb") as stdout, err.open("wb") as stderr:
+                proc = await trio.lowlevel.open_process(
+                    [sys.executable, "-m", "cc2api", "run", "hang"],
+                    env={**env, "CC2API_URL": proxy.url},
+                    cwd=workdir,
+                    stdout=stdout,
+                    stderr=stderr,
+                )
+            try:
+                with trio.fail_after(30):
+                    while not (runs := await running(gw)):
+                        await trio.sleep(0.05)
+                proc.send_signal(signal.SIGINT)  # the answer is held: the client waits for it
+                with trio.fail_after(60):
+                    await proc.wait()
+            finally:
+                proc.kill()
+                nursery.cancel_scope.cancel()
         assert proc.returncode == 130, err.read_text()
         assert out.read_text().splitlines()[-1] == "cancelled"
         assert not alive(runs[0]["pid"])

@@ -15,7 +15,6 @@ from contextlib import AbstractContextManager, ExitStack
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .approvals import ApprovalHandler
@@ -40,6 +39,7 @@ class Client:
         self._stack = ExitStack()
         self._portal: BlockingPortal | None = None
         self._client: AsyncClient | None = None
+        self._runs: set[Run] = set()
 
     def __enter__(self) -> Client:
         url, options = self._arguments
@@ -60,6 +60,10 @@ class Client:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        # Runs still followed are left first (cancelling the ones they started), while
+        # the connections they need are open.
+        for run in list(self._runs):
+            run.__exit__(None, None, None)
         self._stack.__exit__(kind, error, trace)
         self._portal = self._client = None
 
@@ -91,9 +95,8 @@ class Client:
         **options: Any,
     ) -> Run:
         """Return a run to start with ``with``; see :meth:`AsyncClient.chat`."""
-        return Run(
-            self._ready(), self.aio.chat(prompt, cwd=cwd, on_approval=on_approval, **options)
-        )
+        run = self.aio.chat(prompt, cwd=cwd, on_approval=on_approval, **options)
+        return Run(self._ready(), run, self._runs)
 
     def follow(
         self,
@@ -103,7 +106,8 @@ class Client:
         on_approval: ApprovalHandler | None = None,
     ) -> Run:
         """Return a run to follow with ``with``; see :meth:`AsyncClient.follow`."""
-        return Run(self._ready(), self.aio.follow(process_id, after=after, on_approval=on_approval))
+        run = self.aio.follow(process_id, after=after, on_approval=on_approval)
+        return Run(self._ready(), run, self._runs)
 
     def start(self, prompt: str, *, cwd: str | None = None, **options: Any) -> str:
         """Start a detached run and return its process id."""
@@ -194,11 +198,13 @@ class Run(AbstractContextManager["Run"]):
     started and returns once its processes are gone.
     """
 
-    def __init__(self, portal: BlockingPortal, run: AsyncRun) -> None:
+    def __init__(self, portal: BlockingPortal, run: AsyncRun, client_runs: set[Run]) -> None:
         self._portal = portal
         self._run = run
+        self._client_runs = client_runs  # its client's runs still followed
         self._events: queue.Queue[Any] = queue.Queue()
         self._task: Future[None] | None = None
+        self._started = threading.Event()
         self._finished = threading.Event()
         self._ended: object = None  # _END, or the error the run ended with, once taken
 
@@ -223,7 +229,22 @@ class Run(AbstractContextManager["Run"]):
         return self._run.last_event_id
 
     def __enter__(self) -> Run:
-        self._task, _ = self._portal.start_task(self._pump)
+        """Start (or connect to) the run; returns once it is under way.
+
+        Interrupted meanwhile (Ctrl-C), it cancels a run it started, waits until the
+        gateway says its processes are gone, and re-raises.
+        """
+        self._task = self._portal.start_task_soon(self._pump)
+        self._client_runs.add(self)
+        try:
+            while not (self._started.wait(0.1) or self._finished.is_set()):
+                pass
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        if not self._started.is_set():
+            self._client_runs.discard(self)
+            self._task.result()  # raises what the start raised
         return self
 
     def __exit__(
@@ -237,6 +258,7 @@ class Run(AbstractContextManager["Run"]):
         # The task's own exit cancels the run (bounded); wait for it to say so.
         while not self._finished.wait(0.1):
             pass
+        self._client_runs.discard(self)
 
     def __iter__(self) -> Iterator[Event]:
         while self._ended is None:
@@ -266,10 +288,10 @@ class Run(AbstractContextManager["Run"]):
         """Send a follow-up message into the run."""
         return dict(self._portal.call(self._run.send, prompt))
 
-    async def _pump(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+    async def _pump(self) -> None:
         try:
             async with self._run:
-                task_status.started()
+                self._started.set()
                 try:
                     async for event in self._run:
                         self._events.put(event)
