@@ -35,10 +35,18 @@ def read_key(stream: TextIO) -> str:
     fd = stream.fileno()
     before = termios.tcgetattr(fd)
     try:
-        tty.setcbreak(fd)
+        # TCSANOW: a key pressed once the prompt showed is read, not flushed away
+        # (what was typed before it showed went with drop_typeahead).
+        tty.setcbreak(fd, termios.TCSANOW)
         return os.read(fd, 1).decode(errors="replace")
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, before)
+
+
+def drop_typeahead(stream: TextIO) -> None:
+    """Forget keys typed before a question was shown: a stray "y" must not answer it."""
+    if stream.isatty():
+        termios.tcflush(stream.fileno(), termios.TCIFLUSH)
 
 
 def describe(approval: dict[str, Any]) -> Text:
@@ -60,6 +68,7 @@ def ask(
     console: Console,
     approval: dict[str, Any],
     key: Callable[[], str] = lambda: read_key(sys.stdin),
+    before_asking: Callable[[], None] = lambda: drop_typeahead(sys.stdin),
 ) -> bool:
     """Show the approval and return whether the person allowed it (y) or denied it (n).
 
@@ -67,6 +76,7 @@ def ask(
     """
     console.print(describe(approval))
     while True:
+        before_asking()
         console.print(Text("[y] allow  [n] deny: ", style="bold"), end="")
         pressed = key()
         if pressed in YES or pressed in NO or pressed == "":

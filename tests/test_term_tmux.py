@@ -122,7 +122,11 @@ class TestTerminal:
                     await trio.sleep(0.05)
             tty = terminal(gateway.url)
             await tty.start(workdir, "run", "priced")
-            waiting = await tty.wait_for(lambda screen: "starting Claude Code" in screen)
+            waiting = await tty.wait_for(
+                lambda screen: (
+                    "starting Claude Code" in screen and "queued: number 1 in line" in screen
+                )
+            )
             await gateway.client.delete(f"/chat/{blocker_id}")
             status = await tty.exit_status()
             screen = await tty.screen()
