@@ -141,61 +141,18 @@ class TestRun:
         self, gw: Shared, env: dict[str, str], tmp_path: Path, workdir: Path
     ) -> None:
         """SIGINT (Ctrl-C) cancels the run: exit 130, "cancelled", the CLI gone first."""
-        out, err = tmp_path / "out", tmp_path / "err"
-        with out.open("wb") as stdout, err.open("wb") as stderr:
-            proc = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "cc2api", "run", "hang"],
-                env=env,
-                cwd=workdir,
-                stdout=stdout,
-                stderr=stderr,
-            )
-        try:
-            with trio.fail_after(30):
-                while not (runs := await running(gw)):
-                    await trio.sleep(0.05)
-            proc.send_signal(signal.SIGINT)
-            with trio.fail_after(60):
-                await proc.wait()
-        finally:
-            proc.kill()
-        assert proc.returncode == 130, err.read_text()
-        assert out.read_text().splitlines()[-1] == "cancelled"
-        assert not alive(runs[0]["pid"])
-        run = (await gw.client.get(f"/runs/{runs[0]['process_id']}")).json()
-        assert run["status"] == "cancelled"
+        await interrupt_a_hanging_run(gw, env, tmp_path, workdir)
 
     async def test_sigint_before_the_answer_still_cancels_the_run(
         self, gw: Shared, env: dict[str, str], tmp_path: Path, workdir: Path
     ) -> None:
         """SIGINT while the gateway's answer is still on its way cancels the run, and waits."""
-        out, err = tmp_path / "out", tmp_path / "err"
         async with trio.open_nursery() as nursery:
             proxy = CuttingProxy(int(gw.url.rsplit(":", 1)[1]), hold_answers=3.0)
             await nursery.start(proxy.serve)
-            with out.open("wb") as stdout, err.open("wb") as stderr:
-                proc = await trio.lowlevel.open_process(
-                    [sys.executable, "-m", "cc2api", "run", "hang"],
-                    env={**env, "CC2API_URL": proxy.url},
-                    cwd=workdir,
-                    stdout=stdout,
-                    stderr=stderr,
-                )
-            try:
-                with trio.fail_after(30):
-                    while not (runs := await running(gw)):
-                        await trio.sleep(0.05)
-                proc.send_signal(signal.SIGINT)  # the answer is held: the client waits for it
-                with trio.fail_after(60):
-                    await proc.wait()
-            finally:
-                proc.kill()
-                nursery.cancel_scope.cancel()
-        assert proc.returncode == 130, err.read_text()
-        assert out.read_text().splitlines()[-1] == "cancelled"
-        assert not alive(runs[0]["pid"])
-        run = (await gw.client.get(f"/runs/{runs[0]['process_id']}")).json()
-        assert run["status"] == "cancelled"
+            # The answer is held: the client is still waiting for it when SIGINT comes.
+            await interrupt_a_hanging_run(gw, {**env, "CC2API_URL": proxy.url}, tmp_path, workdir)
+            nursery.cancel_scope.cancel()
 
     async def test_detach_prints_the_process_id_only(
         self, gw: Shared, env: dict[str, str], workdir: Path
@@ -294,6 +251,38 @@ class TestRefusals:
         ran = await cc2api(env, tmp_path, "ps")
         assert ran.returncode == 2
         assert "unauthorized" in ran.stderr
+
+
+async def interrupt_a_hanging_run(
+    gw: Shared, env: dict[str, str], tmp_path: Path, workdir: Path
+) -> None:
+    """Start ``cc2api run hang``, SIGINT it once its CLI runs, and check it cancelled the run.
+
+    Exit 130 and "cancelled" last, the CLI's process gone, the run's record cancelled.
+    """
+    out, err = tmp_path / "out", tmp_path / "err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "cc2api", "run", "hang"],
+            env=env,
+            cwd=workdir,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    try:
+        with trio.fail_after(30):
+            while not (runs := await running(gw)):
+                await trio.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        with trio.fail_after(60):
+            await proc.wait()
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err.read_text()
+    assert out.read_text().splitlines()[-1] == "cancelled"
+    assert not alive(runs[0]["pid"])
+    run = (await gw.client.get(f"/runs/{runs[0]['process_id']}")).json()
+    assert run["status"] == "cancelled"
 
 
 class TestOtherCommands:
