@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from types import TracebackType
@@ -243,25 +244,29 @@ class AsyncRun:
         if self._on_approval is None or event.data.get("refused") is not None:
             return  # refused by the gateway already: nobody may answer it
         approval_id = str(event.data["approval_id"])
-        pending = await self._patiently(self._client.approvals, self._id())
+        patience = self._client.reconnect_timeout
+        pending = await self._patiently(patience, self._client.approvals, self._id())
         if not any(entry.get("approval_id") == approval_id for entry in pending):
             return
         body = await decide(self._on_approval, event.data)
         try:
-            await self._patiently(self._client.approve_body, self._id(), approval_id, body)
+            await self._patiently(
+                patience, self._client.approve_body, self._id(), approval_id, body
+            )
         except ApiError as error:
             # Answered first by someone else or by its timeout, or gone with its turn.
             if error.code not in ("approval_answered", "approval_not_found"):
                 raise
 
+    @staticmethod
     async def _patiently(
-        self, call: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+        patience: float, call: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Await ``call(*args)``, retrying with backoff while the server cannot be reached.
 
-        Gives up with :class:`ConnectionLost` after ``reconnect_timeout``.
+        Gives up with :class:`ConnectionLost` after ``patience`` seconds.
         """
-        delay, deadline = FIRST_DELAY, anyio.current_time() + self._client.reconnect_timeout
+        delay, deadline = FIRST_DELAY, anyio.current_time() + patience
         while True:
             try:
                 return await call(*args, **kwargs)
@@ -282,15 +287,9 @@ class AsyncRun:
                 await self._cancel_until_answered()
 
     async def _cancel_until_answered(self) -> None:
-        delay = FIRST_DELAY
-        while True:
-            try:
-                answer = await self._client.cancel(self._id())
-            except ConnectionLost:
-                await anyio.sleep(delay)  # bounded by _leave's scope
-                delay = min(delay * 2, MAX_DELAY)
-                continue
-            except ClientError:
-                return  # gone already (404), or refused: nothing left to cancel
-            self.done = {"process_id": self.process_id, "status": answer.get("status")}
-            return
+        try:
+            # Retried while the server cannot be reached, for as long as _leave's scope lets.
+            answer = await self._patiently(math.inf, self._client.cancel, self._id())
+        except ClientError:
+            return  # gone already (404), or refused: nothing left to cancel
+        self.done = {"process_id": self.process_id, "status": answer.get("status")}
